@@ -1,0 +1,83 @@
+use std::time::Duration;
+
+use rand::{rngs::StdRng, RngExt, SeedableRng};
+
+use crate::Config;
+
+/// Draws the wait before each retry from [`Config::backoff_bound`], with full jitter when configured.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    rng: StdRng,
+}
+
+const NANOS_PER_SEC: u128 = 1_000_000_000;
+
+impl Backoff {
+    pub(crate) fn new(config: &Config) -> Self {
+        let rng = match config.rng_seed() {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => rand::make_rng(),
+        };
+        Self { rng }
+    }
+
+    /// The wait before retry `attempt` (1-based): uniform in `[0, bound)` with jitter, `bound` without.
+    pub(crate) fn delay(&mut self, config: &Config, attempt: u32) -> Duration {
+        let bound = config.backoff_bound(attempt);
+        if !config.jitter() {
+            return bound;
+        }
+        // Whole nanoseconds, so that millisecond bounds in tests still spread; the bound is at least 1 ms,
+        // so the range is never empty.
+        let nanos = self.rng.random_range(0..bound.as_nanos());
+        Duration::new((nanos / NANOS_PER_SEC) as u64, (nanos % NANOS_PER_SEC) as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_jitter_the_wait_is_the_bound() {
+        let config = Config::default().with_jitter(false);
+        let mut backoff = Backoff::new(&config);
+        let waits: Vec<u64> = (1..=6).map(|n| backoff.delay(&config, n).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
+    }
+
+    #[test]
+    fn jittered_waits_stay_below_their_bound_and_spread() {
+        let config = Config::default().with_rng_seed(7);
+        let mut backoff = Backoff::new(&config);
+        for attempt in 1..=12 {
+            let bound = config.backoff_bound(attempt);
+            let waits: Vec<Duration> = (0..200).map(|_| backoff.delay(&config, attempt)).collect();
+            assert!(waits.iter().all(|w| *w < bound), "attempt {attempt}");
+            // Full jitter uses the whole range: some waits fall in each half.
+            assert!(waits.iter().any(|w| *w < bound / 2));
+            assert!(waits.iter().any(|w| *w >= bound / 2));
+        }
+    }
+
+    #[test]
+    fn seeded_jitter_is_reproducible() {
+        let config = Config::default().with_rng_seed(42);
+        let draw = || {
+            let mut backoff = Backoff::new(&config);
+            (1..=10).map(|n| backoff.delay(&config, n)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(), draw());
+        let other = Config::default().with_rng_seed(43);
+        let mut backoff = Backoff::new(&other);
+        let other_draw: Vec<_> = (1..=10).map(|n| backoff.delay(&other, n)).collect();
+        assert_ne!(draw(), other_draw);
+    }
+
+    #[test]
+    fn huge_bounds_do_not_overflow() {
+        let config = Config::default().with_max_delay(Duration::MAX).with_rng_seed(1);
+        let mut backoff = Backoff::new(&config);
+        assert!(backoff.delay(&config, u32::MAX) < config.backoff_bound(u32::MAX));
+    }
+}

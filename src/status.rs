@@ -1,0 +1,25 @@
+/// What the keeper is doing about one relay, as returned by [`RelayKeeper::status`](crate::RelayKeeper::status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RelayStatus {
+    /// A dial to the relay is in flight.
+    Connecting,
+    /// Connected directly to the relay. With reservations on, a reservation request is in flight.
+    Connected,
+    /// A circuit reservation on the relay is live: the node is reachable through it.
+    Reserved,
+    /// Retry `attempt` (1-based) of the current outage is scheduled and its wait is running.
+    Waiting {
+        /// The number of the retry that is due next.
+        attempt: u32,
+    },
+    /// The keeper made `attempts` failed retries and left the relay alone.
+    /// [`RelayKeeper::retry_now`](crate::RelayKeeper::retry_now) or
+    /// [`RelayKeeper::add_relay`](crate::RelayKeeper::add_relay) revives it.
+    GaveUp {
+        /// How many retries failed.
+        attempts: u32,
+    },
+    /// [`RelayKeeper::stop`](crate::RelayKeeper::stop) was called; nothing is done for any relay any more.
+    Stopped,
+}
