@@ -580,3 +580,432 @@ fn log(event: &Event) {
         }
     }
 }
+
+/// The seed's tests (MetaMask ocap-kernel PR #860 and #918) and where each is proven here.
+///
+/// | # | seed test | here |
+/// |---|-----------|------|
+/// | 1 | re-dials relay when connection closes | [`tests::redials_relay_when_connection_closes`] |
+/// | 2 | does not re-dial for non-relay peer | [`tests::does_not_redial_for_non_relay_peer`] |
+/// | 3 | applies exponential backoff on consecutive failures | `relay::tests::backoff_doubles_to_the_cap_then_gives_up_after_max_attempts` |
+/// | 4 | stops retrying after max attempts | same test, and `tests/relay.rs::relay_down_for_good_gives_up_after_max_attempts` |
+/// | 5 | clears pending reconnects on stop | [`tests::stop_clears_pending_retries`] |
+/// | 6 | no reconnects for close events during stop | [`tests::close_events_after_stop_schedule_nothing`] |
+/// | 7 | stops retrying after a successful reconnect | `relay::tests::a_successful_retry_ends_the_outage_and_leaves_no_timer` |
+/// | 8 | no duplicate reconnects for the same relay | [`tests::one_retry_per_relay_however_many_connections_close`] |
+/// | 9 | no reconnect when the abort signal is already aborted | [`tests::a_stopped_keeper_takes_no_relays`] |
+/// | 10 | cleans up the pending entry when the outer catch fires | N/A: a dial cannot throw here; every dial error arrives as `DialFailure` and is a counted failure ([`tests::any_dial_error_is_a_counted_failure`]) |
+/// | 11 | no leaked timer when stop() runs during an in-flight dial | [`tests::stop_during_an_inflight_dial_leaves_nothing`] |
+/// | 12 | schedules reconnect for relay not connected on startup | [`tests::relay_unreachable_at_start_is_retried`] |
+/// | 13 | schedules reconnect for all relays when none are connected | [`tests::every_unreachable_relay_gets_its_own_retry`] |
+/// | 14 | recovers relay that was down on startup once it is up | `relay::tests::relay_down_at_start_is_retried_and_recovers`, and `tests/relay.rs::relay_started_late_is_reached` |
+/// | 15 | no duplicate startup reconnect when the relay also fires close | [`tests::startup_failure_and_a_close_schedule_one_retry`] |
+#[cfg(test)]
+mod tests {
+    use std::{future::poll_fn, task::Waker, time::Duration};
+
+    use libp2p::swarm::{behaviour::ConnectionClosed, dial_opts::DialOpts};
+
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn fast() -> Config {
+        Config::default()
+            .with_base_delay(Duration::from_millis(1))
+            .with_max_delay(Duration::from_millis(4))
+            .with_jitter(false)
+    }
+
+    fn relay_addr() -> (PeerId, Multiaddr) {
+        let peer = PeerId::random();
+        (peer, format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}").parse().unwrap())
+    }
+
+    fn dialer(addr: &Multiaddr) -> ConnectedPoint {
+        ConnectedPoint::Dialer { address: addr.clone(), role_override: Endpoint::Dialer, port_use: PortUse::Reuse }
+    }
+
+    fn establish(keeper: &mut RelayKeeper, peer: PeerId, id: usize, addr: &Multiaddr) {
+        let endpoint = dialer(addr);
+        keeper.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+            peer_id: peer,
+            connection_id: ConnectionId::new_unchecked(id),
+            endpoint: &endpoint,
+            failed_addresses: &[],
+            other_established: 0,
+        }));
+    }
+
+    fn close(keeper: &mut RelayKeeper, peer: PeerId, id: usize, addr: &Multiaddr, remaining: usize) {
+        let endpoint = dialer(addr);
+        keeper.on_swarm_event(FromSwarm::ConnectionClosed(ConnectionClosed {
+            peer_id: peer,
+            connection_id: ConnectionId::new_unchecked(id),
+            endpoint: &endpoint,
+            cause: None,
+            remaining_established: remaining,
+        }));
+    }
+
+    fn fail_dial(keeper: &mut RelayKeeper, peer: PeerId, connection: ConnectionId) {
+        keeper.on_swarm_event(FromSwarm::DialFailure(DialFailure {
+            peer_id: Some(peer),
+            error: &DialError::Aborted,
+            connection_id: connection,
+        }));
+    }
+
+    /// Everything the keeper has to say right now, without waiting for any timer.
+    fn drain(keeper: &mut RelayKeeper) -> Vec<ToSwarm<Event, FromBehaviour>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        std::iter::from_fn(|| match keeper.poll(&mut cx) {
+            Poll::Ready(action) => Some(action),
+            Poll::Pending => None,
+        })
+        .collect()
+    }
+
+    /// The next action, waiting for timers; panics after [`TIMEOUT`].
+    async fn next(keeper: &mut RelayKeeper) -> ToSwarm<Event, FromBehaviour> {
+        tokio::time::timeout(TIMEOUT, poll_fn(|cx| keeper.poll(cx)))
+            .await
+            .expect("the keeper acts before the timeout")
+    }
+
+    async fn next_dial(keeper: &mut RelayKeeper) -> DialOpts {
+        loop {
+            if let ToSwarm::Dial { opts } = next(keeper).await {
+                return opts;
+            }
+        }
+    }
+
+    fn dials(actions: &[ToSwarm<Event, FromBehaviour>]) -> Vec<ConnectionId> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                ToSwarm::Dial { opts } => Some(opts.connection_id()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A keeper holding `relay` through connection 1, its first dial already taken.
+    fn connected(config: Config) -> (RelayKeeper, PeerId, Multiaddr) {
+        let (peer, addr) = relay_addr();
+        let mut keeper = RelayKeeper::new(config);
+        keeper.add_relay(addr.clone()).unwrap();
+        drain(&mut keeper);
+        establish(&mut keeper, peer, 1, &addr);
+        drain(&mut keeper);
+        (keeper, peer, addr)
+    }
+
+    #[tokio::test]
+    async fn redials_relay_when_connection_closes() {
+        let (mut keeper, peer, addr) = connected(fast());
+        close(&mut keeper, peer, 1, &addr, 0);
+        let opts = next_dial(&mut keeper).await;
+        assert_eq!(opts.get_peer_id(), Some(peer));
+        let addrs = keeper
+            .handle_pending_outbound_connection(opts.connection_id(), Some(peer), &[], Endpoint::Dialer)
+            .unwrap();
+        assert_eq!(addrs, [addr], "the keeper supplies the relay's addresses to the dial");
+    }
+
+    #[test]
+    fn dials_yield_to_existing_connections_and_dials() {
+        let (peer, addr) = relay_addr();
+        let mut keeper = RelayKeeper::new(fast());
+        keeper.add_relay(addr).unwrap();
+        let actions = drain(&mut keeper);
+        let [ToSwarm::Dial { opts }] = actions.as_slice() else { panic!("{actions:?}") };
+        assert_eq!(opts.get_peer_id(), Some(peer));
+        // The condition has no public getter; its debug form names it.
+        assert!(format!("{opts:?}").contains("DisconnectedAndNotDialing"), "{opts:?}");
+    }
+
+    #[test]
+    fn does_not_redial_for_non_relay_peer() {
+        let (mut keeper, _, _) = connected(fast());
+        let (other, other_addr) = relay_addr();
+        establish(&mut keeper, other, 7, &other_addr);
+        close(&mut keeper, other, 7, &other_addr, 0);
+        assert!(drain(&mut keeper).is_empty());
+        assert!(keeper.deadlines.is_empty());
+    }
+
+    #[test]
+    fn relayed_connections_are_not_connections_to_the_relay() {
+        let (mut keeper, peer, addr) = connected(fast());
+        let circuit = addr.clone().with(Protocol::P2pCircuit);
+        establish(&mut keeper, peer, 2, &circuit);
+        close(&mut keeper, peer, 1, &addr, 1);
+        assert!(keeper.deadlines.len() == 1, "the direct connection is gone: retry scheduled");
+        close(&mut keeper, peer, 2, &circuit, 0);
+        assert_eq!(keeper.deadlines.len(), 1);
+    }
+
+    #[test]
+    fn stop_clears_pending_retries() {
+        let (mut keeper, peer, addr) = connected(fast());
+        close(&mut keeper, peer, 1, &addr, 0);
+        assert_eq!(keeper.deadlines.len(), 1);
+        keeper.stop();
+        assert!(keeper.deadlines.is_empty());
+        assert!(keeper.timer.is_none());
+        let actions = drain(&mut keeper);
+        assert!(actions.iter().all(|a| matches!(a, ToSwarm::NotifyHandler { .. })), "{actions:?}");
+        assert_eq!(keeper.status(&peer), Some(RelayStatus::Stopped));
+        assert!(!keeper.retry_now(&peer));
+        keeper.stop();
+        assert!(drain(&mut keeper).is_empty(), "stop is idempotent");
+    }
+
+    #[test]
+    fn close_events_after_stop_schedule_nothing() {
+        let (mut keeper, peer, addr) = connected(fast());
+        keeper.stop();
+        drain(&mut keeper);
+        close(&mut keeper, peer, 1, &addr, 0);
+        assert!(drain(&mut keeper).is_empty());
+        assert!(keeper.deadlines.is_empty());
+    }
+
+    #[test]
+    fn one_retry_per_relay_however_many_connections_close() {
+        let (mut keeper, peer, addr) = connected(fast());
+        establish(&mut keeper, peer, 2, &addr);
+        close(&mut keeper, peer, 1, &addr, 1);
+        assert!(keeper.deadlines.is_empty(), "another direct connection remains");
+        close(&mut keeper, peer, 2, &addr, 0);
+        close(&mut keeper, peer, 2, &addr, 0);
+        assert_eq!(keeper.deadlines.len(), 1);
+        let events: Vec<_> = drain(&mut keeper)
+            .into_iter()
+            .filter(|a| matches!(a, ToSwarm::GenerateEvent(Event::ReconnectScheduled { .. })))
+            .collect();
+        assert_eq!(events.len(), 1);
+    }
+
+    #[test]
+    fn a_stopped_keeper_takes_no_relays() {
+        let mut keeper = RelayKeeper::new(fast());
+        keeper.stop();
+        let (_, addr) = relay_addr();
+        assert_eq!(keeper.add_relay(addr), Err(AddRelayError::Stopped));
+        assert_eq!(keeper.relays().count(), 0);
+        assert!(drain(&mut keeper).is_empty());
+    }
+
+    #[test]
+    fn any_dial_error_is_a_counted_failure() {
+        let (peer, addr) = relay_addr();
+        let mut keeper = RelayKeeper::new(fast());
+        keeper.add_relay(addr).unwrap();
+        let dial = dials(&drain(&mut keeper))[0];
+        keeper.on_swarm_event(FromSwarm::DialFailure(DialFailure {
+            peer_id: Some(peer),
+            error: &DialError::NoAddresses,
+            connection_id: dial,
+        }));
+        assert_eq!(keeper.status(&peer), Some(RelayStatus::Waiting { attempt: 1 }));
+        assert_eq!(keeper.deadlines.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn stop_during_an_inflight_dial_leaves_nothing() {
+        let (mut keeper, peer, addr) = connected(fast());
+        close(&mut keeper, peer, 1, &addr, 0);
+        let dial = next_dial(&mut keeper).await.connection_id();
+        keeper.stop();
+        drain(&mut keeper);
+        fail_dial(&mut keeper, peer, dial);
+        establish(&mut keeper, peer, 3, &addr);
+        assert!(drain(&mut keeper).is_empty(), "no dial, listen or event after stop");
+        assert!(keeper.deadlines.is_empty());
+    }
+
+    #[test]
+    fn queued_work_is_dropped_by_stop() {
+        let (peer, addr) = relay_addr();
+        let mut keeper = RelayKeeper::new(fast());
+        keeper.add_relay(addr).unwrap();
+        keeper.stop();
+        assert!(drain(&mut keeper).is_empty(), "the queued first dial is not raised");
+        assert_eq!(keeper.status(&peer), Some(RelayStatus::Stopped));
+    }
+
+    #[test]
+    fn relay_unreachable_at_start_is_retried() {
+        let (peer, addr) = relay_addr();
+        let mut keeper = RelayKeeper::new(fast());
+        keeper.add_relay(addr).unwrap();
+        let dial = dials(&drain(&mut keeper))[0];
+        fail_dial(&mut keeper, peer, dial);
+        let actions = drain(&mut keeper);
+        assert!(
+            matches!(actions.as_slice(), [ToSwarm::GenerateEvent(Event::ReconnectScheduled { attempt: 1, .. })]),
+            "{actions:?}"
+        );
+    }
+
+    #[test]
+    fn every_unreachable_relay_gets_its_own_retry() {
+        let mut keeper = RelayKeeper::new(fast());
+        let relays: Vec<PeerId> = (0..3).map(|_| keeper.add_relay(relay_addr().1).unwrap()).collect();
+        let actions = drain(&mut keeper);
+        for action in actions {
+            let ToSwarm::Dial { opts } = action else { continue };
+            fail_dial(&mut keeper, opts.get_peer_id().unwrap(), opts.connection_id());
+        }
+        assert_eq!(keeper.deadlines.len(), 3);
+        for relay in relays {
+            assert_eq!(keeper.status(&relay), Some(RelayStatus::Waiting { attempt: 1 }));
+        }
+    }
+
+    #[test]
+    fn startup_failure_and_a_close_schedule_one_retry() {
+        let (peer, addr) = relay_addr();
+        let mut keeper = RelayKeeper::new(fast());
+        keeper.add_relay(addr.clone()).unwrap();
+        let dial = dials(&drain(&mut keeper))[0];
+        fail_dial(&mut keeper, peer, dial);
+        close(&mut keeper, peer, 9, &addr, 0);
+        assert_eq!(keeper.deadlines.len(), 1);
+        assert_eq!(keeper.status(&peer), Some(RelayStatus::Waiting { attempt: 1 }));
+    }
+
+    #[tokio::test]
+    async fn mutators_wake_an_idle_keeper() {
+        let mut keeper = RelayKeeper::new(fast());
+        // Park the keeper as an idle swarm would, then add a relay from outside.
+        assert!(poll_fn(|cx| Poll::Ready(keeper.poll(cx).is_pending())).await);
+        let (woken, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(keeper.poll(&mut cx).is_pending());
+        keeper.add_relay(relay_addr().1).unwrap();
+        assert_eq!(woken(), 1);
+        assert!(keeper.poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn an_idle_keeper_does_no_work_in_poll() {
+        let (mut keeper, peer, addr) = connected(fast());
+        let listener = *keeper.listeners.keys().next().unwrap();
+        let circuit = addr.with(Protocol::P2pCircuit);
+        keeper.on_swarm_event(FromSwarm::NewListenAddr(NewListenAddr { listener_id: listener, addr: &circuit }));
+        drain(&mut keeper);
+        assert_eq!(keeper.status(&peer), Some(RelayStatus::Reserved));
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..100 {
+            assert!(keeper.poll(&mut cx).is_pending());
+        }
+        assert!(keeper.pending.is_empty());
+        assert!(keeper.deadlines.is_empty());
+        assert!(keeper.timer.is_none());
+    }
+
+    #[test]
+    fn remove_relay_cancels_everything_for_it_and_emits_nothing() {
+        let (mut keeper, peer, addr) = connected(fast());
+        close(&mut keeper, peer, 1, &addr, 0);
+        assert!(keeper.remove_relay(&peer));
+        assert!(!keeper.remove_relay(&peer));
+        assert!(keeper.deadlines.is_empty());
+        assert!(drain(&mut keeper).is_empty(), "the scheduled-retry event is dropped too");
+        assert_eq!(keeper.status(&peer), None);
+        establish(&mut keeper, peer, 5, &addr);
+        assert!(drain(&mut keeper).is_empty());
+    }
+
+    #[test]
+    fn remove_relay_removes_the_keepers_listener_and_releases_keep_alive() {
+        let (mut keeper, peer, _) = connected(fast());
+        let listener = *keeper.listeners.keys().next().unwrap();
+        assert!(keeper.remove_relay(&peer));
+        let actions = drain(&mut keeper);
+        assert!(actions.iter().any(|a| matches!(a, ToSwarm::RemoveListener { id } if *id == listener)));
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            ToSwarm::NotifyHandler { event: FromBehaviour::KeepAlive(false), .. }
+        )));
+    }
+
+    #[test]
+    fn bad_addresses_change_nothing() {
+        let mut keeper = RelayKeeper::new(fast());
+        let (peer, addr) = relay_addr();
+        let cases = [
+            ("/ip4/127.0.0.1/tcp/1".parse().unwrap(), AddRelayError::MissingPeerId),
+            (format!("/p2p/{peer}").parse().unwrap(), AddRelayError::MissingTransport),
+            (addr.with(Protocol::P2pCircuit), AddRelayError::CircuitAddress),
+        ];
+        for (addr, error) in cases {
+            assert_eq!(keeper.add_relay(addr), Err(error));
+        }
+        assert_eq!(keeper.relays().count(), 0);
+        assert!(drain(&mut keeper).is_empty());
+    }
+
+    #[test]
+    fn a_relay_connected_before_it_is_added_is_reserved_without_a_dial() {
+        let (peer, addr) = relay_addr();
+        let mut keeper = RelayKeeper::new(fast());
+        establish(&mut keeper, peer, 1, &addr);
+        keeper.add_relay(addr).unwrap();
+        let actions = drain(&mut keeper);
+        assert!(dials(&actions).is_empty());
+        assert!(actions.iter().any(|a| matches!(a, ToSwarm::ListenOn { .. })));
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            ToSwarm::NotifyHandler { event: FromBehaviour::KeepAlive(true), .. }
+        )));
+    }
+
+    #[test]
+    fn a_listener_on_a_swarm_without_relay_transport_gives_up() {
+        let (mut keeper, peer, addr) = connected(fast());
+        let listener = *keeper.listeners.keys().next().unwrap();
+        let error = TransportError::<std::io::Error>::MultiaddrNotSupported(addr);
+        keeper.on_swarm_event(FromSwarm::ListenerError(ListenerError { listener_id: listener, err: &error }));
+        assert_eq!(keeper.status(&peer), Some(RelayStatus::GaveUp { attempts: 0 }));
+        assert!(keeper.deadlines.is_empty());
+    }
+
+    #[test]
+    fn the_applications_listener_is_adopted_and_then_tracked() {
+        let (mut keeper, peer, addr) = connected(fast());
+        let ours = *keeper.listeners.keys().next().unwrap();
+        keeper.on_swarm_event(FromSwarm::ListenerClosed(ListenerClosed { listener_id: ours, reason: Ok(()) }));
+        assert_eq!(keeper.deadlines.len(), 1);
+        let theirs = ListenerId::next();
+        let circuit = addr.with(Protocol::P2pCircuit);
+        keeper.on_swarm_event(FromSwarm::NewListenAddr(NewListenAddr { listener_id: theirs, addr: &circuit }));
+        assert_eq!(keeper.status(&peer), Some(RelayStatus::Reserved));
+        assert!(keeper.deadlines.is_empty());
+        keeper.on_swarm_event(FromSwarm::ListenerClosed(ListenerClosed { listener_id: theirs, reason: Ok(()) }));
+        assert_eq!(keeper.status(&peer), Some(RelayStatus::Waiting { attempt: 1 }));
+        // The keeper removes only listeners it opened.
+        keeper.remove_relay(&peer);
+        assert!(!drain(&mut keeper).iter().any(|a| matches!(a, ToSwarm::RemoveListener { .. })));
+    }
+
+    fn counting_waker() -> (impl Fn() -> usize, Waker) {
+        use std::sync::{
+            atomic::{AtomicUsize, Ordering},
+            Arc,
+        };
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        (move || count.0.load(Ordering::SeqCst), waker)
+    }
+}
