@@ -1,0 +1,308 @@
+//! Real swarms for the integration tests: a relay server, a client with the keeper, and a peer that dials the
+//! client through the relay. Every wait is bounded; every spawned task ends with its handle.
+
+#![allow(dead_code)] // Each test binary uses its own part of this module.
+
+use std::{future::Future, time::Duration};
+
+use futures::StreamExt;
+use libp2p::{
+    core::{muxing::StreamMuxerBox, transport::MemoryTransport, upgrade::Version},
+    identify,
+    identity::Keypair,
+    multiaddr::Protocol,
+    noise, plaintext, relay,
+    swarm::{behaviour::toggle::Toggle, NetworkBehaviour, SwarmEvent},
+    tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder, Transport,
+};
+use libp2p_relay_keeper::{Config, Event, RelayKeeper};
+use tokio::task::JoinHandle;
+
+/// How long any one wait in a test may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The transport under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Net {
+    Tcp,
+    Memory,
+}
+
+impl Net {
+    fn any_addr(self) -> Multiaddr {
+        match self {
+            Net::Tcp => "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            Net::Memory => Multiaddr::empty().with(Protocol::Memory(0)),
+        }
+    }
+}
+
+fn swarm<B: NetworkBehaviour>(
+    net: Net,
+    key: Keypair,
+    behaviour: impl FnOnce(&Keypair, relay::client::Behaviour) -> B,
+) -> Swarm<B> {
+    let builder = SwarmBuilder::with_existing_identity(key).with_tokio();
+    let config = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(10));
+    match net {
+        Net::Tcp => builder
+            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+            .unwrap()
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|key, client| behaviour(key, client))
+            .unwrap()
+            .with_swarm_config(config)
+            .build(),
+        Net::Memory => builder
+            .with_other_transport(|key| {
+                MemoryTransport::default()
+                    .upgrade(Version::V1)
+                    .authenticate(plaintext::Config::new(key))
+                    .multiplex(yamux::Config::default())
+                    .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+            })
+            .unwrap()
+            .with_relay_client(|key: &Keypair| Ok::<_, std::convert::Infallible>(plaintext::Config::new(key)), yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|key, client| behaviour(key, client))
+            .unwrap()
+            .with_swarm_config(config)
+            .build(),
+    }
+}
+
+fn identify(key: &Keypair) -> identify::Behaviour {
+    identify::Behaviour::new(identify::Config::new("/relay-keeper-test/1".into(), key.public()))
+}
+
+#[derive(NetworkBehaviour)]
+pub struct RelayBehaviour {
+    relay: relay::Behaviour,
+    identify: identify::Behaviour,
+}
+
+/// How a relay learns the external address it needs before it offers HOP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum External {
+    /// Set at start: reservations are accepted at once.
+    AtStart,
+    /// From identify's observed address, as rust-libp2p's relay-server example does: a freshly started relay
+    /// refuses reservations until a peer has told it its address.
+    FromIdentify,
+}
+
+/// A relay server running in its own task.
+pub struct RelayServer {
+    pub key: Keypair,
+    pub peer_id: PeerId,
+    /// The relay's address, ending in `/p2p/<peer id>`.
+    pub addr: Multiaddr,
+    kill: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl RelayServer {
+    /// Starts a relay at `listen` (an ephemeral address when `None`) with the given identity.
+    pub async fn start(net: Net, key: Keypair, listen: Option<Multiaddr>, external: External, config: relay::Config) -> Self {
+        let peer_id = key.public().to_peer_id();
+        let mut swarm = swarm(net, key.clone(), |key, _| RelayBehaviour {
+            relay: relay::Behaviour::new(key.public().to_peer_id(), config),
+            identify: identify(key),
+        });
+        let listener = swarm.listen_on(listen.unwrap_or_else(|| net.any_addr())).unwrap();
+        let transport_addr = within("relay listening", async {
+            loop {
+                if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                    break address;
+                }
+            }
+        })
+        .await;
+        if external == External::AtStart {
+            swarm.add_external_address(transport_addr.clone());
+        }
+        let (kill, mut killed) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut killed => break,
+                    event = swarm.select_next_some() => match event {
+                        SwarmEvent::Behaviour(RelayBehaviourEvent::Identify(identify::Event::Received {
+                            info, ..
+                        })) if external == External::FromIdentify => swarm.add_external_address(info.observed_addr),
+                        _ => {}
+                    },
+                }
+            }
+            // A memory port is freed only by removing its listener; connections still drop with the swarm,
+            // without any goodbye to the peers.
+            swarm.remove_listener(listener);
+        });
+        Self { key, peer_id, addr: transport_addr.with(Protocol::P2p(peer_id)), kill, task }
+    }
+
+    /// Starts a relay with a fresh identity on an ephemeral address, accepting reservations at once.
+    pub async fn spawn(net: Net) -> Self {
+        Self::start(net, Keypair::generate_ed25519(), None, External::AtStart, relay::Config::default()).await
+    }
+
+    /// The address the relay listens on, without its peer id.
+    pub fn transport_addr(&self) -> Multiaddr {
+        let mut addr = self.addr.clone();
+        addr.pop();
+        addr
+    }
+
+    /// Kills the relay: its swarm, with every connection, is dropped at once.
+    pub async fn kill(self) -> (Keypair, Multiaddr) {
+        let transport_addr = self.transport_addr();
+        let _ = self.kill.send(());
+        let _ = self.task.await;
+        (self.key, transport_addr)
+    }
+
+    /// Kills the relay and starts it again with the same identity and address.
+    pub async fn restart(self, net: Net, external: External) -> Self {
+        let (key, addr) = self.kill().await;
+        Self::start(net, key, Some(addr), external, relay::Config::default()).await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+pub struct ClientBehaviour {
+    pub relay: relay::client::Behaviour,
+    pub keeper: RelayKeeper,
+    pub identify: Toggle<identify::Behaviour>,
+}
+
+/// A node behind "NAT": reachable only through the relays its keeper keeps.
+pub struct Client {
+    pub swarm: Swarm<ClientBehaviour>,
+    /// Every keeper event so far, in order.
+    pub events: Vec<Event>,
+    /// Every reservation renewal the relay client reported.
+    pub renewals: usize,
+    /// Dials the swarm started to each peer.
+    pub dials: Vec<PeerId>,
+}
+
+/// A keeper config with millisecond backoff and a seeded jitter, for tests.
+pub fn fast_config() -> Config {
+    Config::default()
+        .with_base_delay(Duration::from_millis(20))
+        .with_max_delay(Duration::from_millis(200))
+        .with_rng_seed(1)
+}
+
+impl Client {
+    pub fn new(net: Net, config: Config, with_identify: bool) -> Self {
+        let swarm = swarm(net, Keypair::generate_ed25519(), |key, relay| ClientBehaviour {
+            relay,
+            keeper: RelayKeeper::new(config),
+            identify: with_identify.then(|| identify(key)).into(),
+        });
+        Self { swarm, events: Vec::new(), renewals: 0, dials: Vec::new() }
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    pub fn keeper(&mut self) -> &mut RelayKeeper {
+        &mut self.swarm.behaviour_mut().keeper
+    }
+
+    fn record(&mut self, event: SwarmEvent<ClientBehaviourEvent>) -> Option<Event> {
+        match event {
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Keeper(event)) => {
+                self.events.push(event.clone());
+                return Some(event);
+            }
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Relay(relay::client::Event::ReservationReqAccepted {
+                renewal: true,
+                ..
+            })) => self.renewals += 1,
+            SwarmEvent::Dialing { peer_id: Some(peer), .. } => self.dials.push(peer),
+            _ => {}
+        }
+        None
+    }
+
+    /// Drives the swarm until the keeper emits an event `pick` returns something for.
+    pub async fn wait_for<T>(&mut self, what: &str, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+        within(what, async {
+            loop {
+                let event = self.swarm.select_next_some().await;
+                if let Some(found) = self.record(event).as_ref().and_then(&mut pick) {
+                    return found;
+                }
+            }
+        })
+        .await
+    }
+
+    /// Drives the swarm until the keeper reports a live reservation on `relay`.
+    pub async fn wait_reserved(&mut self, relay: PeerId) -> Multiaddr {
+        self.wait_for("reservation", |e| match e {
+            Event::Reserved { relay: r, addr } if *r == relay => Some(addr.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Drives the swarm while `work` runs, so that the client answers it.
+    pub async fn serve_while<F: Future>(&mut self, what: &str, work: F) -> F::Output {
+        let mut work = std::pin::pin!(work);
+        within(what, async {
+            loop {
+                tokio::select! {
+                    output = &mut work => return output,
+                    event = self.swarm.select_next_some() => { self.record(event); }
+                }
+            }
+        })
+        .await
+    }
+
+    /// Drives the swarm for `duration`, for tests that check that something does *not* happen.
+    pub async fn serve_for(&mut self, duration: Duration) {
+        let _ = tokio::time::timeout(duration, async {
+            loop {
+                let event = self.swarm.select_next_some().await;
+                self.record(event);
+            }
+        })
+        .await;
+    }
+
+    pub fn count(&self, pick: impl Fn(&Event) -> bool) -> usize {
+        self.events.iter().filter(|e| pick(e)).count()
+    }
+}
+
+/// A fresh peer dials `target` at its circuit address `addr` (as the keeper reported it, ending in
+/// `/p2p-circuit/p2p/<target>`); resolves once the relayed connection is up.
+pub async fn reach_through_relay(net: Net, addr: Multiaddr, target: PeerId) {
+    let mut dialer = swarm(net, Keypair::generate_ed25519(), |_, relay| relay);
+    dialer.dial(addr.clone()).unwrap();
+    loop {
+        match dialer.select_next_some().await {
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } if peer_id == target => {
+                assert!(endpoint.is_relayed(), "reached {target} through the relay");
+                return;
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } if peer == target => {
+                panic!("dialing {addr} failed: {error}")
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Awaits `work`, failing the test with `what` if it takes longer than [`TIMEOUT`].
+pub async fn within<F: Future>(what: &str, work: F) -> F::Output {
+    tokio::time::timeout(TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {TIMEOUT:?} waiting for {what}"))
+}

@@ -1,0 +1,172 @@
+//! The keeper against a real `relay::Behaviour` server, over TCP on 127.0.0.1 and the memory transport.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fast_config, reach_through_relay, Client, External, Net, RelayServer};
+use libp2p::{identity::Keypair, relay};
+use libp2p_relay_keeper::{Event, RelayStatus};
+
+async fn reservation_survives_a_relay_restart(net: Net) {
+    let relay = RelayServer::spawn(net).await;
+    let mut client = Client::new(net, fast_config(), false);
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    assert_eq!(relay_id, relay.peer_id);
+
+    let circuit = client.wait_reserved(relay_id).await;
+    let target = client.peer_id();
+    client.serve_while("a peer reaching the client", reach_through_relay(net, circuit, target)).await;
+
+    let relay = relay.restart(net, External::AtStart).await;
+    let circuit = client.wait_reserved(relay_id).await;
+    assert!(client.count(|e| matches!(e, Event::Reconnected { .. })) >= 1);
+    client.serve_while("a peer reaching the client again", reach_through_relay(net, circuit, target)).await;
+    assert_eq!(client.keeper().status(&relay_id), Some(RelayStatus::Reserved));
+    relay.kill().await;
+}
+
+#[tokio::test]
+async fn reservation_survives_a_relay_restart_over_tcp() {
+    reservation_survives_a_relay_restart(Net::Tcp).await;
+}
+
+#[tokio::test]
+async fn reservation_survives_a_relay_restart_over_memory() {
+    reservation_survives_a_relay_restart(Net::Memory).await;
+}
+
+#[tokio::test]
+async fn relay_down_for_good_gives_up_after_max_attempts() {
+    let relay = RelayServer::spawn(Net::Tcp).await;
+    let mut client = Client::new(Net::Tcp, fast_config().with_max_attempts(Some(4)), false);
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+    let dials_before = client.dials.len();
+
+    relay.kill().await;
+    let attempts = client
+        .wait_for("giving up", |e| match e {
+            Event::GaveUp { attempts, .. } => Some(*attempts),
+            _ => None,
+        })
+        .await;
+    assert_eq!(attempts, 4);
+    let retries = client.dials[dials_before..].iter().filter(|p| **p == relay_id).count();
+    assert_eq!(retries, 4, "exactly max_attempts dials after the loss");
+    assert_eq!(client.keeper().status(&relay_id), Some(RelayStatus::GaveUp { attempts: 4 }));
+    // Nothing more happens once given up.
+    client.serve_for(Duration::from_millis(500)).await;
+    assert_eq!(client.dials.len(), dials_before + 4);
+}
+
+#[tokio::test]
+async fn relay_started_late_is_reached() {
+    let key = Keypair::generate_ed25519();
+    // Learn a free port, then leave it unused while the client starts.
+    let (key, addr) = RelayServer::start(Net::Tcp, key, None, External::AtStart, relay::Config::default())
+        .await
+        .kill()
+        .await;
+    let relay_addr = addr.clone().with(libp2p::multiaddr::Protocol::P2p(key.public().to_peer_id()));
+    let mut client = Client::new(Net::Tcp, fast_config().with_max_attempts(None), false);
+    let relay_id = client.keeper().add_relay(relay_addr).unwrap();
+    client
+        .wait_for("a retry of the unreachable relay", |e| match e {
+            Event::ReconnectScheduled { attempt: 2, .. } => Some(()),
+            _ => None,
+        })
+        .await;
+
+    let relay = RelayServer::start(Net::Tcp, key, Some(addr), External::AtStart, relay::Config::default()).await;
+    client.wait_reserved(relay_id).await;
+    assert!(client.count(|e| matches!(e, Event::Reconnected { attempts, .. } if *attempts >= 2)) == 1);
+    relay.kill().await;
+}
+
+#[tokio::test]
+async fn relay_restarted_under_another_identity_counts_as_failures() {
+    let relay = RelayServer::spawn(Net::Tcp).await;
+    let mut client = Client::new(Net::Tcp, fast_config().with_max_attempts(Some(3)), false);
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+
+    let (_, addr) = relay.kill().await;
+    let impostor =
+        RelayServer::start(Net::Tcp, Keypair::generate_ed25519(), Some(addr), External::AtStart, relay::Config::default())
+            .await;
+    let attempts = client
+        .wait_for("giving up", |e| match e {
+            Event::GaveUp { attempts, .. } => Some(*attempts),
+            _ => None,
+        })
+        .await;
+    assert_eq!(attempts, 3);
+    assert_eq!(client.count(|e| matches!(e, Event::Reserved { .. })), 1);
+    impostor.kill().await;
+}
+
+#[tokio::test]
+async fn renewals_raise_no_second_reserved() {
+    let config = relay::Config { reservation_duration: Duration::from_secs(2), ..Default::default() };
+    let relay = RelayServer::start(Net::Tcp, Keypair::generate_ed25519(), None, External::AtStart, config).await;
+    let mut client = Client::new(Net::Tcp, fast_config(), false);
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+    common::within("two renewals", async {
+        while client.renewals < 2 {
+            client.serve_for(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(client.count(|e| matches!(e, Event::Reserved { .. })), 1);
+    assert_eq!(client.count(|e| matches!(e, Event::ReconnectScheduled { .. })), 0);
+    relay.kill().await;
+}
+
+#[tokio::test]
+async fn a_freshly_restarted_relay_is_reserved_as_soon_as_it_offers_hop() {
+    // A backoff far longer than the test's timeout: only the reaction to HOP can restore the reservation.
+    let config = fast_config()
+        .with_base_delay(Duration::from_secs(600))
+        .with_max_delay(Duration::from_secs(600))
+        .with_jitter(false);
+    let relay = RelayServer::start(
+        Net::Tcp,
+        Keypair::generate_ed25519(),
+        None,
+        External::FromIdentify,
+        relay::Config::default(),
+    )
+    .await;
+    let mut client = Client::new(Net::Tcp, config, true);
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+
+    let relay = relay.restart(Net::Tcp, External::FromIdentify).await;
+    client
+        .wait_for("the loss", |e| matches!(e, Event::ReconnectScheduled { .. }).then_some(()))
+        .await;
+    assert!(client.keeper().retry_now(&relay_id));
+    client.wait_reserved(relay_id).await;
+    relay.kill().await;
+}
+
+#[tokio::test]
+async fn the_keeper_keeps_an_idle_relay_connection_alive_without_reservations() {
+    let relay = RelayServer::spawn(Net::Tcp).await;
+    let config = fast_config().with_reservations(false);
+    let mut client = Client::new(Net::Tcp, config, false);
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    common::within("the connection", async {
+        while client.keeper().status(&relay_id) != Some(RelayStatus::Connected) {
+            client.serve_for(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    // Longer than the swarm's 10 s idle timeout.
+    client.serve_for(Duration::from_secs(12)).await;
+    assert!(client.swarm.is_connected(&relay_id));
+    assert_eq!(client.count(|e| matches!(e, Event::ReconnectScheduled { .. })), 0);
+    relay.kill().await;
+}
