@@ -78,16 +78,16 @@ impl libp2p::swarm::ConnectionHandler for Handler {
 
     fn on_connection_event(&mut self, event: ConnectionEvent<Self::InboundProtocol, Self::OutboundProtocol>) {
         match event {
-            ConnectionEvent::RemoteProtocolsChange(ProtocolsChange::Added(mut added)) => {
-                if !self.hop && added.any(|p| *p == HOP_PROTOCOL_NAME) {
-                    self.hop = true;
-                    self.hop_enabled = true;
-                }
+            ConnectionEvent::RemoteProtocolsChange(ProtocolsChange::Added(added))
+                if !self.hop && added.clone().any(|p| *p == HOP_PROTOCOL_NAME) =>
+            {
+                self.hop = true;
+                self.hop_enabled = true;
             }
-            ConnectionEvent::RemoteProtocolsChange(ProtocolsChange::Removed(mut removed)) => {
-                if removed.any(|p| *p == HOP_PROTOCOL_NAME) {
-                    self.hop = false;
-                }
+            ConnectionEvent::RemoteProtocolsChange(ProtocolsChange::Removed(removed))
+                if removed.clone().any(|p| *p == HOP_PROTOCOL_NAME) =>
+            {
+                self.hop = false;
             }
             ConnectionEvent::FullyNegotiatedInbound(inbound) => {
                 libp2p::core::util::unreachable(inbound.protocol)

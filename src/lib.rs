@@ -85,9 +85,15 @@
 //! connections alive, so a black-holed link can look up for a long time. Close the connection on a ping
 //! failure and the keeper takes it from there:
 //!
-//! ```ignore
-//! SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { connection, result: Err(_), .. })) => {
-//!     swarm.close_connection(connection);
+//! ```
+//! use libp2p::{ping, swarm::NetworkBehaviour, Swarm};
+//!
+//! /// Call this with every `ping::Event` your swarm reports.
+//! fn on_ping<B: NetworkBehaviour>(swarm: &mut Swarm<B>, event: ping::Event) {
+//!     if let Err(failure) = event.result {
+//!         tracing::debug!(peer = %event.peer, %failure, "ping failed; closing the connection");
+//!         swarm.close_connection(event.connection);
+//!     }
 //! }
 //! ```
 
