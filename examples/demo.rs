@@ -13,8 +13,8 @@ use std::{
 
 use futures::StreamExt;
 use libp2p::{
-    identify, identity::Keypair, multiaddr::Protocol, noise, relay, swarm::NetworkBehaviour, swarm::SwarmEvent,
-    tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder,
+    identify, identity::Keypair, multiaddr::Protocol, noise, relay, swarm::NetworkBehaviour,
+    swarm::SwarmEvent, tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder,
 };
 use libp2p_relay_keeper::{Config, Event, RelayKeeper};
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -47,7 +47,11 @@ fn tcp_swarm<B: NetworkBehaviour>(
 ) -> Result<Swarm<B>, Box<dyn Error>> {
     Ok(SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
         .with_relay_client(noise::Config::new, yamux::Config::default)?
         .with_behaviour(|key, client| behaviour(key, client))?
         .build())
@@ -65,7 +69,10 @@ impl Timeline {
 /// Runs a relay like rust-libp2p's relay-server example: it offers reservations once identify has told it its
 /// external address, so a freshly restarted relay refuses the first reservation. Returns its address and a
 /// switch that kills it.
-async fn start_relay(key: Keypair, port: u16) -> Result<(Multiaddr, oneshot::Sender<()>, JoinHandle<()>), Box<dyn Error>> {
+async fn start_relay(
+    key: Keypair,
+    port: u16,
+) -> Result<(Multiaddr, oneshot::Sender<()>, JoinHandle<()>), Box<dyn Error>> {
     let peer_id = key.public().to_peer_id();
     let mut swarm = tcp_swarm(key, |key, _| RelayNode {
         relay: relay::Behaviour::new(key.public().to_peer_id(), relay::Config::default()),
@@ -109,7 +116,9 @@ async fn reach(circuit: Multiaddr, client: PeerId) -> Result<(), String> {
     loop {
         match peer.select_next_some().await {
             SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == client => return Ok(()),
-            SwarmEvent::OutgoingConnectionError { error, .. } => return Err(format!("dialing {circuit}: {error}")),
+            SwarmEvent::OutgoingConnectionError { error, .. } => {
+                return Err(format!("dialing {circuit}: {error}"))
+            }
             _ => {}
         }
     }
@@ -149,12 +158,16 @@ async fn serve_peer(client: &mut Swarm<ClientNode>, circuit: Multiaddr) -> Resul
             }
         }
     };
-    Ok(tokio::time::timeout(STEP_TIMEOUT, work).await.map_err(|_| "timed out reaching the client")??)
+    Ok(tokio::time::timeout(STEP_TIMEOUT, work)
+        .await
+        .map_err(|_| "timed out reaching the client")??)
 }
 
 fn describe(event: &Event) -> String {
     match event {
-        Event::ReconnectScheduled { attempt, delay, .. } => format!("retry {attempt} scheduled in {delay:.0?}"),
+        Event::ReconnectScheduled { attempt, delay, .. } => {
+            format!("retry {attempt} scheduled in {delay:.0?}")
+        }
         Event::Reconnected { attempts, .. } => format!("connection to relay restored ({attempts} retries)"),
         Event::Reserved { addr, .. } => format!("reservation live: {addr}"),
         Event::GaveUp { attempts, .. } => format!("gave up after {attempts} retries"),
@@ -201,7 +214,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     });
     down.await?;
     let until_restart = DOWN_TIME.saturating_sub(killed_at.elapsed());
-    let _ = tokio::time::timeout(until_restart, drive_client(&mut client, &timeline, "", |_| None::<()>)).await;
+    let _ = tokio::time::timeout(
+        until_restart,
+        drive_client(&mut client, &timeline, "", |_| None::<()>),
+    )
+    .await;
 
     let (_, kill, task) = start_relay(relay_key, port_of(&relay_addr)).await?;
     let restarted_at = Instant::now();

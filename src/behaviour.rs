@@ -619,11 +619,18 @@ mod tests {
 
     fn relay_addr() -> (PeerId, Multiaddr) {
         let peer = PeerId::random();
-        (peer, format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}").parse().unwrap())
+        (
+            peer,
+            format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}").parse().unwrap(),
+        )
     }
 
     fn dialer(addr: &Multiaddr) -> ConnectedPoint {
-        ConnectedPoint::Dialer { address: addr.clone(), role_override: Endpoint::Dialer, port_use: PortUse::Reuse }
+        ConnectedPoint::Dialer {
+            address: addr.clone(),
+            role_override: Endpoint::Dialer,
+            port_use: PortUse::Reuse,
+        }
     }
 
     fn establish(keeper: &mut RelayKeeper, peer: PeerId, id: usize, addr: &Multiaddr) {
@@ -711,7 +718,11 @@ mod tests {
         let addrs = keeper
             .handle_pending_outbound_connection(opts.connection_id(), Some(peer), &[], Endpoint::Dialer)
             .unwrap();
-        assert_eq!(addrs, [addr], "the keeper supplies the relay's addresses to the dial");
+        assert_eq!(
+            addrs,
+            [addr],
+            "the keeper supplies the relay's addresses to the dial"
+        );
     }
 
     #[test]
@@ -720,10 +731,15 @@ mod tests {
         let mut keeper = RelayKeeper::new(fast());
         keeper.add_relay(addr).unwrap();
         let actions = drain(&mut keeper);
-        let [ToSwarm::Dial { opts }] = actions.as_slice() else { panic!("{actions:?}") };
+        let [ToSwarm::Dial { opts }] = actions.as_slice() else {
+            panic!("{actions:?}")
+        };
         assert_eq!(opts.get_peer_id(), Some(peer));
         // The condition has no public getter; its debug form names it.
-        assert!(format!("{opts:?}").contains("DisconnectedAndNotDialing"), "{opts:?}");
+        assert!(
+            format!("{opts:?}").contains("DisconnectedAndNotDialing"),
+            "{opts:?}"
+        );
     }
 
     #[test]
@@ -742,7 +758,10 @@ mod tests {
         let circuit = addr.clone().with(Protocol::P2pCircuit);
         establish(&mut keeper, peer, 2, &circuit);
         close(&mut keeper, peer, 1, &addr, 1);
-        assert!(keeper.deadlines.len() == 1, "the direct connection is gone: retry scheduled");
+        assert!(
+            keeper.deadlines.len() == 1,
+            "the direct connection is gone: retry scheduled"
+        );
         close(&mut keeper, peer, 2, &circuit, 0);
         assert_eq!(keeper.deadlines.len(), 1);
     }
@@ -756,7 +775,10 @@ mod tests {
         assert!(keeper.deadlines.is_empty());
         assert!(keeper.timer.is_none());
         let actions = drain(&mut keeper);
-        assert!(actions.iter().all(|a| matches!(a, ToSwarm::NotifyHandler { .. })), "{actions:?}");
+        assert!(
+            actions.iter().all(|a| matches!(a, ToSwarm::NotifyHandler { .. })),
+            "{actions:?}"
+        );
         assert_eq!(keeper.status(&peer), Some(RelayStatus::Stopped));
         assert!(!keeper.retry_now(&peer));
         keeper.stop();
@@ -823,7 +845,10 @@ mod tests {
         drain(&mut keeper);
         fail_dial(&mut keeper, peer, dial);
         establish(&mut keeper, peer, 3, &addr);
-        assert!(drain(&mut keeper).is_empty(), "no dial, listen or event after stop");
+        assert!(
+            drain(&mut keeper).is_empty(),
+            "no dial, listen or event after stop"
+        );
         assert!(keeper.deadlines.is_empty());
     }
 
@@ -833,7 +858,10 @@ mod tests {
         let mut keeper = RelayKeeper::new(fast());
         keeper.add_relay(addr).unwrap();
         keeper.stop();
-        assert!(drain(&mut keeper).is_empty(), "the queued first dial is not raised");
+        assert!(
+            drain(&mut keeper).is_empty(),
+            "the queued first dial is not raised"
+        );
         assert_eq!(keeper.status(&peer), Some(RelayStatus::Stopped));
     }
 
@@ -846,7 +874,13 @@ mod tests {
         fail_dial(&mut keeper, peer, dial);
         let actions = drain(&mut keeper);
         assert!(
-            matches!(actions.as_slice(), [ToSwarm::GenerateEvent(Event::ReconnectScheduled { attempt: 1, .. })]),
+            matches!(
+                actions.as_slice(),
+                [ToSwarm::GenerateEvent(Event::ReconnectScheduled {
+                    attempt: 1,
+                    ..
+                })]
+            ),
             "{actions:?}"
         );
     }
@@ -854,7 +888,9 @@ mod tests {
     #[test]
     fn every_unreachable_relay_gets_its_own_retry() {
         let mut keeper = RelayKeeper::new(fast());
-        let relays: Vec<PeerId> = (0..3).map(|_| keeper.add_relay(relay_addr().1).unwrap()).collect();
+        let relays: Vec<PeerId> = (0..3)
+            .map(|_| keeper.add_relay(relay_addr().1).unwrap())
+            .collect();
         let actions = drain(&mut keeper);
         for action in actions {
             let ToSwarm::Dial { opts } = action else { continue };
@@ -896,7 +932,10 @@ mod tests {
         let (mut keeper, peer, addr) = connected(fast());
         let listener = *keeper.listeners.keys().next().unwrap();
         let circuit = addr.with(Protocol::P2pCircuit);
-        keeper.on_swarm_event(FromSwarm::NewListenAddr(NewListenAddr { listener_id: listener, addr: &circuit }));
+        keeper.on_swarm_event(FromSwarm::NewListenAddr(NewListenAddr {
+            listener_id: listener,
+            addr: &circuit,
+        }));
         drain(&mut keeper);
         assert_eq!(keeper.status(&peer), Some(RelayStatus::Reserved));
         let mut cx = Context::from_waker(Waker::noop());
@@ -915,7 +954,10 @@ mod tests {
         assert!(keeper.remove_relay(&peer));
         assert!(!keeper.remove_relay(&peer));
         assert!(keeper.deadlines.is_empty());
-        assert!(drain(&mut keeper).is_empty(), "the scheduled-retry event is dropped too");
+        assert!(
+            drain(&mut keeper).is_empty(),
+            "the scheduled-retry event is dropped too"
+        );
         assert_eq!(keeper.status(&peer), None);
         establish(&mut keeper, peer, 5, &addr);
         assert!(drain(&mut keeper).is_empty());
@@ -927,10 +969,15 @@ mod tests {
         let listener = *keeper.listeners.keys().next().unwrap();
         assert!(keeper.remove_relay(&peer));
         let actions = drain(&mut keeper);
-        assert!(actions.iter().any(|a| matches!(a, ToSwarm::RemoveListener { id } if *id == listener)));
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, ToSwarm::RemoveListener { id } if *id == listener)));
         assert!(actions.iter().any(|a| matches!(
             a,
-            ToSwarm::NotifyHandler { event: FromBehaviour::KeepAlive(false), .. }
+            ToSwarm::NotifyHandler {
+                event: FromBehaviour::KeepAlive(false),
+                ..
+            }
         )));
     }
 
@@ -939,8 +986,14 @@ mod tests {
         let mut keeper = RelayKeeper::new(fast());
         let (peer, addr) = relay_addr();
         let cases = [
-            ("/ip4/127.0.0.1/tcp/1".parse().unwrap(), AddRelayError::MissingPeerId),
-            (format!("/p2p/{peer}").parse().unwrap(), AddRelayError::MissingTransport),
+            (
+                "/ip4/127.0.0.1/tcp/1".parse().unwrap(),
+                AddRelayError::MissingPeerId,
+            ),
+            (
+                format!("/p2p/{peer}").parse().unwrap(),
+                AddRelayError::MissingTransport,
+            ),
             (addr.with(Protocol::P2pCircuit), AddRelayError::CircuitAddress),
         ];
         for (addr, error) in cases {
@@ -961,7 +1014,10 @@ mod tests {
         assert!(actions.iter().any(|a| matches!(a, ToSwarm::ListenOn { .. })));
         assert!(actions.iter().any(|a| matches!(
             a,
-            ToSwarm::NotifyHandler { event: FromBehaviour::KeepAlive(true), .. }
+            ToSwarm::NotifyHandler {
+                event: FromBehaviour::KeepAlive(true),
+                ..
+            }
         )));
     }
 
@@ -970,7 +1026,10 @@ mod tests {
         let (mut keeper, peer, addr) = connected(fast());
         let listener = *keeper.listeners.keys().next().unwrap();
         let error = TransportError::<std::io::Error>::MultiaddrNotSupported(addr);
-        keeper.on_swarm_event(FromSwarm::ListenerError(ListenerError { listener_id: listener, err: &error }));
+        keeper.on_swarm_event(FromSwarm::ListenerError(ListenerError {
+            listener_id: listener,
+            err: &error,
+        }));
         assert_eq!(keeper.status(&peer), Some(RelayStatus::GaveUp { attempts: 0 }));
         assert!(keeper.deadlines.is_empty());
     }
@@ -979,18 +1038,29 @@ mod tests {
     fn the_applications_listener_is_adopted_and_then_tracked() {
         let (mut keeper, peer, addr) = connected(fast());
         let ours = *keeper.listeners.keys().next().unwrap();
-        keeper.on_swarm_event(FromSwarm::ListenerClosed(ListenerClosed { listener_id: ours, reason: Ok(()) }));
+        keeper.on_swarm_event(FromSwarm::ListenerClosed(ListenerClosed {
+            listener_id: ours,
+            reason: Ok(()),
+        }));
         assert_eq!(keeper.deadlines.len(), 1);
         let theirs = ListenerId::next();
         let circuit = addr.with(Protocol::P2pCircuit);
-        keeper.on_swarm_event(FromSwarm::NewListenAddr(NewListenAddr { listener_id: theirs, addr: &circuit }));
+        keeper.on_swarm_event(FromSwarm::NewListenAddr(NewListenAddr {
+            listener_id: theirs,
+            addr: &circuit,
+        }));
         assert_eq!(keeper.status(&peer), Some(RelayStatus::Reserved));
         assert!(keeper.deadlines.is_empty());
-        keeper.on_swarm_event(FromSwarm::ListenerClosed(ListenerClosed { listener_id: theirs, reason: Ok(()) }));
+        keeper.on_swarm_event(FromSwarm::ListenerClosed(ListenerClosed {
+            listener_id: theirs,
+            reason: Ok(()),
+        }));
         assert_eq!(keeper.status(&peer), Some(RelayStatus::Waiting { attempt: 1 }));
         // The keeper removes only listeners it opened.
         keeper.remove_relay(&peer);
-        assert!(!drain(&mut keeper).iter().any(|a| matches!(a, ToSwarm::RemoveListener { .. })));
+        assert!(!drain(&mut keeper)
+            .iter()
+            .any(|a| matches!(a, ToSwarm::RemoveListener { .. })));
     }
 
     fn counting_waker() -> (impl Fn() -> usize, Waker) {

@@ -16,12 +16,22 @@ async fn reservation_survives_a_relay_restart(net: Net) {
 
     let circuit = client.wait_reserved(relay_id).await;
     let target = client.peer_id();
-    client.serve_while("a peer reaching the client", reach_through_relay(net, circuit, target)).await;
+    client
+        .serve_while(
+            "a peer reaching the client",
+            reach_through_relay(net, circuit, target),
+        )
+        .await;
 
     let relay = relay.restart(net, External::AtStart).await;
     let circuit = client.wait_reserved(relay_id).await;
     assert!(client.count(|e| matches!(e, Event::Reconnected { .. })) >= 1);
-    client.serve_while("a peer reaching the client again", reach_through_relay(net, circuit, target)).await;
+    client
+        .serve_while(
+            "a peer reaching the client again",
+            reach_through_relay(net, circuit, target),
+        )
+        .await;
     assert_eq!(client.keeper().status(&relay_id), Some(RelayStatus::Reserved));
     relay.kill().await;
 }
@@ -52,9 +62,15 @@ async fn relay_down_for_good_gives_up_after_max_attempts() {
         })
         .await;
     assert_eq!(attempts, 4);
-    let retries = client.dials[dials_before..].iter().filter(|p| **p == relay_id).count();
+    let retries = client.dials[dials_before..]
+        .iter()
+        .filter(|p| **p == relay_id)
+        .count();
     assert_eq!(retries, 4, "exactly max_attempts dials after the loss");
-    assert_eq!(client.keeper().status(&relay_id), Some(RelayStatus::GaveUp { attempts: 4 }));
+    assert_eq!(
+        client.keeper().status(&relay_id),
+        Some(RelayStatus::GaveUp { attempts: 4 })
+    );
     // Nothing more happens once given up.
     client.serve_for(Duration::from_millis(500)).await;
     assert_eq!(client.dials.len(), dials_before + 4);
@@ -68,7 +84,9 @@ async fn relay_started_late_is_reached() {
         .await
         .kill()
         .await;
-    let relay_addr = addr.clone().with(libp2p::multiaddr::Protocol::P2p(key.public().to_peer_id()));
+    let relay_addr = addr
+        .clone()
+        .with(libp2p::multiaddr::Protocol::P2p(key.public().to_peer_id()));
     let mut client = Client::new(Net::Tcp, fast_config().with_max_attempts(None), false);
     let relay_id = client.keeper().add_relay(relay_addr).unwrap();
     client
@@ -78,7 +96,14 @@ async fn relay_started_late_is_reached() {
         })
         .await;
 
-    let relay = RelayServer::start(Net::Tcp, key, Some(addr), External::AtStart, relay::Config::default()).await;
+    let relay = RelayServer::start(
+        Net::Tcp,
+        key,
+        Some(addr),
+        External::AtStart,
+        relay::Config::default(),
+    )
+    .await;
     client.wait_reserved(relay_id).await;
     assert!(client.count(|e| matches!(e, Event::Reconnected { attempts, .. } if *attempts >= 2)) == 1);
     relay.kill().await;
@@ -92,9 +117,14 @@ async fn relay_restarted_under_another_identity_counts_as_failures() {
     client.wait_reserved(relay_id).await;
 
     let (_, addr) = relay.kill().await;
-    let impostor =
-        RelayServer::start(Net::Tcp, Keypair::generate_ed25519(), Some(addr), External::AtStart, relay::Config::default())
-            .await;
+    let impostor = RelayServer::start(
+        Net::Tcp,
+        Keypair::generate_ed25519(),
+        Some(addr),
+        External::AtStart,
+        relay::Config::default(),
+    )
+    .await;
     let attempts = client
         .wait_for("giving up", |e| match e {
             Event::GaveUp { attempts, .. } => Some(*attempts),
@@ -108,8 +138,18 @@ async fn relay_restarted_under_another_identity_counts_as_failures() {
 
 #[tokio::test]
 async fn renewals_raise_no_second_reserved() {
-    let config = relay::Config { reservation_duration: Duration::from_secs(2), ..Default::default() };
-    let relay = RelayServer::start(Net::Tcp, Keypair::generate_ed25519(), None, External::AtStart, config).await;
+    let config = relay::Config {
+        reservation_duration: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let relay = RelayServer::start(
+        Net::Tcp,
+        Keypair::generate_ed25519(),
+        None,
+        External::AtStart,
+        config,
+    )
+    .await;
     let mut client = Client::new(Net::Tcp, fast_config(), false);
     let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
     client.wait_reserved(relay_id).await;
@@ -145,7 +185,9 @@ async fn a_freshly_restarted_relay_is_reserved_as_soon_as_it_offers_hop() {
 
     let relay = relay.restart(Net::Tcp, External::FromIdentify).await;
     client
-        .wait_for("the loss", |e| matches!(e, Event::ReconnectScheduled { .. }).then_some(()))
+        .wait_for("the loss", |e| {
+            matches!(e, Event::ReconnectScheduled { .. }).then_some(())
+        })
         .await;
     assert!(client.keeper().retry_now(&relay_id));
     client.wait_reserved(relay_id).await;

@@ -46,7 +46,11 @@ fn swarm<B: NetworkBehaviour>(
     let config = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(10));
     match net {
         Net::Tcp => builder
-            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
             .unwrap()
             .with_relay_client(noise::Config::new, yamux::Config::default)
             .unwrap()
@@ -63,7 +67,10 @@ fn swarm<B: NetworkBehaviour>(
                     .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
             })
             .unwrap()
-            .with_relay_client(|key: &Keypair| Ok::<_, std::convert::Infallible>(plaintext::Config::new(key)), yamux::Config::default)
+            .with_relay_client(
+                |key: &Keypair| Ok::<_, std::convert::Infallible>(plaintext::Config::new(key)),
+                yamux::Config::default,
+            )
             .unwrap()
             .with_behaviour(|key, client| behaviour(key, client))
             .unwrap()
@@ -104,7 +111,13 @@ pub struct RelayServer {
 
 impl RelayServer {
     /// Starts a relay at `listen` (an ephemeral address when `None`) with the given identity.
-    pub async fn start(net: Net, key: Keypair, listen: Option<Multiaddr>, external: External, config: relay::Config) -> Self {
+    pub async fn start(
+        net: Net,
+        key: Keypair,
+        listen: Option<Multiaddr>,
+        external: External,
+        config: relay::Config,
+    ) -> Self {
         let peer_id = key.public().to_peer_id();
         let mut swarm = swarm(net, key.clone(), |key, _| RelayBehaviour {
             relay: relay::Behaviour::new(key.public().to_peer_id(), config),
@@ -139,12 +152,25 @@ impl RelayServer {
             // without any goodbye to the peers.
             swarm.remove_listener(listener);
         });
-        Self { key, peer_id, addr: transport_addr.with(Protocol::P2p(peer_id)), kill, task }
+        Self {
+            key,
+            peer_id,
+            addr: transport_addr.with(Protocol::P2p(peer_id)),
+            kill,
+            task,
+        }
     }
 
     /// Starts a relay with a fresh identity on an ephemeral address, accepting reservations at once.
     pub async fn spawn(net: Net) -> Self {
-        Self::start(net, Keypair::generate_ed25519(), None, External::AtStart, relay::Config::default()).await
+        Self::start(
+            net,
+            Keypair::generate_ed25519(),
+            None,
+            External::AtStart,
+            relay::Config::default(),
+        )
+        .await
     }
 
     /// The address the relay listens on, without its peer id.
@@ -202,7 +228,12 @@ impl Client {
             keeper: RelayKeeper::new(config),
             identify: with_identify.then(|| identify(key)).into(),
         });
-        Self { swarm, events: Vec::new(), renewals: 0, dials: Vec::new() }
+        Self {
+            swarm,
+            events: Vec::new(),
+            renewals: 0,
+            dials: Vec::new(),
+        }
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -219,11 +250,12 @@ impl Client {
                 self.events.push(event.clone());
                 return Some(event);
             }
-            SwarmEvent::Behaviour(ClientBehaviourEvent::Relay(relay::client::Event::ReservationReqAccepted {
-                renewal: true,
-                ..
-            })) => self.renewals += 1,
-            SwarmEvent::Dialing { peer_id: Some(peer), .. } => self.dials.push(peer),
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Relay(
+                relay::client::Event::ReservationReqAccepted { renewal: true, .. },
+            )) => self.renewals += 1,
+            SwarmEvent::Dialing {
+                peer_id: Some(peer), ..
+            } => self.dials.push(peer),
             _ => {}
         }
         None
@@ -288,11 +320,17 @@ pub async fn reach_through_relay(net: Net, addr: Multiaddr, target: PeerId) {
     dialer.dial(addr.clone()).unwrap();
     loop {
         match dialer.select_next_some().await {
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } if peer_id == target => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } if peer_id == target => {
                 assert!(endpoint.is_relayed(), "reached {target} through the relay");
                 return;
             }
-            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } if peer == target => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } if peer == target => {
                 panic!("dialing {addr} failed: {error}")
             }
             _ => {}
