@@ -6,6 +6,8 @@
 //! cargo run --example demo
 //! ```
 
+mod common;
+
 use std::{
     error::Error,
     time::{Duration, Instant},
@@ -62,7 +64,10 @@ struct Timeline(Instant);
 
 impl Timeline {
     fn log(&self, who: &str, what: impl std::fmt::Display) {
-        println!("[{:>8.3}s] {who:<7} {what}", self.0.elapsed().as_secs_f64());
+        common::say(format_args!(
+            "[{:>8.3}s] {who:<7} {what}",
+            self.0.elapsed().as_secs_f64()
+        ));
     }
 }
 
@@ -134,7 +139,7 @@ async fn drive_client<T>(
     let work = async {
         loop {
             if let SwarmEvent::Behaviour(ClientNodeEvent::Keeper(event)) = client.select_next_some().await {
-                timeline.log("client", describe(&event));
+                timeline.log("client", &event);
                 if let Some(found) = done(&event) {
                     return found;
                 }
@@ -163,23 +168,9 @@ async fn serve_peer(client: &mut Swarm<ClientNode>, circuit: Multiaddr) -> Resul
         .map_err(|_| "timed out reaching the client")??)
 }
 
-fn describe(event: &Event) -> String {
-    match event {
-        Event::ReconnectScheduled { attempt, delay, .. } => {
-            format!("retry {attempt} scheduled in {delay:.0?}")
-        }
-        Event::Reconnected { attempts, .. } => format!("connection to relay restored ({attempts} retries)"),
-        Event::Reserved { addr, .. } => format!("reservation live: {addr}"),
-        Event::GaveUp { attempts, .. } => format!("gave up after {attempts} retries"),
-        other => format!("{other:?}"),
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .try_init();
+    common::init_logging();
     let timeline = Timeline(Instant::now());
 
     let relay_key = Keypair::generate_ed25519();
@@ -228,9 +219,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     serve_peer(&mut client, circuit).await?;
     timeline.log("peer", "reached the client through the relay again");
 
-    println!();
-    println!("relay {relay_id} was down for {:.2?}", restarted_at - killed_at);
-    println!("reservation restored {restored_in:.2?} after the relay came back (includes the keeper's backoff wait)");
+    common::say(format_args!(""));
+    common::say(format_args!(
+        "relay {relay_id} was down for {:.2?}",
+        restarted_at - killed_at
+    ));
+    common::say(format_args!(
+        "reservation restored {restored_in:.2?} after the relay came back (includes the keeper's backoff wait)"
+    ));
     let _ = kill.send(());
     task.await?;
     Ok(())

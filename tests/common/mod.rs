@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
+pub mod process;
+
 use std::{future::Future, time::Duration};
 
 use futures::StreamExt;

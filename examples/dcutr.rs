@@ -1,0 +1,204 @@
+//! rust-libp2p's DCUtR example (relay client, ping, identify, dcutr) with a [`RelayKeeper`] composed in: in
+//! `listen` mode the keeper holds a reservation on every `--relay-address` and restores it whenever a relay
+//! goes away; in `dial` mode it keeps the relay connection the circuit dial goes through.
+//!
+//! ```text
+//! cargo run --example dcutr -- --mode listen --secret-key-seed 1 --relay-address /ip4/127.0.0.1/tcp/4001/p2p/<relay id>
+//! cargo run --example dcutr -- --mode dial --secret-key-seed 2 --relay-address /ip4/127.0.0.1/tcp/4001/p2p/<relay id> --remote-peer-id <listener id>
+//! ```
+//!
+//! Stdout carries one line per fact, for people and scripts alike: `peer_id=<id>`, `listening addr=<addr>`,
+//! `connected peer=<id> relayed=<bool>`, `keeper <event>` (the keeper event's stable `Display` form, e.g.
+//! `keeper reserved relay=<id> addr=<addr>`), and in dial mode `dial_failed peer=<id> error=<text>`.
+
+mod common;
+
+use std::{
+    error::Error,
+    net::{IpAddr, Ipv4Addr},
+    process::ExitCode,
+    time::Duration,
+};
+
+use clap::{Parser, ValueEnum};
+use futures::StreamExt;
+use libp2p::{
+    dcutr, identify, multiaddr::Protocol, noise, ping, relay, swarm::NetworkBehaviour, swarm::SwarmEvent,
+    tcp, yamux, Multiaddr, PeerId,
+};
+use libp2p_relay_keeper::{Config, RelayKeeper};
+
+#[derive(Debug, Parser)]
+#[command(name = "dcutr", about = "libp2p DCUtR client, kept reachable by RelayKeeper")]
+struct Opts {
+    /// `listen`: be reachable through the relays; `dial`: reach `--remote-peer-id` through the first relay.
+    #[arg(long)]
+    mode: Mode,
+
+    /// Derives the key, so the peer id is the same on every start (and as rust-libp2p's examples).
+    #[arg(long)]
+    secret_key_seed: u8,
+
+    /// A relay, `/<transport address>/p2p/<relay peer id>`. May be given more than once.
+    #[arg(long, required = true)]
+    relay_address: Vec<Multiaddr>,
+
+    /// The peer to reach, in dial mode.
+    #[arg(long)]
+    remote_peer_id: Option<PeerId>,
+
+    /// The address to listen on for direct (hole-punched) connections; all interfaces by default.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    listen_ip: IpAddr,
+
+    /// Bound of the keeper's first wait, in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    backoff_base_ms: u64,
+
+    /// Cap of the keeper's waits, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    backoff_max_ms: u64,
+
+    /// Failed retries per outage before the keeper gives up on a relay.
+    #[arg(long, default_value_t = 10)]
+    max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Dial,
+    Listen,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    relay_client: relay::client::Behaviour,
+    ping: ping::Behaviour,
+    identify: identify::Behaviour,
+    dcutr: dcutr::Behaviour,
+    keeper: RelayKeeper,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    common::init_logging();
+    match run(Opts::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
+    let remote = match (opts.mode, opts.remote_peer_id) {
+        (Mode::Dial, None) => {
+            return Err("--mode dial needs --remote-peer-id <peer id of the listener>".into())
+        }
+        (_, remote) => remote,
+    };
+    let config = Config::default()
+        .with_base_delay(Duration::from_millis(opts.backoff_base_ms))
+        .with_max_delay(Duration::from_millis(opts.backoff_max_ms))
+        .with_max_attempts(Some(opts.max_attempts))
+        .with_reservations(opts.mode == Mode::Listen);
+
+    let mut swarm =
+        libp2p::SwarmBuilder::with_existing_identity(common::keypair_from_seed(opts.secret_key_seed))
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_quic()
+            .with_dns()?
+            .with_relay_client(noise::Config::new, yamux::Config::default)?
+            .with_behaviour(|key, relay_client| Behaviour {
+                relay_client,
+                // Ping failures close the connection (below): without that a black-holed relay link looks up
+                // forever, and the keeper never learns that it has to restore it.
+                ping: ping::Behaviour::new(ping::Config::new()),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/relay-keeper/dcutr/1".into(),
+                    key.public(),
+                )),
+                dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
+                keeper: RelayKeeper::new(config),
+            })?
+            .build();
+    common::say(format_args!("peer_id={}", swarm.local_peer_id()));
+
+    swarm.listen_on(
+        Multiaddr::from(opts.listen_ip)
+            .with(Protocol::Udp(0))
+            .with(Protocol::QuicV1),
+    )?;
+    swarm.listen_on(Multiaddr::from(opts.listen_ip).with(Protocol::Tcp(0)))?;
+
+    let mut relays = Vec::new();
+    for addr in &opts.relay_address {
+        let relay = swarm
+            .behaviour_mut()
+            .keeper
+            .add_relay(addr.clone())
+            .map_err(|e| format!("--relay-address {addr}: {e}"))?;
+        relays.push(relay);
+    }
+    let mut dialed = false;
+
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                common::say(format_args!("listening addr={address}"))
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Keeper(event)) => {
+                common::say(format_args!("keeper {event}"))
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                common::say(format_args!(
+                    "connected peer={peer_id} relayed={}",
+                    endpoint.is_relayed()
+                ));
+                // Dial through the relay once the keeper has connected it, so the two dials do not race.
+                if let (Some(remote), false) = (remote, dialed) {
+                    if let Some(addr) = relays
+                        .iter()
+                        .position(|r| *r == peer_id)
+                        .map(|i| &opts.relay_address[i])
+                    {
+                        dialed = true;
+                        swarm.dial(
+                            addr.clone()
+                                .with(Protocol::P2pCircuit)
+                                .with(Protocol::P2p(remote)),
+                        )?;
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } if Some(peer) == remote => {
+                let error = error.to_string().replace('\n', " ");
+                common::say(format_args!("dial_failed peer={peer} error={error}"));
+                return Err(format!("could not reach {peer}").into());
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(failure),
+            })) => {
+                tracing::info!(%peer, %failure, "ping failed, closing the connection");
+                swarm.close_connection(connection);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => tracing::info!(?event),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => tracing::info!(?event),
+            event => tracing::debug!(?event),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! A circuit relay v2 server, as rust-libp2p's `examples/relay-server`: relay, ping and identify over TCP and
+//! QUIC, taking identify's observed address as its external address (without one it refuses reservations).
+//!
+//! ```text
+//! cargo run --example relay_server -- --port 4001 --secret-key-seed 0
+//! ```
+//!
+//! It prints one line per fact on stdout: `peer_id=<id>` first, then `listening addr=<multiaddr>` per address.
+
+mod common;
+
+use std::{
+    error::Error,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use clap::Parser;
+use futures::StreamExt;
+use libp2p::{
+    identify, multiaddr::Protocol, noise, ping, relay, swarm::NetworkBehaviour, swarm::SwarmEvent, tcp,
+    yamux, Multiaddr,
+};
+
+#[derive(Debug, Parser)]
+#[command(name = "relay_server", about = "A libp2p circuit relay v2 server")]
+struct Opts {
+    /// Listen on IPv6 instead of IPv4.
+    #[arg(long, default_value_t = false)]
+    use_ipv6: bool,
+
+    /// Derives the relay's key, so its peer id is the same on every start (and as rust-libp2p's examples).
+    #[arg(long)]
+    secret_key_seed: u8,
+
+    /// The TCP and UDP (QUIC) port to listen on.
+    #[arg(long)]
+    port: u16,
+
+    /// The address to listen on; all interfaces by default.
+    #[arg(long)]
+    listen_ip: Option<IpAddr>,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    relay: relay::Behaviour,
+    ping: ping::Behaviour,
+    identify: identify::Behaviour,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    common::init_logging();
+    let opts = Opts::parse();
+
+    let mut swarm =
+        libp2p::SwarmBuilder::with_existing_identity(common::keypair_from_seed(opts.secret_key_seed))
+            .with_tokio()
+            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
+            .with_quic()
+            .with_behaviour(|key| Behaviour {
+                relay: relay::Behaviour::new(key.public().to_peer_id(), relay::Config::default()),
+                ping: ping::Behaviour::new(ping::Config::new()),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/relay-keeper/relay/1".into(),
+                    key.public(),
+                )),
+            })?
+            .build();
+    common::say(format_args!("peer_id={}", swarm.local_peer_id()));
+
+    let ip = opts.listen_ip.unwrap_or(if opts.use_ipv6 {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    });
+    swarm.listen_on(Multiaddr::from(ip).with(Protocol::Tcp(opts.port)))?;
+    swarm.listen_on(
+        Multiaddr::from(ip)
+            .with(Protocol::Udp(opts.port))
+            .with(Protocol::QuicV1),
+    )?;
+
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                common::say(format_args!("listening addr={address}"))
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { info, .. })) => {
+                swarm.add_external_address(info.observed_addr);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => tracing::info!(?event),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The example binaries as real processes: started from the build `cargo test` made, read line by line,
+//! killed with SIGKILL when the test is done with them or fails.
+
+use std::{path::PathBuf, process::Stdio};
+
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+    sync::mpsc,
+};
+
+use super::within;
+
+/// A running example binary. Dropping it kills the process.
+pub struct Process {
+    name: String,
+    child: Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    /// Every stdout line read so far.
+    pub seen: Vec<String>,
+}
+
+/// The path of an example binary built by this `cargo test` run.
+pub fn example_binary(name: &str) -> PathBuf {
+    // The test runs as target/<profile>/deps/<test>-<hash>; examples sit in target/<profile>/examples.
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary is in target/<profile>/deps");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test` builds the examples; build them with `cargo build --examples`",
+        path.display()
+    );
+    path
+}
+
+impl Process {
+    /// Starts example `name` with `args`; its stderr (the tracing log) is passed through to the test's.
+    pub fn spawn(name: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(example_binary(name))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            name: format!("{name} {}", args.join(" ")),
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads lines until `pick` returns something for one; fails the test after the timeout or if the process
+    /// exits first, showing what it printed.
+    pub async fn wait_line<T>(&mut self, what: &str, mut pick: impl FnMut(&str) -> Option<T>) -> T {
+        let name = self.name.clone();
+        let seen_before = self.seen.len();
+        let found = within(&format!("{what} from `{name}`"), async {
+            while let Some(line) = self.lines.recv().await {
+                self.seen.push(line);
+                if let Some(found) = pick(self.seen.last().unwrap()) {
+                    return Some(found);
+                }
+            }
+            None
+        })
+        .await;
+        found.unwrap_or_else(|| {
+            panic!(
+                "`{name}` exited before {what}; it printed:\n{}",
+                self.seen[seen_before..].join("\n")
+            )
+        })
+    }
+
+    /// Waits for a line that starts with `prefix` and returns the rest of it.
+    pub async fn wait_prefix(&mut self, prefix: &str) -> String {
+        self.wait_line(prefix, |line| line.strip_prefix(prefix).map(str::to_owned))
+            .await
+    }
+
+    /// How many lines read so far start with `prefix`.
+    pub fn count(&self, prefix: &str) -> usize {
+        self.seen.iter().filter(|l| l.starts_with(prefix)).count()
+    }
+
+    /// SIGKILL, no polite shutdown; returns once the process is gone.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Waits for the process to exit by itself; true on success.
+    pub async fn exits_successfully(mut self) -> bool {
+        let name = self.name.clone();
+        within(&format!("`{name}` to exit"), self.child.wait())
+            .await
+            .is_ok_and(|status| status.success())
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
