@@ -59,6 +59,28 @@ pub struct RelayKeeper {
     stopped: bool,
     missing_transport_logged: bool,
     waker: Option<Waker>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::Metrics>,
+}
+
+/// What a relay looked like before a transition, to tell what the transition changed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Snapshot {
+    deadline: Option<Instant>,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    status: Option<RelayStatus>,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    outage_since: Option<Instant>,
+}
+
+impl Snapshot {
+    fn of(relay: Option<&Relay>) -> Self {
+        relay.map_or_else(Self::default, |relay| Self {
+            deadline: relay.deadline(),
+            status: Some(relay.status()),
+            outage_since: relay.outage_since(),
+        })
+    }
 }
 
 impl Default for RelayKeeper {
@@ -83,7 +105,38 @@ impl RelayKeeper {
             stopped: false,
             missing_transport_logged: false,
             waker: None,
+            #[cfg(feature = "metrics")]
+            metrics: None,
         }
+    }
+
+    /// Registers the keeper's metrics in `registry`, under the `relay_keeper` prefix:
+    ///
+    /// | metric | type | meaning |
+    /// |---|---|---|
+    /// | `relay_keeper_relays{status}` | gauge | kept relays by status (`connecting`, `connected`, `reserved`, `waiting`, `gave_up`, `stopped`) |
+    /// | `relay_keeper_reconnect_attempts_total` | counter | retries scheduled, re-dials and re-reservations alike |
+    /// | `relay_keeper_reconnects_total` | counter | connections restored after a loss |
+    /// | `relay_keeper_reservations_restored_total` | counter | reservations live again after an outage |
+    /// | `relay_keeper_give_ups_total` | counter | relays given up on |
+    /// | `relay_keeper_restore_duration_seconds` | histogram | from a relay leaving its goal state to being back |
+    ///
+    /// ```
+    /// use libp2p_relay_keeper::{Config, RelayKeeper};
+    /// use prometheus_client::registry::Registry;
+    ///
+    /// let mut registry = Registry::default();
+    /// let keeper = RelayKeeper::new(Config::default()).with_metrics(&mut registry);
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn with_metrics(mut self, registry: &mut prometheus_client::registry::Registry) -> Self {
+        let metrics = crate::metrics::Metrics::new(registry);
+        for relay in self.relays.values() {
+            metrics.on_transition(None, Some(self.status_of(relay)), None, Instant::now());
+        }
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Keeps the relay at `addr`, a transport address ending in `/p2p/<relay peer id>`, and returns its peer id.
@@ -125,7 +178,7 @@ impl RelayKeeper {
         };
         let relay = Relay::new(peer, addr, via, &mut env);
         self.relays.insert(peer, relay);
-        self.apply(peer, None);
+        self.apply(peer, Snapshot::default());
         Ok(peer)
     }
 
@@ -139,6 +192,10 @@ impl RelayKeeper {
         };
         if let Some(deadline) = removed.deadline() {
             self.deadlines.remove(&(deadline, *relay));
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            metrics.on_transition(Some(self.status_of(&removed)), None, None, Instant::now());
         }
         self.listeners.retain(|_, peer| peer != relay);
         self.pending.retain(|action| !concerns(action, relay));
@@ -176,6 +233,17 @@ impl RelayKeeper {
         if self.stopped {
             return;
         }
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            for relay in self.relays.values() {
+                metrics.on_transition(
+                    Some(relay.status()),
+                    Some(RelayStatus::Stopped),
+                    None,
+                    Instant::now(),
+                );
+            }
+        }
         self.stopped = true;
         self.deadlines.clear();
         self.timer = None;
@@ -191,6 +259,36 @@ impl RelayKeeper {
         }
         tracing::debug!(relays = relays.len(), "relay keeper stopped");
         self.wake();
+    }
+
+    /// Tells the keeper that the node's network changed (e.g. the machine woke from sleep or joined another
+    /// network): every relay that is waiting for a retry or gave up is tried at once, with its backoff reset.
+    ///
+    /// The keeper calls this itself when the swarm gains a new listen address that is not a circuit address.
+    /// A burst of changes gives one round: each outage of a relay gets one such reset, so a relay that keeps
+    /// failing still backs off however often the network changes. Returns how many relays were retried.
+    pub fn network_changed(&mut self) -> usize {
+        if self.stopped {
+            return 0;
+        }
+        let waiting: Vec<PeerId> = self
+            .relays
+            .iter()
+            .filter(|(_, relay)| matches!(relay.state(), State::Waiting { .. } | State::GaveUp { .. }))
+            .map(|(peer, _)| *peer)
+            .collect();
+        let mut retried = 0;
+        for peer in waiting {
+            self.drive(peer, Input::NetworkChanged);
+            retried += usize::from(!matches!(
+                self.relays[&peer].state(),
+                State::Waiting { .. } | State::GaveUp { .. }
+            ));
+        }
+        if retried > 0 {
+            tracing::info!(relays = retried, "network changed: retrying relays now");
+        }
+        retried
     }
 
     /// What the keeper is doing about `relay`; `None` if it is not kept.
@@ -221,7 +319,7 @@ impl RelayKeeper {
         let Some(relay) = self.relays.get_mut(&peer) else {
             return;
         };
-        let before = relay.deadline();
+        let before = Snapshot::of(Some(relay));
         let mut env = Env {
             now: Instant::now(),
             config: &self.config,
@@ -232,17 +330,22 @@ impl RelayKeeper {
         self.apply(peer, before);
     }
 
-    /// Carries out what a transition of `peer` asked for; `before` is its deadline before the transition.
-    fn apply(&mut self, peer: PeerId, before: Option<Instant>) {
-        let after = self.relays.get(&peer).and_then(Relay::deadline);
-        let rescheduled = before != after;
+    /// Carries out what a transition of `peer` asked for; `before` is how the relay looked before it.
+    fn apply(&mut self, peer: PeerId, before: Snapshot) {
+        let after = Snapshot::of(self.relays.get(&peer));
+        let rescheduled = before.deadline != after.deadline;
         if rescheduled {
-            if let Some(deadline) = before {
+            if let Some(deadline) = before.deadline {
                 self.deadlines.remove(&(deadline, peer));
             }
-            if let Some(deadline) = after {
+            if let Some(deadline) = after.deadline {
                 self.deadlines.insert((deadline, peer));
             }
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            let restored_after = before.outage_since.filter(|_| after.outage_since.is_none());
+            metrics.on_transition(before.status, after.status, restored_after, Instant::now());
         }
         let acted = !self.actions.is_empty();
         for action in self.actions.drain(..) {
@@ -258,6 +361,10 @@ impl RelayKeeper {
                 }
                 Action::Emit(event) => {
                     log(&event);
+                    #[cfg(feature = "metrics")]
+                    if let Some(metrics) = &self.metrics {
+                        metrics.on_event(&event);
+                    }
                     self.pending.push_back(ToSwarm::GenerateEvent(event));
                 }
             }
@@ -367,6 +474,11 @@ impl RelayKeeper {
 
     fn on_new_listen_addr(&mut self, event: NewListenAddr<'_>) {
         let NewListenAddr { listener_id, addr } = event;
+        if !is_relayed(addr) {
+            tracing::debug!(%addr, "new listen address");
+            self.network_changed();
+            return;
+        }
         if let Some(&peer) = self.listeners.get(&listener_id) {
             self.drive(
                 peer,
@@ -1061,6 +1173,34 @@ mod tests {
         assert!(!drain(&mut keeper)
             .iter()
             .any(|a| matches!(a, ToSwarm::RemoveListener { .. })));
+    }
+
+    #[test]
+    fn a_burst_of_new_listen_addresses_gives_one_retry_round() {
+        let mut keeper = RelayKeeper::new(fast());
+        let relays: Vec<PeerId> = (0..3)
+            .map(|_| keeper.add_relay(relay_addr().1).unwrap())
+            .collect();
+        for action in drain(&mut keeper) {
+            let ToSwarm::Dial { opts } = action else { continue };
+            fail_dial(&mut keeper, opts.get_peer_id().unwrap(), opts.connection_id());
+        }
+        drain(&mut keeper);
+        for port in 0..5 {
+            let addr: Multiaddr = format!("/ip4/192.0.2.1/tcp/{port}").parse().unwrap();
+            keeper.on_swarm_event(FromSwarm::NewListenAddr(NewListenAddr {
+                listener_id: ListenerId::next(),
+                addr: &addr,
+            }));
+        }
+        let redials = dials(&drain(&mut keeper));
+        assert_eq!(redials.len(), relays.len(), "one dial per waiting relay");
+        assert!(keeper.deadlines.is_empty());
+        assert_eq!(
+            keeper.network_changed(),
+            0,
+            "relays that are dialing are left alone"
+        );
     }
 
     fn counting_waker() -> (impl Fn() -> usize, Waker) {

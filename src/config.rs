@@ -31,6 +31,7 @@ pub struct Config {
     jitter: bool,
     rng_seed: Option<u64>,
     reservations: bool,
+    cooldown: Option<Duration>,
 }
 
 impl Default for Config {
@@ -42,6 +43,7 @@ impl Default for Config {
             jitter: true,
             rng_seed: None,
             reservations: true,
+            cooldown: None,
         }
     }
 }
@@ -95,6 +97,28 @@ impl Config {
         self
     }
 
+    /// After giving up on a relay, try it again once `cooldown` has passed, with a fresh backoff; and again
+    /// after each further give-up. `None` (the default) leaves a relay that gave up alone until
+    /// [`RelayKeeper::retry_now`](crate::RelayKeeper::retry_now) or
+    /// [`RelayKeeper::add_relay`](crate::RelayKeeper::add_relay).
+    ///
+    /// Set it on nodes that run unattended, where nobody is there to call `retry_now` after a long outage
+    /// (a relay down for maintenance, a data-centre network failure), so the node never stays unreachable
+    /// for good; a cool-down of a few times the max delay keeps the load on a dead relay negligible:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use libp2p_relay_keeper::Config;
+    ///
+    /// let config = Config::default().with_cooldown(Some(Duration::from_secs(10 * 60)));
+    /// ```
+    ///
+    /// Values above one year are clamped to one year.
+    pub fn with_cooldown(mut self, cooldown: Option<Duration>) -> Self {
+        self.cooldown = cooldown.map(|c| c.min(MAX_DELAY));
+        self
+    }
+
     /// Upper bound of the wait before retry `attempt` (1-based) of an outage:
     /// `min(max_delay, base_delay * 2^(attempt - 1))`, saturating instead of overflowing.
     /// Attempt 0 is treated as attempt 1.
@@ -119,6 +143,10 @@ impl Config {
 
     pub(crate) fn reservations(&self) -> bool {
         self.reservations
+    }
+
+    pub(crate) fn cooldown(&self) -> Option<Duration> {
+        self.cooldown
     }
 }
 

@@ -61,7 +61,7 @@
 //!                      │
 //!                      │ max_attempts retries failed
 //!                      ▼
-//!               GaveUp { attempts } ──retry_now / add_relay──▶ Connecting
+//!               GaveUp { attempts } ──retry_now / add_relay / network change / cool-down──▶ Connecting
 //! ```
 //!
 //! - Retries of one outage, re-dials and re-reservations alike, are numbered 1, 2, ...; the wait before retry
@@ -76,6 +76,11 @@
 //!   waiting out the backoff.
 //! - Its connection handler keeps direct connections to kept relays alive, because the relay client lets a
 //!   connection without a reservation idle out while a retry is waiting.
+//! - A new listen address of the node (or [`RelayKeeper::network_changed`]) retries every waiting or given-up
+//!   relay at once with its backoff reset, once per outage, so a laptop waking from sleep is reachable again
+//!   without waiting out a long backoff, while a relay that keeps failing still backs off.
+//! - With [`Config::with_cooldown`] a relay that gave up is tried again after the cool-down.
+//! - With the `metrics` feature, [`RelayKeeper::with_metrics`] registers Prometheus metrics.
 //! - One timer serves all relays: [`NetworkBehaviour::poll`](libp2p::swarm::NetworkBehaviour::poll) pops
 //!   queued actions, then fires due retries in deadline order; it never scans every relay.
 //!
@@ -97,6 +102,9 @@
 //! }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs)]
+
 mod address;
 mod backoff;
 mod behaviour;
@@ -104,6 +112,8 @@ mod config;
 mod error;
 mod event;
 mod handler;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod relay;
 mod status;
 

@@ -37,8 +37,12 @@ pub(crate) enum State {
     Reserved { listener: ListenerId, adopted: bool },
     /// Retry `attempt` is due at `deadline`.
     Waiting { attempt: u32, deadline: Instant },
-    /// `attempts` retries failed; nothing is done until the relay is revived.
-    GaveUp { attempts: u32 },
+    /// `attempts` retries failed; nothing is done until the relay is revived, or until `retry_at` when a
+    /// cool-down is configured.
+    GaveUp {
+        attempts: u32,
+        retry_at: Option<Instant>,
+    },
 }
 
 /// What happened to the relay, as the behaviour saw it.
@@ -69,6 +73,8 @@ pub(crate) enum Input {
     HopEnabled,
     /// The application asked to forget the backoff and try now.
     RetryNow,
+    /// The node's network changed (a new listen address, or the application said so).
+    NetworkChanged,
 }
 
 /// What the behaviour must do for the relay.
@@ -95,8 +101,10 @@ pub(crate) struct Relay {
     addrs: Vec<Multiaddr>,
     /// While directly connected: the address the reservation is requested through.
     via: Option<Multiaddr>,
-    /// The relay left its goal state (or never reached it after a failure) and has not reached it since.
-    outage: bool,
+    /// When the relay left its goal state (or first failed to reach it); `None` while it is in it.
+    outage_since: Option<Instant>,
+    /// A network change already reset this outage's backoff; later changes leave it to back off.
+    network_reset: bool,
     state: State,
 }
 
@@ -107,8 +115,12 @@ impl Relay {
             peer_id,
             addrs: vec![addr],
             via,
-            outage: false,
-            state: State::GaveUp { attempts: 0 },
+            outage_since: None,
+            network_reset: false,
+            state: State::GaveUp {
+                attempts: 0,
+                retry_at: None,
+            },
         };
         relay.try_now(0, env);
         relay
@@ -137,7 +149,7 @@ impl Relay {
             State::Reserving { .. } | State::Connected => RelayStatus::Connected,
             State::Reserved { .. } => RelayStatus::Reserved,
             State::Waiting { attempt, .. } => RelayStatus::Waiting { attempt },
-            State::GaveUp { attempts } => RelayStatus::GaveUp { attempts },
+            State::GaveUp { attempts, .. } => RelayStatus::GaveUp { attempts },
         }
     }
 
@@ -145,6 +157,7 @@ impl Relay {
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.state {
             State::Waiting { deadline, .. } => Some(deadline),
+            State::GaveUp { retry_at, .. } => retry_at,
             _ => None,
         }
     }
@@ -188,7 +201,7 @@ impl Relay {
                     | State::Reserved { .. }
                     | State::GaveUp { .. } => return,
                 };
-                if self.outage {
+                if self.outage_since.is_some() {
                     let attempts = if ours { attempt } else { 0 };
                     env.emit(Event::Reconnected {
                         relay: self.peer_id,
@@ -227,7 +240,7 @@ impl Relay {
                     listener,
                     adopted: false,
                 };
-                self.outage = false;
+                self.reach_goal();
                 env.emit(Event::Reserved {
                     relay: self.peer_id,
                     addr,
@@ -242,7 +255,7 @@ impl Relay {
                     listener,
                     adopted: true,
                 };
-                self.outage = false;
+                self.reach_goal();
                 if !was_reserved {
                     env.emit(Event::Reserved {
                         relay: self.peer_id,
@@ -286,6 +299,16 @@ impl Relay {
                 };
             }
             (State::Waiting { .. } | State::GaveUp { .. }, Input::RetryNow) => self.try_now(0, env),
+            (
+                State::GaveUp {
+                    retry_at: Some(_), ..
+                },
+                Input::TimerFired,
+            ) => self.try_now(0, env),
+            (State::Waiting { .. } | State::GaveUp { .. }, Input::NetworkChanged) if !self.network_reset => {
+                self.network_reset = true;
+                self.try_now(0, env);
+            }
             (State::Dialing { dial, .. }, Input::RetryNow) => {
                 self.state = State::Dialing { dial, attempt: 0 }
             }
@@ -303,6 +326,16 @@ impl Relay {
             }
             _ => {}
         }
+    }
+
+    /// When the current outage started; `None` while the relay is in its goal state.
+    pub(crate) fn outage_since(&self) -> Option<Instant> {
+        self.outage_since
+    }
+
+    fn reach_goal(&mut self) {
+        self.outage_since = None;
+        self.network_reset = false;
     }
 
     /// Makes attempt `attempt` now: reserve on the live connection, or dial.
@@ -326,7 +359,7 @@ impl Relay {
         let Some(via) = &self.via else { return };
         if !env.config.reservations() {
             self.state = State::Connected;
-            self.outage = false;
+            self.reach_goal();
             return;
         }
         let mut circuit = via.clone();
@@ -346,12 +379,12 @@ impl Relay {
     /// Retry `failed` (0: the goal state was lost, or a try that was no retry failed) did not reach the goal.
     /// `immediately`: the cause of the failure is known to be gone, so the next retry needs no wait.
     fn fail(&mut self, failed: u32, immediately: bool, env: &mut Env<'_>) {
-        self.outage = true;
+        self.outage_since.get_or_insert(env.now);
         if env.config.max_attempts().is_some_and(|max| failed >= max) {
             self.give_up(failed, env);
             return;
         }
-        let attempt = failed + 1;
+        let attempt = failed.saturating_add(1);
         let delay = if immediately {
             Default::default()
         } else {
@@ -369,8 +402,9 @@ impl Relay {
     }
 
     fn give_up(&mut self, attempts: u32, env: &mut Env<'_>) {
-        self.outage = true;
-        self.state = State::GaveUp { attempts };
+        self.outage_since.get_or_insert(env.now);
+        let retry_at = env.config.cooldown().map(|cooldown| env.now + cooldown);
+        self.state = State::GaveUp { attempts, retry_at };
         env.emit(Event::GaveUp {
             relay: self.peer_id,
             attempts,
@@ -981,5 +1015,92 @@ mod tests {
         driver.feed(Input::Disconnected);
         assert_eq!(driver.relay.deadline(), deadline);
         assert_eq!(scheduled(&driver.take_events()), [1]);
+    }
+
+    #[test]
+    fn a_cooldown_tries_again_after_giving_up_with_a_fresh_backoff() {
+        let config = Config::default()
+            .with_base_delay(MS)
+            .with_jitter(false)
+            .with_max_attempts(Some(2))
+            .with_cooldown(Some(Duration::from_secs(600)));
+        let mut driver = Driver::new(config, false);
+        driver.fail_dial();
+        driver.elapse();
+        driver.fail_dial();
+        driver.elapse();
+        driver.fail_dial();
+        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 2 });
+        assert_eq!(
+            driver.elapse(),
+            Duration::from_secs(600),
+            "the cool-down, not a backoff wait"
+        );
+        assert_eq!(driver.dials, 4);
+        driver.fail_dial();
+        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+        assert_eq!(driver.elapse(), MS, "the backoff starts over");
+    }
+
+    #[test]
+    fn without_a_cooldown_giving_up_is_final() {
+        let mut driver = Driver::exact(Some(0));
+        driver.fail_dial();
+        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 0 });
+        assert_eq!(driver.relay.deadline(), None);
+    }
+
+    #[test]
+    fn a_network_change_retries_a_waiting_relay_at_once_with_the_backoff_reset() {
+        let mut driver = Driver::exact(Some(10));
+        for _ in 0..3 {
+            driver.fail_dial();
+            driver.elapse();
+        }
+        driver.fail_dial();
+        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 4 });
+        driver.feed(Input::NetworkChanged);
+        assert_eq!(driver.dials, 5, "dialed at once");
+        driver.fail_dial();
+        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    }
+
+    #[test]
+    fn a_relay_that_keeps_failing_still_backs_off_however_often_the_network_changes() {
+        let mut driver = Driver::exact(Some(10));
+        driver.fail_dial();
+        driver.feed(Input::NetworkChanged);
+        driver.fail_dial();
+        for _ in 0..5 {
+            driver.feed(Input::NetworkChanged);
+        }
+        assert_eq!(driver.dials, 2, "one reset per outage");
+        driver.elapse();
+        driver.fail_dial();
+        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
+    }
+
+    #[test]
+    fn a_network_change_revives_a_relay_that_gave_up_and_resets_for_the_next_outage() {
+        let mut driver = Driver::exact(Some(0));
+        driver.fail_dial();
+        driver.feed(Input::NetworkChanged);
+        assert_eq!(driver.dials, 2);
+        driver.connect_ours();
+        driver.reservation_accepted();
+        driver.feed(Input::Disconnected);
+        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 0 });
+        driver.feed(Input::NetworkChanged);
+        assert_eq!(driver.dials, 3, "a new outage gets its own reset");
+    }
+
+    #[test]
+    fn a_network_change_leaves_relays_in_their_goal_alone() {
+        let mut driver = Driver::exact(Some(3));
+        driver.connect_ours();
+        driver.reservation_accepted();
+        driver.feed(Input::NetworkChanged);
+        assert_eq!((driver.dials, driver.listens), (1, 1));
+        assert_eq!(driver.relay.status(), RelayStatus::Reserved);
     }
 }

@@ -225,9 +225,13 @@ pub fn fast_config() -> Config {
 
 impl Client {
     pub fn new(net: Net, config: Config, with_identify: bool) -> Self {
+        Self::with_keeper(net, RelayKeeper::new(config), with_identify)
+    }
+
+    pub fn with_keeper(net: Net, keeper: RelayKeeper, with_identify: bool) -> Self {
         let swarm = swarm(net, Keypair::generate_ed25519(), |key, relay| ClientBehaviour {
             relay,
-            keeper: RelayKeeper::new(config),
+            keeper,
             identify: with_identify.then(|| identify(key)).into(),
         });
         Self {

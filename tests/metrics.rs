@@ -1,0 +1,66 @@
+//! The `metrics` feature, scraped after one scripted outage of a real relay.
+#![cfg(feature = "metrics")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fast_config, Client, External, Net, RelayServer};
+use libp2p_relay_keeper::{Event, RelayKeeper};
+use prometheus_client::{encoding::text::encode, registry::Registry};
+
+/// The samples of `relay_keeper_*` metrics in the text exposition, without comments.
+fn scrape(registry: &Registry) -> Vec<String> {
+    let mut text = String::new();
+    encode(&mut text, registry).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("relay_keeper_") && !l.contains("_bucket{"))
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[tokio::test]
+async fn one_outage_is_counted_exactly() {
+    let mut registry = Registry::default();
+    // A wait long enough for the relay to be back before retry 1 fires, so the outage takes one retry.
+    let config = fast_config()
+        .with_base_delay(Duration::from_millis(500))
+        .with_jitter(false);
+    let keeper = RelayKeeper::new(config).with_metrics(&mut registry);
+    let mut client = Client::with_keeper(Net::Tcp, keeper, false);
+    let relay = RelayServer::spawn(Net::Tcp).await;
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+
+    let relay = relay.restart(Net::Tcp, External::AtStart).await;
+    client.wait_reserved(relay_id).await;
+    assert_eq!(client.count(|e| matches!(e, Event::ReconnectScheduled { .. })), 1);
+
+    let samples = scrape(&registry);
+    let expected = [
+        "relay_keeper_relays{status=\"reserved\"} 1",
+        "relay_keeper_reconnect_attempts_total 1",
+        "relay_keeper_reconnects_total 1",
+        "relay_keeper_reservations_restored_total 1",
+        "relay_keeper_give_ups_total 0",
+        "relay_keeper_restore_duration_seconds_count 1",
+    ];
+    for sample in expected {
+        assert!(
+            samples.iter().any(|s| s == sample),
+            "missing `{sample}` in:\n{}",
+            samples.join("\n")
+        );
+    }
+    for status in ["connecting", "connected", "waiting", "gave_up", "stopped"] {
+        let sample = format!("relay_keeper_relays{{status=\"{status}\"}} ");
+        assert!(
+            samples
+                .iter()
+                .filter(|s| s.starts_with(&sample))
+                .all(|s| s.ends_with(" 0")),
+            "{status}: {samples:?}"
+        );
+    }
+    relay.kill().await;
+}
