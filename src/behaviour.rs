@@ -43,14 +43,14 @@ use crate::{
 pub struct RelayKeeper {
     config: Config,
     backoff: Backoff,
-    relays: HashMap<PeerId, Relay>,
+    pub(crate) relays: HashMap<PeerId, Relay>,
     /// Direct (not relayed) connections of every peer, with the address each was dialed at; a relay may be
     /// connected before it is added.
     connections: HashMap<PeerId, Vec<(ConnectionId, Option<Multiaddr>)>>,
     /// Circuit listeners the keeper opened or adopted, and their relay.
     listeners: HashMap<ListenerId, PeerId>,
     /// The scheduled retries, earliest first; one entry per waiting relay.
-    deadlines: BTreeSet<(Instant, PeerId)>,
+    pub(crate) deadlines: BTreeSet<(Instant, PeerId)>,
     /// The one timer, armed for the earliest deadline.
     timer: Option<(Instant, Delay)>,
     pending: VecDeque<ToSwarm<Event, FromBehaviour>>,
@@ -61,6 +61,9 @@ pub struct RelayKeeper {
     waker: Option<Waker>,
     #[cfg(feature = "metrics")]
     metrics: Option<crate::metrics::Metrics>,
+    /// A clock the model-based tests drive by hand.
+    #[cfg(test)]
+    pub(crate) manual_clock: Option<Instant>,
 }
 
 /// What a relay looked like before a transition, to tell what the transition changed.
@@ -107,6 +110,8 @@ impl RelayKeeper {
             waker: None,
             #[cfg(feature = "metrics")]
             metrics: None,
+            #[cfg(test)]
+            manual_clock: None,
         }
     }
 
@@ -133,7 +138,7 @@ impl RelayKeeper {
     pub fn with_metrics(mut self, registry: &mut prometheus_client::registry::Registry) -> Self {
         let metrics = crate::metrics::Metrics::new(registry);
         for relay in self.relays.values() {
-            metrics.on_transition(None, Some(self.status_of(relay)), None, Instant::now());
+            metrics.on_transition(None, Some(self.status_of(relay)), None, self.now());
         }
         self.metrics = Some(metrics);
         self
@@ -171,7 +176,7 @@ impl RelayKeeper {
         }
         tracing::debug!(relay = %peer, %addr, connected = via.is_some(), "relay added");
         let mut env = Env {
-            now: Instant::now(),
+            now: self.now(),
             config: &self.config,
             backoff: &mut self.backoff,
             actions: &mut self.actions,
@@ -195,7 +200,7 @@ impl RelayKeeper {
         }
         #[cfg(feature = "metrics")]
         if let Some(metrics) = &self.metrics {
-            metrics.on_transition(Some(self.status_of(&removed)), None, None, Instant::now());
+            metrics.on_transition(Some(self.status_of(&removed)), None, None, self.now());
         }
         self.listeners.retain(|_, peer| peer != relay);
         self.pending.retain(|action| !concerns(action, relay));
@@ -236,12 +241,7 @@ impl RelayKeeper {
         #[cfg(feature = "metrics")]
         if let Some(metrics) = &self.metrics {
             for relay in self.relays.values() {
-                metrics.on_transition(
-                    Some(relay.status()),
-                    Some(RelayStatus::Stopped),
-                    None,
-                    Instant::now(),
-                );
+                metrics.on_transition(Some(relay.status()), Some(RelayStatus::Stopped), None, self.now());
             }
         }
         self.stopped = true;
@@ -303,6 +303,14 @@ impl RelayKeeper {
             .map(|(peer, relay)| (*peer, self.status_of(relay)))
     }
 
+    fn now(&self) -> Instant {
+        #[cfg(test)]
+        if let Some(now) = self.manual_clock {
+            return now;
+        }
+        Instant::now()
+    }
+
     fn status_of(&self, relay: &Relay) -> RelayStatus {
         if self.stopped {
             RelayStatus::Stopped
@@ -316,12 +324,13 @@ impl RelayKeeper {
         if self.stopped {
             return;
         }
+        let now = self.now();
         let Some(relay) = self.relays.get_mut(&peer) else {
             return;
         };
         let before = Snapshot::of(Some(relay));
         let mut env = Env {
-            now: Instant::now(),
+            now,
             config: &self.config,
             backoff: &mut self.backoff,
             actions: &mut self.actions,
@@ -345,7 +354,7 @@ impl RelayKeeper {
         #[cfg(feature = "metrics")]
         if let Some(metrics) = &self.metrics {
             let restored_after = before.outage_since.filter(|_| after.outage_since.is_none());
-            metrics.on_transition(before.status, after.status, restored_after, Instant::now());
+            metrics.on_transition(before.status, after.status, restored_after, self.now());
         }
         let acted = !self.actions.is_empty();
         for action in self.actions.drain(..) {
@@ -629,7 +638,7 @@ impl NetworkBehaviour for RelayKeeper {
                 self.timer = None;
                 break;
             };
-            let now = Instant::now();
+            let now = self.now();
             if deadline <= now {
                 self.deadlines.pop_first();
                 self.drive(relay, Input::TimerFired);

@@ -114,6 +114,8 @@ mod event;
 mod handler;
 #[cfg(feature = "metrics")]
 mod metrics;
+#[cfg(test)]
+mod model_tests;
 mod relay;
 mod status;
 

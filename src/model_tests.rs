@@ -1,0 +1,932 @@
+//! Model-based property tests of [`RelayKeeper`]: random sequences of swarm events and API calls drive the
+//! behaviour on a clock the test owns, a separately written model of the rules predicts its statuses and
+//! events, and invariants are checked after every step. Shrunk counterexamples live on as regression tests
+//! at the bottom.
+
+use std::{
+    collections::HashMap,
+    task::{Context, Poll, Waker},
+    time::{Duration, Instant},
+};
+
+use libp2p::{
+    core::{
+        transport::{ListenerId, PortUse, TransportError},
+        ConnectedPoint, Endpoint,
+    },
+    identity::Keypair,
+    multiaddr::Protocol,
+    swarm::{
+        behaviour::{
+            ConnectionClosed, ConnectionEstablished, DialFailure, ListenerClosed, ListenerError,
+            NewListenAddr,
+        },
+        ConnectionId, DialError, FromSwarm, NetworkBehaviour, ToSwarm,
+    },
+    Multiaddr, PeerId,
+};
+use proptest::prelude::*;
+
+use crate::{
+    address::circuit_relay,
+    handler::{FromBehaviour, ToBehaviour},
+    Config, Event, RelayKeeper, RelayStatus,
+};
+
+/// Relays 0..RELAYS may be kept; peer RELAYS never is.
+const RELAYS: usize = 3;
+const PEERS: usize = RELAYS + 1;
+
+#[derive(Debug, Clone)]
+enum Op {
+    AddRelay(usize),
+    RemoveRelay(usize),
+    RetryNow(usize),
+    Stop,
+    NetworkChanged,
+    /// A direct connection to peer `p` that the keeper did not dial.
+    ConnectDirect(usize),
+    /// A relayed connection to peer `p`.
+    ConnectRelayed(usize),
+    /// The keeper's dial to relay `r` succeeds.
+    CompleteDial(usize),
+    /// The keeper's dial to relay `r` fails.
+    FailDial(usize),
+    /// A dial to relay `r` that the keeper did not make fails.
+    ForeignDialFail(usize),
+    /// Connection number `i` (modulo the open ones) closes.
+    Close(usize),
+    ReservationAccepted(usize),
+    /// The keeper's listener on `r` closes, with an error or without.
+    ReservationClosed(usize, bool),
+    /// The keeper's listener on `r` fails; `true`: the swarm has no relay transport.
+    ListenerFailed(usize, bool),
+    /// The application listens on relay `r` itself.
+    ForeignReservation(usize),
+    ForeignListenerClosed(usize),
+    Hop(usize),
+    Advance(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let relay = || 0..RELAYS;
+    let peer = || 0..PEERS;
+    prop_oneof![
+        3 => relay().prop_map(Op::AddRelay),
+        1 => relay().prop_map(Op::RemoveRelay),
+        1 => relay().prop_map(Op::RetryNow),
+        1 => Just(Op::Stop),
+        2 => Just(Op::NetworkChanged),
+        3 => peer().prop_map(Op::ConnectDirect),
+        1 => peer().prop_map(Op::ConnectRelayed),
+        4 => relay().prop_map(Op::CompleteDial),
+        4 => relay().prop_map(Op::FailDial),
+        1 => relay().prop_map(Op::ForeignDialFail),
+        4 => (0..8usize).prop_map(Op::Close),
+        4 => relay().prop_map(Op::ReservationAccepted),
+        3 => (relay(), any::<bool>()).prop_map(|(r, e)| Op::ReservationClosed(r, e)),
+        1 => (relay(), any::<bool>()).prop_map(|(r, u)| Op::ListenerFailed(r, u)),
+        1 => relay().prop_map(Op::ForeignReservation),
+        1 => relay().prop_map(Op::ForeignListenerClosed),
+        2 => relay().prop_map(Op::Hop),
+        6 => (0u64..200).prop_map(Op::Advance),
+    ]
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    (
+        any::<bool>(),
+        prop::option::of(0u32..4),
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(|(reservations, max_attempts, cooldown, seed)| {
+            Config::default()
+                .with_base_delay(Duration::from_millis(10))
+                .with_max_delay(Duration::from_millis(80))
+                .with_max_attempts(max_attempts)
+                .with_reservations(reservations)
+                .with_cooldown(cooldown.then_some(Duration::from_millis(300)))
+                .with_rng_seed(seed)
+        })
+}
+
+/// What the model says a relay is doing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// A dial (not connected) or a reservation request (connected) for retry `attempt` is under way.
+    Trying { attempt: u32 },
+    /// Retry `attempt` is due at `due`; `None` until the keeper has announced the wait.
+    Waiting { attempt: u32, due: Option<Instant> },
+    /// In the goal state; `announced` once the keeper said so (nothing to say without reservations).
+    Goal { announced: bool, foreign: bool },
+    GaveUp {
+        attempts: u32,
+        announced: bool,
+        revive_at: Option<Instant>,
+    },
+}
+
+#[derive(Debug)]
+struct ModelRelay {
+    phase: Phase,
+    outage: bool,
+    network_reset: bool,
+    /// A `Reconnected { attempts }` the keeper owes.
+    owed_reconnected: Option<u32>,
+}
+
+/// The rules of the keeper, written from the words rather than from the implementation.
+#[derive(Debug)]
+struct Model {
+    config: Config,
+    relays: HashMap<usize, ModelRelay>,
+    stopped: bool,
+}
+
+impl Model {
+    fn status(&self, r: usize, connected: bool) -> Option<RelayStatus> {
+        let relay = self.relays.get(&r)?;
+        Some(match relay.phase {
+            _ if self.stopped => RelayStatus::Stopped,
+            Phase::Trying { .. } if connected => RelayStatus::Connected,
+            Phase::Trying { .. } => RelayStatus::Connecting,
+            Phase::Waiting { attempt, .. } => RelayStatus::Waiting { attempt },
+            Phase::Goal { .. } if self.config.reservations() => RelayStatus::Reserved,
+            Phase::Goal { .. } => RelayStatus::Connected,
+            Phase::GaveUp { attempts, .. } => RelayStatus::GaveUp { attempts },
+        })
+    }
+
+    fn relay(&mut self, r: usize) -> Option<&mut ModelRelay> {
+        if self.stopped {
+            return None;
+        }
+        self.relays.get_mut(&r)
+    }
+
+    fn goal(relay: &mut ModelRelay, config: &Config, foreign: bool) {
+        relay.phase = Phase::Goal {
+            announced: !config.reservations(),
+            foreign,
+        };
+        relay.outage = false;
+        relay.network_reset = false;
+    }
+
+    fn try_now(relay: &mut ModelRelay, config: &Config, attempt: u32, connected: bool) {
+        if connected && !config.reservations() {
+            Self::goal(relay, config, false);
+        } else {
+            relay.phase = Phase::Trying { attempt };
+        }
+    }
+
+    fn fail(relay: &mut ModelRelay, config: &Config, failed: u32, now: Instant) {
+        relay.outage = true;
+        relay.phase = match config.max_attempts() {
+            Some(max) if failed >= max => Phase::GaveUp {
+                attempts: failed,
+                announced: false,
+                revive_at: config.cooldown().map(|c| now + c),
+            },
+            _ => Phase::Waiting {
+                attempt: failed + 1,
+                due: None,
+            },
+        };
+    }
+
+    fn add(&mut self, r: usize, connected: bool) {
+        if self.stopped {
+            return;
+        }
+        let config = &self.config;
+        match self.relays.get_mut(&r) {
+            Some(relay) => {
+                if matches!(relay.phase, Phase::GaveUp { .. }) {
+                    Self::try_now(relay, config, 0, connected);
+                }
+            }
+            None => {
+                let mut relay = ModelRelay {
+                    phase: Phase::Trying { attempt: 0 },
+                    outage: false,
+                    network_reset: false,
+                    owed_reconnected: None,
+                };
+                Self::try_now(&mut relay, config, 0, connected);
+                self.relays.insert(r, relay);
+            }
+        }
+    }
+
+    fn retry_now(&mut self, r: usize, connected: bool) {
+        let config = self.config.clone();
+        let Some(relay) = self.relay(r) else { return };
+        match relay.phase {
+            Phase::Waiting { .. } | Phase::GaveUp { .. } | Phase::Trying { .. } => {
+                Self::try_now(relay, &config, 0, connected)
+            }
+            Phase::Goal { .. } => {}
+        }
+    }
+
+    fn network_changed(&mut self, connected: impl Fn(usize) -> bool) {
+        let config = self.config.clone();
+        if self.stopped {
+            return;
+        }
+        for (r, relay) in &mut self.relays {
+            if matches!(relay.phase, Phase::Waiting { .. } | Phase::GaveUp { .. }) && !relay.network_reset {
+                relay.network_reset = true;
+                Self::try_now(relay, &config, 0, connected(*r));
+            }
+        }
+    }
+
+    /// The first direct connection to `r` is up; `ours`: through the keeper's dial.
+    fn connected(&mut self, r: usize, ours: bool) {
+        let config = self.config.clone();
+        let Some(relay) = self.relay(r) else { return };
+        let (attempt, ours) = match relay.phase {
+            Phase::Trying { attempt } => (attempt, ours),
+            Phase::Waiting { attempt, .. } => (attempt, false),
+            Phase::Goal { .. } | Phase::GaveUp { .. } => return,
+        };
+        if relay.outage {
+            relay.owed_reconnected = Some(if ours { attempt } else { 0 });
+        }
+        Self::try_now(relay, &config, attempt, true);
+    }
+
+    fn disconnected(&mut self, r: usize, now: Instant) {
+        let config = self.config.clone();
+        let Some(relay) = self.relay(r) else { return };
+        match relay.phase {
+            Phase::Goal { .. } => Self::fail(relay, &config, 0, now),
+            Phase::Trying { attempt } => Self::fail(relay, &config, attempt, now),
+            Phase::Waiting { .. } | Phase::GaveUp { .. } => {}
+        }
+    }
+
+    fn dial_failed(&mut self, r: usize, connected: bool, now: Instant) {
+        let config = self.config.clone();
+        let Some(relay) = self.relay(r) else { return };
+        if let (Phase::Trying { attempt }, false) = (relay.phase, connected) {
+            Self::fail(relay, &config, attempt, now);
+        }
+    }
+
+    fn reservation_accepted(&mut self, r: usize) {
+        let config = self.config.clone();
+        let Some(relay) = self.relay(r) else { return };
+        if let Phase::Trying { .. } = relay.phase {
+            Self::goal(relay, &config, false);
+        }
+    }
+
+    /// The keeper's own listener on `r` closed (or failed) while connected.
+    fn own_listener_closed(&mut self, r: usize, now: Instant) {
+        let config = self.config.clone();
+        let Some(relay) = self.relay(r) else { return };
+        match relay.phase {
+            Phase::Trying { attempt } => Self::fail(relay, &config, attempt, now),
+            Phase::Goal { foreign: false, .. } => Self::fail(relay, &config, 0, now),
+            _ => {}
+        }
+    }
+
+    fn listener_unsupported(&mut self, r: usize, now: Instant) {
+        let cooldown = self.config.cooldown();
+        let Some(relay) = self.relay(r) else { return };
+        if let Phase::Trying { attempt } = relay.phase {
+            relay.outage = true;
+            relay.phase = Phase::GaveUp {
+                attempts: attempt,
+                announced: false,
+                revive_at: cooldown.map(|c| now + c),
+            };
+        }
+    }
+
+    fn foreign_reservation(&mut self, r: usize) {
+        let config = self.config.clone();
+        if !config.reservations() {
+            return;
+        }
+        let Some(relay) = self.relay(r) else { return };
+        match relay.phase {
+            Phase::Goal { announced, .. } => {
+                relay.phase = Phase::Goal {
+                    announced,
+                    foreign: true,
+                }
+            }
+            Phase::Waiting { .. } | Phase::Trying { .. } => Self::goal(relay, &config, true),
+            Phase::GaveUp { .. } => {}
+        }
+    }
+
+    fn foreign_listener_closed(&mut self, r: usize, now: Instant) {
+        let config = self.config.clone();
+        let Some(relay) = self.relay(r) else { return };
+        if let Phase::Goal { foreign: true, .. } = relay.phase {
+            Self::fail(relay, &config, 0, now);
+        }
+    }
+
+    fn hop(&mut self, r: usize) {
+        let config = self.config.clone();
+        if !config.reservations() {
+            return;
+        }
+        let Some(relay) = self.relay(r) else { return };
+        if let Phase::Waiting { attempt, .. } = relay.phase {
+            relay.phase = Phase::Trying { attempt };
+        }
+    }
+
+    /// Waits that are over start their retry.
+    fn elapse(&mut self, now: Instant, connected: impl Fn(usize) -> bool) {
+        let config = self.config.clone();
+        if self.stopped {
+            return;
+        }
+        for (r, relay) in &mut self.relays {
+            match relay.phase {
+                Phase::Waiting {
+                    attempt,
+                    due: Some(due),
+                } if due <= now => Self::try_now(relay, &config, attempt, connected(*r)),
+                Phase::GaveUp {
+                    revive_at: Some(at), ..
+                } if at <= now => Self::try_now(relay, &config, 0, connected(*r)),
+                _ => {}
+            }
+        }
+    }
+
+    /// Matches an event of the keeper against what the model owes; `Err` says what did not match.
+    fn on_event(&mut self, r: usize, event: &Event, now: Instant) -> Result<(), String> {
+        let config = self.config.clone();
+        let relay = self
+            .relays
+            .get_mut(&r)
+            .ok_or("event for a relay the model does not keep")?;
+        match (event.clone(), relay.phase) {
+            (
+                Event::ReconnectScheduled { attempt, delay, .. },
+                Phase::Waiting {
+                    attempt: a,
+                    due: None,
+                },
+            ) if attempt == a => {
+                if delay >= config.backoff_bound(attempt) {
+                    return Err(format!("wait {delay:?} is not below its bound"));
+                }
+                relay.phase = Phase::Waiting {
+                    attempt,
+                    due: Some(now + delay),
+                };
+            }
+            (
+                Event::GaveUp { attempts, .. },
+                Phase::GaveUp {
+                    attempts: a,
+                    announced: false,
+                    revive_at,
+                },
+            ) if attempts == a => {
+                relay.phase = Phase::GaveUp {
+                    attempts,
+                    announced: true,
+                    revive_at,
+                };
+            }
+            (
+                Event::Reserved { .. },
+                Phase::Goal {
+                    announced: false,
+                    foreign,
+                },
+            ) => {
+                relay.phase = Phase::Goal {
+                    announced: true,
+                    foreign,
+                };
+            }
+            (Event::Reconnected { attempts, .. }, _) if relay.owed_reconnected == Some(attempts) => {
+                relay.owed_reconnected = None;
+            }
+            (event, phase) => return Err(format!("unexpected {event:?} in {phase:?}")),
+        }
+        Ok(())
+    }
+
+    /// Everything the keeper owes has been said: every loss was followed by a scheduled retry or a give-up.
+    fn settled(&self) -> Result<(), String> {
+        for (r, relay) in &self.relays {
+            let owes = matches!(
+                relay.phase,
+                Phase::Waiting { due: None, .. }
+                    | Phase::GaveUp { announced: false, .. }
+                    | Phase::Goal { announced: false, .. }
+            ) || relay.owed_reconnected.is_some();
+            if owes && !self.stopped {
+                return Err(format!("relay {r} is owed an event: {relay:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The swarm around the keeper, simplified to what the keeper sees.
+struct World {
+    keeper: RelayKeeper,
+    model: Model,
+    now: Instant,
+    peers: Vec<PeerId>,
+    addrs: Vec<Multiaddr>,
+    next_id: usize,
+    /// Open connections: id, peer index, relayed.
+    connections: Vec<(ConnectionId, usize, bool)>,
+    /// The keeper's dial in flight, per relay.
+    dials: HashMap<usize, ConnectionId>,
+    /// The keeper's open circuit listener, per relay.
+    own_listeners: HashMap<usize, ListenerId>,
+    /// The application's open circuit listener, per relay.
+    foreign_listeners: HashMap<usize, ListenerId>,
+}
+
+type Step = Result<(), String>;
+
+impl World {
+    fn new(config: Config) -> Self {
+        let peers: Vec<PeerId> = (0..PEERS)
+            .map(|i| {
+                Keypair::ed25519_from_bytes([i as u8 + 1; 32])
+                    .unwrap()
+                    .public()
+                    .to_peer_id()
+            })
+            .collect();
+        let addrs = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                format!("/ip4/127.0.0.1/tcp/{}/p2p/{p}", 4000 + i)
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        let now = Instant::now();
+        let mut keeper = RelayKeeper::new(config.clone());
+        keeper.manual_clock = Some(now);
+        Self {
+            keeper,
+            model: Model {
+                config,
+                relays: HashMap::new(),
+                stopped: false,
+            },
+            now,
+            peers,
+            addrs,
+            next_id: 0,
+            connections: Vec::new(),
+            dials: HashMap::new(),
+            own_listeners: HashMap::new(),
+            foreign_listeners: HashMap::new(),
+        }
+    }
+
+    fn connection_id(&mut self) -> ConnectionId {
+        self.next_id += 1;
+        ConnectionId::new_unchecked(1_000_000 + self.next_id)
+    }
+
+    fn direct_connections(&self, p: usize) -> usize {
+        self.connections
+            .iter()
+            .filter(|(_, peer, relayed)| *peer == p && !relayed)
+            .count()
+    }
+
+    fn connected(&self, p: usize) -> bool {
+        self.direct_connections(p) > 0
+    }
+
+    fn index_of(&self, peer: &PeerId) -> usize {
+        self.peers
+            .iter()
+            .position(|p| p == peer)
+            .expect("a peer of the world")
+    }
+
+    fn circuit(&self, r: usize) -> Multiaddr {
+        self.addrs[r].clone().with(Protocol::P2pCircuit)
+    }
+
+    fn apply(&mut self, op: &Op) -> Step {
+        let now = self.now;
+        match *op {
+            Op::AddRelay(r) => {
+                let connected = self.connected(r);
+                let result = self.keeper.add_relay(self.addrs[r].clone());
+                if self.model.stopped != result.is_err() {
+                    return Err(format!(
+                        "add_relay: {result:?} while stopped={}",
+                        self.model.stopped
+                    ));
+                }
+                self.model.add(r, connected);
+                self.settle()
+            }
+            Op::RemoveRelay(r) => {
+                let removed = self.keeper.remove_relay(&self.peers[r]);
+                if removed != self.model.relays.remove(&r).is_some() {
+                    return Err("remove_relay disagrees on whether the relay was kept".into());
+                }
+                self.dials.remove(&r);
+                self.settle()
+            }
+            Op::RetryNow(r) => {
+                let connected = self.connected(r);
+                let retried = self.keeper.retry_now(&self.peers[r]);
+                if retried != (!self.model.stopped && self.model.relays.contains_key(&r)) {
+                    return Err("retry_now disagrees on whether it could".into());
+                }
+                self.model.retry_now(r, connected);
+                self.settle()
+            }
+            Op::Stop => {
+                self.keeper.stop();
+                self.model.stopped = true;
+                self.settle()
+            }
+            Op::NetworkChanged => {
+                self.keeper.network_changed();
+                let connected: Vec<bool> = (0..PEERS).map(|p| self.connected(p)).collect();
+                self.model.network_changed(|r| connected[r]);
+                self.settle()
+            }
+            Op::ConnectDirect(p) => {
+                let id = self.connection_id();
+                self.establish(p, id, false)
+            }
+            Op::ConnectRelayed(p) => {
+                let id = self.connection_id();
+                self.establish(p, id, true)
+            }
+            Op::CompleteDial(r) => match self.dials.get(&r) {
+                Some(&id) => self.establish(r, id, false),
+                None => Ok(()),
+            },
+            Op::FailDial(r) => {
+                let Some(id) = self.dials.remove(&r) else {
+                    return Ok(());
+                };
+                let connected = self.connected(r);
+                self.feed_dial_failure(r, id, &DialError::Aborted)?;
+                self.model.dial_failed(r, connected, now);
+                self.settle()
+            }
+            Op::ForeignDialFail(r) => {
+                let id = self.connection_id();
+                self.feed_dial_failure(r, id, &DialError::NoAddresses)?;
+                self.settle()
+            }
+            Op::Close(i) => {
+                if self.connections.is_empty() {
+                    return Ok(());
+                }
+                let (id, p, relayed) = self.connections.remove(i % self.connections.len());
+                let remaining = self.connections.iter().filter(|(_, peer, _)| *peer == p).count();
+                let endpoint = self.endpoint(p, relayed);
+                self.keeper
+                    .on_swarm_event(FromSwarm::ConnectionClosed(ConnectionClosed {
+                        peer_id: self.peers[p],
+                        connection_id: id,
+                        endpoint: &endpoint,
+                        cause: None,
+                        remaining_established: remaining,
+                    }));
+                if relayed || self.connected(p) {
+                    return self.settle();
+                }
+                self.model.disconnected(p, now);
+                self.settle()?;
+                // The relay client's listeners die with the connection, after it.
+                if let Some(listener) = self.own_listeners.remove(&p) {
+                    self.close_listener(listener)?;
+                }
+                if let Some(listener) = self.foreign_listeners.remove(&p) {
+                    self.close_listener(listener)?;
+                }
+                Ok(())
+            }
+            Op::ReservationAccepted(r) => {
+                let Some(&listener) = self.own_listeners.get(&r) else {
+                    return Ok(());
+                };
+                let addr = self.circuit(r);
+                self.keeper
+                    .on_swarm_event(FromSwarm::NewListenAddr(NewListenAddr {
+                        listener_id: listener,
+                        addr: &addr,
+                    }));
+                self.model.reservation_accepted(r);
+                self.settle()
+            }
+            Op::ReservationClosed(r, error) => {
+                let Some(listener) = self.own_listeners.remove(&r) else {
+                    return Ok(());
+                };
+                let io_error = std::io::Error::other("reservation refused");
+                let reason = if error { Err(&io_error) } else { Ok(()) };
+                self.keeper
+                    .on_swarm_event(FromSwarm::ListenerClosed(ListenerClosed {
+                        listener_id: listener,
+                        reason,
+                    }));
+                self.model.own_listener_closed(r, now);
+                self.settle()
+            }
+            Op::ListenerFailed(r, unsupported) => {
+                let Some(listener) = self.own_listeners.remove(&r) else {
+                    return Ok(());
+                };
+                let error = if unsupported {
+                    TransportError::MultiaddrNotSupported(self.circuit(r))
+                } else {
+                    TransportError::Other(std::io::Error::other("listener failed"))
+                };
+                self.keeper
+                    .on_swarm_event(FromSwarm::ListenerError(ListenerError {
+                        listener_id: listener,
+                        err: &error,
+                    }));
+                if unsupported {
+                    self.model.listener_unsupported(r, now);
+                } else {
+                    self.model.own_listener_closed(r, now);
+                }
+                self.settle()
+            }
+            Op::ForeignReservation(r) => {
+                if !self.connected(r) {
+                    return Ok(());
+                }
+                // A new listener on a relay replaces the old ones, which close first.
+                if let Some(listener) = self.own_listeners.remove(&r) {
+                    self.keeper
+                        .on_swarm_event(FromSwarm::ListenerClosed(ListenerClosed {
+                            listener_id: listener,
+                            reason: Ok(()),
+                        }));
+                    self.model.own_listener_closed(r, now);
+                    self.settle()?;
+                }
+                if let Some(listener) = self.foreign_listeners.remove(&r) {
+                    self.keeper
+                        .on_swarm_event(FromSwarm::ListenerClosed(ListenerClosed {
+                            listener_id: listener,
+                            reason: Ok(()),
+                        }));
+                    self.model.foreign_listener_closed(r, now);
+                    self.settle()?;
+                }
+                let listener = ListenerId::next();
+                self.foreign_listeners.insert(r, listener);
+                let addr = self.circuit(r);
+                self.keeper
+                    .on_swarm_event(FromSwarm::NewListenAddr(NewListenAddr {
+                        listener_id: listener,
+                        addr: &addr,
+                    }));
+                self.model.foreign_reservation(r);
+                self.settle()
+            }
+            Op::ForeignListenerClosed(r) => {
+                let Some(listener) = self.foreign_listeners.remove(&r) else {
+                    return Ok(());
+                };
+                self.keeper
+                    .on_swarm_event(FromSwarm::ListenerClosed(ListenerClosed {
+                        listener_id: listener,
+                        reason: Ok(()),
+                    }));
+                if self.connected(r) {
+                    self.model.foreign_listener_closed(r, now);
+                }
+                self.settle()
+            }
+            Op::Hop(r) => {
+                let Some(&(id, _, _)) = self
+                    .connections
+                    .iter()
+                    .find(|(_, p, relayed)| *p == r && !relayed)
+                else {
+                    return Ok(());
+                };
+                self.keeper
+                    .on_connection_handler_event(self.peers[r], id, ToBehaviour::HopEnabled);
+                self.model.hop(r);
+                self.settle()
+            }
+            Op::Advance(ms) => {
+                self.now += Duration::from_millis(ms);
+                self.keeper.manual_clock = Some(self.now);
+                self.settle()
+            }
+        }
+    }
+
+    fn endpoint(&self, p: usize, relayed: bool) -> ConnectedPoint {
+        let address = if relayed {
+            self.circuit(p)
+        } else {
+            self.addrs[p].clone()
+        };
+        ConnectedPoint::Dialer {
+            address,
+            role_override: Endpoint::Dialer,
+            port_use: PortUse::Reuse,
+        }
+    }
+
+    fn establish(&mut self, p: usize, id: ConnectionId, relayed: bool) -> Step {
+        let first = !relayed && !self.connected(p);
+        let ours = self.dials.get(&p) == Some(&id);
+        if !relayed {
+            // A connection supersedes a dial still in flight.
+            self.dials.remove(&p);
+        }
+        self.connections.push((id, p, relayed));
+        let endpoint = self.endpoint(p, relayed);
+        self.keeper
+            .on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                peer_id: self.peers[p],
+                connection_id: id,
+                endpoint: &endpoint,
+                failed_addresses: &[],
+                other_established: 0,
+            }));
+        if first {
+            self.model.connected(p, ours);
+        }
+        self.settle()
+    }
+
+    fn feed_dial_failure(&mut self, r: usize, id: ConnectionId, error: &DialError) -> Step {
+        self.keeper.on_swarm_event(FromSwarm::DialFailure(DialFailure {
+            peer_id: Some(self.peers[r]),
+            error,
+            connection_id: id,
+        }));
+        Ok(())
+    }
+
+    fn close_listener(&mut self, listener: ListenerId) -> Step {
+        self.keeper
+            .on_swarm_event(FromSwarm::ListenerClosed(ListenerClosed {
+                listener_id: listener,
+                reason: Ok(()),
+            }));
+        self.settle()
+    }
+
+    /// Polls the keeper until it is idle, checks every action, matches events against the model, lets the
+    /// model's due waits elapse, and compares statuses.
+    fn settle(&mut self) -> Step {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut actions = Vec::new();
+        while let Poll::Ready(action) = self.keeper.poll(&mut cx) {
+            actions.push(action);
+            if actions.len() > 1000 {
+                return Err("poll never returns Pending".into());
+            }
+        }
+        for action in actions {
+            self.check_action(action)?;
+        }
+        self.model.settled()?;
+        let connected: Vec<bool> = (0..PEERS).map(|p| self.connected(p)).collect();
+        self.model.elapse(self.now, |r| connected[r]);
+        self.check_invariants()
+    }
+
+    fn kept(&self, r: usize) -> Result<(), String> {
+        if self.model.stopped {
+            return Err("action after stop".into());
+        }
+        if !self.model.relays.contains_key(&r) {
+            return Err(format!("action for relay {r}, which is not kept"));
+        }
+        Ok(())
+    }
+
+    fn check_action(&mut self, action: ToSwarm<Event, FromBehaviour>) -> Step {
+        match action {
+            ToSwarm::Dial { opts } => {
+                let r = self.index_of(&opts.get_peer_id().ok_or("dial without peer id")?);
+                self.kept(r)?;
+                if self.dials.contains_key(&r) {
+                    return Err(format!("second dial to relay {r} while one is in flight"));
+                }
+                if self.connected(r) {
+                    return Err(format!("dial to relay {r}, which is connected"));
+                }
+                self.dials.insert(r, opts.connection_id());
+            }
+            ToSwarm::ListenOn { opts } => {
+                let r =
+                    self.index_of(&circuit_relay(opts.address()).ok_or("listen on a non-circuit address")?);
+                self.kept(r)?;
+                if self.own_listeners.contains_key(&r) {
+                    return Err(format!("second listener on relay {r}"));
+                }
+                if !self.connected(r) {
+                    return Err(format!("listen on relay {r}, which is not connected"));
+                }
+                self.own_listeners.insert(r, opts.listener_id());
+            }
+            ToSwarm::RemoveListener { id } => {
+                if let Some((&r, _)) = self.own_listeners.iter().find(|(_, l)| **l == id) {
+                    self.own_listeners.remove(&r);
+                    self.close_listener(id)?;
+                }
+            }
+            ToSwarm::GenerateEvent(event) => {
+                let r = self.index_of(&event.relay());
+                self.kept(r)?;
+                let attempts = match event {
+                    Event::ReconnectScheduled { attempt, .. } => attempt,
+                    Event::GaveUp { attempts, .. } => attempts,
+                    _ => 0,
+                };
+                if self.model.config.max_attempts().is_some_and(|max| attempts > max) {
+                    return Err(format!("{event:?} exceeds max_attempts"));
+                }
+                self.model.on_event(r, &event, self.now)?;
+            }
+            ToSwarm::NotifyHandler { .. } => {}
+            other => return Err(format!("unexpected action {other:?}")),
+        }
+        Ok(())
+    }
+
+    fn check_invariants(&self) -> Step {
+        let mut timers = HashMap::new();
+        for (deadline, peer) in &self.keeper.deadlines {
+            if timers.insert(*peer, *deadline).is_some() {
+                return Err(format!("two timers for {peer}"));
+            }
+        }
+        if self.model.stopped && !timers.is_empty() {
+            return Err("a timer after stop".into());
+        }
+        for r in 0..RELAYS {
+            let status = self.keeper.status(&self.peers[r]);
+            let expected = self.model.status(r, self.connected(r));
+            if status != expected {
+                return Err(format!(
+                    "relay {r}: keeper says {status:?}, model says {expected:?}"
+                ));
+            }
+            let relay = self.keeper.relays.get(&self.peers[r]);
+            let deadline = relay
+                .and_then(|relay| relay.deadline())
+                .filter(|_| !self.model.stopped);
+            if timers.get(&self.peers[r]).copied() != deadline {
+                return Err(format!(
+                    "relay {r}: timer {:?} but deadline {deadline:?}",
+                    timers.get(&self.peers[r])
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn run(config: Config, ops: &[Op]) -> Result<(), String> {
+    let mut world = World::new(config);
+    for (step, op) in ops.iter().enumerate() {
+        world
+            .apply(op)
+            .map_err(|e| format!("step {step} ({op:?}): {e}"))?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_keeper_follows_the_model_in_every_order_of_events(config in config(), ops in prop::collection::vec(op(), 1..80)) {
+        if let Err(violation) = run(config, &ops) {
+            prop_assert!(false, "{}", violation);
+        }
+    }
+}
