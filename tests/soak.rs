@@ -1,0 +1,98 @@
+//! Churn: a real relay process is killed (SIGKILL) and restarted over and over while a client keeps its
+//! reservation; every cycle must end with the reservation restored and a peer reaching the client through it.
+//!
+//! `cargo test --test soak` runs 20 cycles; `cargo test --test soak -- --ignored` runs 200 and also checks that
+//! the client's memory does not grow.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    process::{free_port, Process},
+    reach_through_relay, Client, Net,
+};
+use libp2p::Multiaddr;
+use libp2p_relay_keeper::{Config, Event};
+use rand::{rngs::StdRng, RngExt, SeedableRng};
+
+const BASE: Duration = Duration::from_millis(20);
+const CAP: Duration = Duration::from_millis(160);
+
+async fn start_relay(port: u16) -> (Process, Multiaddr) {
+    let port_arg = port.to_string();
+    let mut relay =
+        Process::spawn("relay_server", &["--port", &port_arg, "--secret-key-seed", "7", "--listen-ip", "127.0.0.1"]);
+    let id = relay.wait_prefix("peer_id=").await;
+    let tcp = format!("/ip4/127.0.0.1/tcp/{port}");
+    relay.wait_line("its TCP address", |l| (l == format!("listening addr={tcp}")).then_some(())).await;
+    (relay, format!("{tcp}/p2p/{id}").parse().unwrap())
+}
+
+/// The client's resident set size, from /proc.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc is mounted");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
+/// Runs `cycles` kill/restart cycles; returns the client's RSS (KiB) after each cycle.
+async fn churn(cycles: usize, seed: u64) -> Vec<u64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let port = free_port();
+    let config = Config::default().with_base_delay(BASE).with_max_delay(CAP).with_max_attempts(None).with_rng_seed(seed);
+    let mut client = Client::new(Net::Tcp, config.clone(), true);
+    let (mut relay, relay_addr) = start_relay(port).await;
+    let relay_id = client.keeper().add_relay(relay_addr).unwrap();
+    client.wait_reserved(relay_id).await;
+    let mut rss = Vec::with_capacity(cycles);
+
+    for cycle in 0..cycles {
+        relay.kill().await;
+        let events_before = client.events.len();
+        let dials_before = client.dials.len();
+        // Down for anything from well inside the first wait to several capped waits.
+        let down = Duration::from_millis(rng.random_range(0..4 * CAP.as_millis() as u64));
+        client.serve_for(down).await;
+        let (restarted, _) = start_relay(port).await;
+        relay = restarted;
+        let circuit = client.wait_reserved(relay_id).await;
+        client.serve_while("a peer reaching the client", reach_through_relay(Net::Tcp, circuit, client.peer_id())).await;
+
+        let attempts: Vec<(u32, Duration)> = client.events[events_before..]
+            .iter()
+            .filter_map(|e| match e {
+                Event::ReconnectScheduled { attempt, delay, .. } => Some((*attempt, *delay)),
+                _ => None,
+            })
+            .collect();
+        assert!(!attempts.is_empty(), "cycle {cycle}: the loss was noticed");
+        for (n, (attempt, delay)) in (1..).zip(&attempts) {
+            assert_eq!(*attempt, n, "cycle {cycle}: retries are numbered from 1 without gaps");
+            assert!(*delay < config.backoff_bound(n), "cycle {cycle}: retry {n} waited {delay:?}");
+        }
+        let dials = client.dials[dials_before..].iter().filter(|p| **p == relay_id).count();
+        assert!(dials <= attempts.len(), "cycle {cycle}: {dials} dials for {} scheduled retries", attempts.len());
+        rss.push(rss_kib());
+    }
+    relay.kill().await;
+    rss
+}
+
+#[tokio::test]
+async fn soak_20_relay_restarts() {
+    let rss = churn(20, 20).await;
+    assert_eq!(rss.len(), 20);
+}
+
+#[tokio::test]
+#[ignore = "a few minutes: 200 relay restarts"]
+async fn soak_200_relay_restarts_without_memory_growth() {
+    let rss = churn(200, 200).await;
+    let (at_20, at_200) = (rss[19], rss[199]);
+    println!("client RSS: cycle 20 {at_20} KiB, cycle 200 {at_200} KiB");
+    assert!(at_200 <= at_20 + 1024, "RSS grew from {at_20} KiB at cycle 20 to {at_200} KiB at cycle 200");
+}
