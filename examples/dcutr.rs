@@ -62,6 +62,14 @@ struct Opts {
     /// Failed retries per outage before the keeper gives up on a relay.
     #[arg(long, default_value_t = 10)]
     max_attempts: u32,
+
+    /// How often to ping each peer, in milliseconds; a failed ping closes the connection.
+    #[arg(long, default_value_t = 15_000)]
+    ping_interval_ms: u64,
+
+    /// How long a ping may take before it counts as failed, in milliseconds.
+    #[arg(long, default_value_t = 20_000)]
+    ping_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -119,7 +127,11 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
                 relay_client,
                 // Ping failures close the connection (below): without that a black-holed relay link looks up
                 // forever, and the keeper never learns that it has to restore it.
-                ping: ping::Behaviour::new(ping::Config::new()),
+                ping: ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(Duration::from_millis(opts.ping_interval_ms))
+                        .with_timeout(Duration::from_millis(opts.ping_timeout_ms)),
+                ),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/relay-keeper/dcutr/1".into(),
                     key.public(),

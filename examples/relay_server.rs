@@ -5,13 +5,16 @@
 //! cargo run --example relay_server -- --port 4001 --secret-key-seed 0
 //! ```
 //!
-//! It prints one line per fact on stdout: `peer_id=<id>` first, then `listening addr=<multiaddr>` per address.
+//! It prints one line per fact on stdout: `peer_id=<id>` first, then `listening addr=<multiaddr>` per address,
+//! and `connection_closed peer=<id>` when a connection ends. Unlike upstream, it closes a connection whose
+//! ping fails, so a client behind a half-open link does not keep a stale reservation alive here.
 
 mod common;
 
 use std::{
     error::Error,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
 };
 
 use clap::Parser;
@@ -39,6 +42,14 @@ struct Opts {
     /// The address to listen on; all interfaces by default.
     #[arg(long)]
     listen_ip: Option<IpAddr>,
+
+    /// How often to ping each peer, in milliseconds; a failed ping closes the connection.
+    #[arg(long, default_value_t = 15_000)]
+    ping_interval_ms: u64,
+
+    /// How long a ping may take before it counts as failed, in milliseconds.
+    #[arg(long, default_value_t = 20_000)]
+    ping_timeout_ms: u64,
 }
 
 #[derive(NetworkBehaviour)]
@@ -60,7 +71,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .with_quic()
             .with_behaviour(|key| Behaviour {
                 relay: relay::Behaviour::new(key.public().to_peer_id(), relay::Config::default()),
-                ping: ping::Behaviour::new(ping::Config::new()),
+                ping: ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(Duration::from_millis(opts.ping_interval_ms))
+                        .with_timeout(Duration::from_millis(opts.ping_timeout_ms)),
+                ),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/relay-keeper/relay/1".into(),
                     key.public(),
@@ -88,6 +103,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { info, .. })) => {
                 swarm.add_external_address(info.observed_addr);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(failure),
+            })) => {
+                tracing::info!(%peer, %failure, "ping failed, closing the connection");
+                swarm.close_connection(connection);
+            }
+            SwarmEvent::ConnectionClosed { peer_id, .. } => {
+                common::say(format_args!("connection_closed peer={peer_id}"))
             }
             SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => tracing::info!(?event),
             _ => {}

@@ -21,11 +21,24 @@ const CAP: Duration = Duration::from_millis(160);
 
 async fn start_relay(port: u16) -> (Process, Multiaddr) {
     let port_arg = port.to_string();
-    let mut relay =
-        Process::spawn("relay_server", &["--port", &port_arg, "--secret-key-seed", "7", "--listen-ip", "127.0.0.1"]);
+    let mut relay = Process::spawn(
+        "relay_server",
+        &[
+            "--port",
+            &port_arg,
+            "--secret-key-seed",
+            "7",
+            "--listen-ip",
+            "127.0.0.1",
+        ],
+    );
     let id = relay.wait_prefix("peer_id=").await;
     let tcp = format!("/ip4/127.0.0.1/tcp/{port}");
-    relay.wait_line("its TCP address", |l| (l == format!("listening addr={tcp}")).then_some(())).await;
+    relay
+        .wait_line("its TCP address", |l| {
+            (l == format!("listening addr={tcp}")).then_some(())
+        })
+        .await;
     (relay, format!("{tcp}/p2p/{id}").parse().unwrap())
 }
 
@@ -43,7 +56,11 @@ fn rss_kib() -> u64 {
 async fn churn(cycles: usize, seed: u64) -> Vec<u64> {
     let mut rng = StdRng::seed_from_u64(seed);
     let port = free_port();
-    let config = Config::default().with_base_delay(BASE).with_max_delay(CAP).with_max_attempts(None).with_rng_seed(seed);
+    let config = Config::default()
+        .with_base_delay(BASE)
+        .with_max_delay(CAP)
+        .with_max_attempts(None)
+        .with_rng_seed(seed);
     let mut client = Client::new(Net::Tcp, config.clone(), true);
     let (mut relay, relay_addr) = start_relay(port).await;
     let relay_id = client.keeper().add_relay(relay_addr).unwrap();
@@ -60,7 +77,12 @@ async fn churn(cycles: usize, seed: u64) -> Vec<u64> {
         let (restarted, _) = start_relay(port).await;
         relay = restarted;
         let circuit = client.wait_reserved(relay_id).await;
-        client.serve_while("a peer reaching the client", reach_through_relay(Net::Tcp, circuit, client.peer_id())).await;
+        client
+            .serve_while(
+                "a peer reaching the client",
+                reach_through_relay(Net::Tcp, circuit, client.peer_id()),
+            )
+            .await;
 
         let attempts: Vec<(u32, Duration)> = client.events[events_before..]
             .iter()
@@ -71,11 +93,24 @@ async fn churn(cycles: usize, seed: u64) -> Vec<u64> {
             .collect();
         assert!(!attempts.is_empty(), "cycle {cycle}: the loss was noticed");
         for (n, (attempt, delay)) in (1..).zip(&attempts) {
-            assert_eq!(*attempt, n, "cycle {cycle}: retries are numbered from 1 without gaps");
-            assert!(*delay < config.backoff_bound(n), "cycle {cycle}: retry {n} waited {delay:?}");
+            assert_eq!(
+                *attempt, n,
+                "cycle {cycle}: retries are numbered from 1 without gaps"
+            );
+            assert!(
+                *delay < config.backoff_bound(n),
+                "cycle {cycle}: retry {n} waited {delay:?}"
+            );
         }
-        let dials = client.dials[dials_before..].iter().filter(|p| **p == relay_id).count();
-        assert!(dials <= attempts.len(), "cycle {cycle}: {dials} dials for {} scheduled retries", attempts.len());
+        let dials = client.dials[dials_before..]
+            .iter()
+            .filter(|p| **p == relay_id)
+            .count();
+        assert!(
+            dials <= attempts.len(),
+            "cycle {cycle}: {dials} dials for {} scheduled retries",
+            attempts.len()
+        );
         rss.push(rss_kib());
     }
     relay.kill().await;
@@ -94,5 +129,8 @@ async fn soak_200_relay_restarts_without_memory_growth() {
     let rss = churn(200, 200).await;
     let (at_20, at_200) = (rss[19], rss[199]);
     println!("client RSS: cycle 20 {at_20} KiB, cycle 200 {at_200} KiB");
-    assert!(at_200 <= at_20 + 1024, "RSS grew from {at_20} KiB at cycle 20 to {at_200} KiB at cycle 200");
+    assert!(
+        at_200 <= at_20 + 1024,
+        "RSS grew from {at_20} KiB at cycle 20 to {at_200} KiB at cycle 200"
+    );
 }

@@ -40,7 +40,19 @@ pub fn example_binary(name: &str) -> PathBuf {
 impl Process {
     /// Starts example `name` with `args`; its stderr (the tracing log) is passed through to the test's.
     pub fn spawn(name: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(example_binary(name))
+        Self::start(Command::new(example_binary(name)), name, args)
+    }
+
+    /// Starts example `name` inside network namespace `netns` (`ip netns exec`, which execs it in place, so
+    /// killing the process kills the example).
+    pub fn spawn_in(netns: &str, name: &str, args: &[&str]) -> Self {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", netns]).arg(example_binary(name));
+        Self::start(command, name, args)
+    }
+
+    fn start(mut command: Command, name: &str, args: &[&str]) -> Self {
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -87,6 +99,13 @@ impl Process {
                 self.seen[seen_before..].join("\n")
             )
         })
+    }
+
+    /// Reads every line printed so far without looking at it, so that the next wait sees only what comes after.
+    pub fn skip_printed(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
     }
 
     /// Waits for a line that starts with `prefix` and returns the rest of it.
