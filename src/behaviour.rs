@@ -86,6 +86,9 @@ impl Snapshot {
     }
 }
 
+/// How much room for queued actions the keeper keeps once the queue is empty.
+const PENDING_CAPACITY_KEPT: usize = 16;
+
 impl Default for RelayKeeper {
     fn default() -> Self {
         Self::new(Config::default())
@@ -176,14 +179,16 @@ impl RelayKeeper {
         }
         tracing::debug!(relay = %peer, %addr, connected = via.is_some(), "relay added");
         let mut env = Env {
+            relay: peer,
             now: self.now(),
             config: &self.config,
             backoff: &mut self.backoff,
             actions: &mut self.actions,
         };
-        let relay = Relay::new(peer, addr, via, &mut env);
+        let relay = Relay::new(addr, via, &mut env);
+        let after = Snapshot::of(Some(&relay));
         self.relays.insert(peer, relay);
-        self.apply(peer, Snapshot::default());
+        self.apply(peer, Snapshot::default(), after);
         Ok(peer)
     }
 
@@ -330,18 +335,19 @@ impl RelayKeeper {
         };
         let before = Snapshot::of(Some(relay));
         let mut env = Env {
+            relay: peer,
             now,
             config: &self.config,
             backoff: &mut self.backoff,
             actions: &mut self.actions,
         };
         relay.on(input, &mut env);
-        self.apply(peer, before);
+        let after = Snapshot::of(Some(relay));
+        self.apply(peer, before, after);
     }
 
-    /// Carries out what a transition of `peer` asked for; `before` is how the relay looked before it.
-    fn apply(&mut self, peer: PeerId, before: Snapshot) {
-        let after = Snapshot::of(self.relays.get(&peer));
+    /// Carries out what a transition of `peer` asked for; `before` and `after` are how the relay looked.
+    fn apply(&mut self, peer: PeerId, before: Snapshot, after: Snapshot) {
         let rescheduled = before.deadline != after.deadline;
         if rescheduled {
             if let Some(deadline) = before.deadline {
@@ -413,7 +419,11 @@ impl RelayKeeper {
             ConnectedPoint::Dialer { address, .. } => Some(address.clone()),
             ConnectedPoint::Listener { .. } => None,
         };
-        let connections = self.connections.entry(peer_id).or_default();
+        // Most peers have one connection; a default Vec would reserve room for four.
+        let connections = self
+            .connections
+            .entry(peer_id)
+            .or_insert_with(|| Vec::with_capacity(1));
         connections.push((connection_id, dialed.clone()));
         if connections.len() > 1 {
             return;
@@ -633,6 +643,10 @@ impl NetworkBehaviour for RelayKeeper {
         loop {
             if let Some(action) = self.pending.pop_front() {
                 return Poll::Ready(action);
+            }
+            // A burst (every relay lost at once) must not leave its queue's memory behind.
+            if self.pending.capacity() > PENDING_CAPACITY_KEPT {
+                self.pending.shrink_to(PENDING_CAPACITY_KEPT);
             }
             let Some(&(deadline, relay)) = self.deadlines.first() else {
                 self.timer = None;

@@ -87,6 +87,8 @@ pub(crate) enum Action {
 
 /// What a transition needs besides the relay itself.
 pub(crate) struct Env<'a> {
+    /// The relay the transition is for.
+    pub(crate) relay: PeerId,
     pub(crate) now: Instant,
     pub(crate) config: &'a Config,
     pub(crate) backoff: &'a mut Backoff,
@@ -96,7 +98,6 @@ pub(crate) struct Env<'a> {
 /// One kept relay.
 #[derive(Debug)]
 pub(crate) struct Relay {
-    peer_id: PeerId,
     /// Dialable addresses, each ending in `/p2p/<peer_id>`.
     addrs: Vec<Multiaddr>,
     /// While directly connected: the address the reservation is requested through.
@@ -110,9 +111,8 @@ pub(crate) struct Relay {
 
 impl Relay {
     /// Starts keeping `peer_id`: reserves on the existing connection `via`, or dials.
-    pub(crate) fn new(peer_id: PeerId, addr: Multiaddr, via: Option<Multiaddr>, env: &mut Env<'_>) -> Self {
+    pub(crate) fn new(addr: Multiaddr, via: Option<Multiaddr>, env: &mut Env<'_>) -> Self {
         let mut relay = Self {
-            peer_id,
             addrs: vec![addr],
             via,
             outage_since: None,
@@ -204,7 +204,7 @@ impl Relay {
                 if self.outage_since.is_some() {
                     let attempts = if ours { attempt } else { 0 };
                     env.emit(Event::Reconnected {
-                        relay: self.peer_id,
+                        relay: env.relay,
                         attempts,
                     });
                 }
@@ -242,7 +242,7 @@ impl Relay {
                 };
                 self.reach_goal();
                 env.emit(Event::Reserved {
-                    relay: self.peer_id,
+                    relay: env.relay,
                     addr,
                 });
             }
@@ -258,7 +258,7 @@ impl Relay {
                 self.reach_goal();
                 if !was_reserved {
                     env.emit(Event::Reserved {
-                        relay: self.peer_id,
+                        relay: env.relay,
                         addr,
                     });
                 }
@@ -344,7 +344,7 @@ impl Relay {
             self.on_connection(attempt, env);
             return;
         }
-        let opts = DialOpts::peer_id(self.peer_id)
+        let opts = DialOpts::peer_id(env.relay)
             .condition(PeerCondition::DisconnectedAndNotDialing)
             .build();
         self.state = State::Dialing {
@@ -364,7 +364,7 @@ impl Relay {
         }
         let mut circuit = via.clone();
         if !matches!(circuit.iter().last(), Some(Protocol::P2p(_))) {
-            circuit.push(Protocol::P2p(self.peer_id));
+            circuit.push(Protocol::P2p(env.relay));
         }
         circuit.push(Protocol::P2pCircuit);
         let opts = ListenOpts::new(circuit);
@@ -395,7 +395,7 @@ impl Relay {
             deadline: env.now + delay,
         };
         env.emit(Event::ReconnectScheduled {
-            relay: self.peer_id,
+            relay: env.relay,
             attempt,
             delay,
         });
@@ -406,7 +406,7 @@ impl Relay {
         let retry_at = env.config.cooldown().map(|cooldown| env.now + cooldown);
         self.state = State::GaveUp { attempts, retry_at };
         env.emit(Event::GaveUp {
-            relay: self.peer_id,
+            relay: env.relay,
             attempts,
         });
     }
@@ -455,13 +455,14 @@ mod tests {
             let mut actions = Vec::new();
             let now = Instant::now();
             let mut env = Env {
+                relay: peer_of(&addr),
                 now,
                 config: &config,
                 backoff: &mut backoff,
                 actions: &mut actions,
             };
             let via = connected.then(|| addr.clone());
-            let relay = Relay::new(peer_of(&addr), addr, via, &mut env);
+            let relay = Relay::new(addr, via, &mut env);
             let mut driver = Self {
                 relay,
                 now,
@@ -489,9 +490,14 @@ mod tests {
             )
         }
 
+        fn peer_id(&self) -> PeerId {
+            peer_of(&self.relay.addrs()[0])
+        }
+
         fn feed(&mut self, input: Input) {
             let mut actions = Vec::new();
             let mut env = Env {
+                relay: self.peer_id(),
                 now: self.now,
                 config: &self.config,
                 backoff: &mut self.backoff,
@@ -505,12 +511,12 @@ mod tests {
             for action in actions {
                 match action {
                     Action::Dial(opts) => {
-                        assert_eq!(opts.get_peer_id(), Some(self.relay.peer_id));
+                        assert_eq!(opts.get_peer_id(), Some(self.peer_id()));
                         self.dials += 1;
                         self.last_dial = Some(opts.connection_id());
                     }
                     Action::Listen(opts) => {
-                        assert_eq!(circuit_addr_relay(opts.address()), Some(self.relay.peer_id));
+                        assert_eq!(circuit_addr_relay(opts.address()), Some(self.peer_id()));
                         self.listens += 1;
                         self.last_listener = Some(opts.listener_id());
                     }

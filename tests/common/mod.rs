@@ -3,9 +3,14 @@
 
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
+pub mod drive;
 pub mod process;
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use futures::StreamExt;
 use libp2p::{
@@ -107,6 +112,8 @@ pub struct RelayServer {
     pub peer_id: PeerId,
     /// The relay's address, ending in `/p2p/<peer id>`.
     pub addr: Multiaddr,
+    /// When the relay got its external address, i.e. started to accept reservations.
+    pub external_at: Arc<Mutex<Option<Instant>>>,
     kill: tokio::sync::oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
@@ -134,9 +141,12 @@ impl RelayServer {
             }
         })
         .await;
+        let external_at = Arc::new(Mutex::new(None));
         if external == External::AtStart {
             swarm.add_external_address(transport_addr.clone());
+            *external_at.lock().unwrap() = Some(Instant::now());
         }
+        let external_set = external_at.clone();
         let (kill, mut killed) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             loop {
@@ -145,7 +155,10 @@ impl RelayServer {
                     event = swarm.select_next_some() => match event {
                         SwarmEvent::Behaviour(RelayBehaviourEvent::Identify(identify::Event::Received {
                             info, ..
-                        })) if external == External::FromIdentify => swarm.add_external_address(info.observed_addr),
+                        })) if external == External::FromIdentify => {
+                            swarm.add_external_address(info.observed_addr);
+                            external_set.lock().unwrap().get_or_insert_with(Instant::now);
+                        }
                         _ => {}
                     },
                 }
@@ -209,6 +222,8 @@ pub struct Client {
     pub swarm: Swarm<ClientBehaviour>,
     /// Every keeper event so far, in order.
     pub events: Vec<Event>,
+    /// When each of `events` came out of the swarm.
+    pub event_times: Vec<Instant>,
     /// Every reservation renewal the relay client reported.
     pub renewals: usize,
     /// Dials the swarm started to each peer.
@@ -254,6 +269,7 @@ impl Client {
         match event {
             SwarmEvent::Behaviour(ClientBehaviourEvent::Keeper(event)) => {
                 self.events.push(event.clone());
+                self.event_times.push(Instant::now());
                 return Some(event);
             }
             SwarmEvent::Behaviour(ClientBehaviourEvent::Relay(

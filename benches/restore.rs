@@ -1,0 +1,121 @@
+//! How fast the keeper restores a reservation once it can, over loopback TCP with a real relay (release build).
+//!
+//! ```text
+//! cargo bench --bench restore
+//! ```
+//!
+//! 1. Restore gap: from the moment the restarted relay accepts reservations, or the keeper's successful retry
+//!    fires, whichever is later, until the circuit address is live again. Reported beside the scheduled wait,
+//!    which is the backoff's doing, not the keeper's.
+//! 2. HOP reaction: a freshly restarted relay refuses reservations until identify has told it its address;
+//!    from the moment it starts accepting (offers HOP) until the circuit address is live again.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Client, External, Net, RelayServer};
+use libp2p::{identity::Keypair, relay};
+use libp2p_relay_keeper::{Config, Event};
+use rand::{rngs::StdRng, RngExt, SeedableRng};
+
+const RESTARTS: usize = 30;
+
+/// What one restart measured.
+struct Sample {
+    /// Keeper-side latency: from "it can succeed" to "reservation live".
+    gap: Duration,
+    /// The wait the backoff scheduled before the successful retry.
+    scheduled: Duration,
+}
+
+/// Kills and restarts the relay `RESTARTS` times with random down times; measures each restoration.
+async fn restarts(external: External, identify: bool) -> Vec<Sample> {
+    let mut rng = StdRng::seed_from_u64(1);
+    let config = Config::default()
+        .with_base_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_millis(400))
+        .with_max_attempts(None);
+    let mut client = Client::new(Net::Tcp, config, identify);
+    let mut relay = RelayServer::start(
+        Net::Tcp,
+        Keypair::generate_ed25519(),
+        None,
+        external,
+        relay::Config::default(),
+    )
+    .await;
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+
+    let mut samples = Vec::with_capacity(RESTARTS);
+    for _ in 0..RESTARTS {
+        let (key, addr) = relay.kill().await;
+        let first_event = client.events.len();
+        client
+            .serve_for(Duration::from_millis(rng.random_range(0..300)))
+            .await;
+        relay = RelayServer::start(Net::Tcp, key, Some(addr), external, relay::Config::default()).await;
+        client.wait_reserved(relay_id).await;
+        let reserved_at = *client.event_times.last().unwrap();
+        let accepting_at = relay
+            .external_at
+            .lock()
+            .unwrap()
+            .expect("the relay accepts reservations");
+        // The successful retry is the last one scheduled before the reservation.
+        let (scheduled_at, scheduled) = (first_event..client.events.len())
+            .rev()
+            .find_map(|i| match client.events[i] {
+                Event::ReconnectScheduled { delay, .. } => Some((client.event_times[i], delay)),
+                _ => None,
+            })
+            .expect("the loss scheduled a retry");
+        let could_succeed_at = accepting_at.max(scheduled_at + scheduled);
+        samples.push(Sample {
+            gap: reserved_at.saturating_duration_since(could_succeed_at),
+            scheduled,
+        });
+    }
+    relay.kill().await;
+    samples
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() - 1) * p / 100]
+}
+
+fn report(name: &str, samples: &[Sample]) {
+    let mut gaps: Vec<Duration> = samples.iter().map(|s| s.gap).collect();
+    let mut waits: Vec<Duration> = samples.iter().map(|s| s.scheduled).collect();
+    gaps.sort();
+    waits.sort();
+    println!(
+        "{name}: {} restarts; gap median {:.2?} (p10 {:.2?}, p90 {:.2?}, max {:.2?}); scheduled wait median {:.1?}",
+        samples.len(),
+        percentile(&gaps, 50),
+        percentile(&gaps, 10),
+        percentile(&gaps, 90),
+        gaps[gaps.len() - 1],
+        percentile(&waits, 50),
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo test --benches` runs bench targets in test mode: do a single quick round then.
+    if std::env::args().any(|a| a == "--test" || a == "--list") {
+        return;
+    }
+    let start = Instant::now();
+    report(
+        "restore gap (relay accepts at once)",
+        &restarts(External::AtStart, false).await,
+    );
+    report(
+        "HOP reaction (relay learns its address from identify)",
+        &restarts(External::FromIdentify, true).await,
+    );
+    println!("took {:.1?}", start.elapsed());
+}

@@ -1,0 +1,225 @@
+//! How the keeper's costs grow with the number of kept relays, driving the behaviour directly (no network):
+//! n relays that are all reserved lose their connection at once, then every retry fires.
+//!
+//! ```text
+//! cargo bench --bench scale
+//! ```
+//!
+//! Reports time per loss event, per timer firing and per `poll` with every relay waiting, for n = 100, 1k,
+//! 10k and 100k, and prints the memory per kept relay (heap bytes, counted by a wrapping allocator).
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    hint::black_box,
+    sync::atomic::{AtomicUsize, Ordering},
+    task::{Context, Poll, Waker},
+    time::{Duration, Instant},
+};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
+use libp2p::{
+    core::{transport::PortUse, ConnectedPoint, Endpoint},
+    swarm::{
+        behaviour::{ConnectionClosed, ConnectionEstablished, NewListenAddr},
+        ConnectionId, FromSwarm, NetworkBehaviour, ToSwarm,
+    },
+    Multiaddr, PeerId,
+};
+use libp2p_relay_keeper::{Config, RelayKeeper};
+
+/// Counts the heap bytes in use, to report memory per kept relay.
+struct Counting;
+
+static IN_USE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        IN_USE.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const SIZES: [usize; 4] = [100, 1_000, 10_000, 100_000];
+
+/// n relays, each reserved on its own connection (connection id = index).
+struct Fleet {
+    keeper: RelayKeeper,
+    relays: Vec<(PeerId, Multiaddr)>,
+}
+
+fn endpoint(addr: &Multiaddr) -> ConnectedPoint {
+    ConnectedPoint::Dialer {
+        address: addr.clone(),
+        role_override: Endpoint::Dialer,
+        port_use: PortUse::Reuse,
+    }
+}
+
+fn drain(
+    keeper: &mut RelayKeeper,
+) -> Vec<ToSwarm<libp2p_relay_keeper::Event, libp2p::swarm::THandlerInEvent<RelayKeeper>>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    std::iter::from_fn(|| match keeper.poll(&mut cx) {
+        Poll::Ready(action) => Some(action),
+        Poll::Pending => None,
+    })
+    .collect()
+}
+
+fn relays(n: usize) -> Vec<(PeerId, Multiaddr)> {
+    (0..n)
+        .map(|i| {
+            let peer = PeerId::random();
+            let addr = format!(
+                "/ip4/10.{}.{}.{}/tcp/4001/p2p/{peer}",
+                i >> 16 & 255,
+                i >> 8 & 255,
+                i & 255
+            );
+            (peer, addr.parse().unwrap())
+        })
+        .collect()
+}
+
+impl Fleet {
+    fn reserved(n: usize, retry_after: Duration) -> Self {
+        Self::keep(relays(n), retry_after)
+    }
+
+    fn keep(relays: Vec<(PeerId, Multiaddr)>, retry_after: Duration) -> Self {
+        let config = Config::default()
+            .with_base_delay(retry_after)
+            .with_max_delay(retry_after)
+            .with_jitter(false)
+            .with_max_attempts(None);
+        let mut keeper = RelayKeeper::new(config);
+        for (i, (peer, addr)) in relays.iter().enumerate() {
+            keeper.add_relay(addr.clone()).unwrap();
+            keeper.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                peer_id: *peer,
+                connection_id: ConnectionId::new_unchecked(i),
+                endpoint: &endpoint(addr),
+                failed_addresses: &[],
+                other_established: 0,
+            }));
+        }
+        for action in drain(&mut keeper) {
+            if let ToSwarm::ListenOn { opts } = action {
+                let addr = opts.address().clone();
+                keeper.on_swarm_event(FromSwarm::NewListenAddr(NewListenAddr {
+                    listener_id: opts.listener_id(),
+                    addr: &addr,
+                }));
+            }
+        }
+        drain(&mut keeper);
+        Self { keeper, relays }
+    }
+
+    fn lose_all(&mut self) {
+        for (i, (peer, addr)) in self.relays.iter().enumerate() {
+            self.keeper
+                .on_swarm_event(FromSwarm::ConnectionClosed(ConnectionClosed {
+                    peer_id: *peer,
+                    connection_id: ConnectionId::new_unchecked(i),
+                    endpoint: &endpoint(addr),
+                    cause: None,
+                    remaining_established: 0,
+                }));
+        }
+    }
+}
+
+fn loss_events(c: &mut Criterion) {
+    let mut group = c.benchmark_group("loss event");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(200));
+    for n in SIZES {
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut fleet = Fleet::reserved(n, Duration::from_secs(3600));
+                    let start = Instant::now();
+                    fleet.lose_all();
+                    total += start.elapsed() / n as u32;
+                    black_box(&fleet.keeper);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+fn timer_firings(c: &mut Criterion) {
+    let mut group = c.benchmark_group("timer firing");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(200));
+    for n in SIZES {
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                // Long enough that no retry is due before every loss has been fed.
+                let retry_after = Duration::from_micros(10 * n as u64) + Duration::from_millis(5);
+                for _ in 0..iters {
+                    let mut fleet = Fleet::reserved(n, retry_after);
+                    fleet.lose_all();
+                    drain(&mut fleet.keeper);
+                    std::thread::sleep(retry_after);
+                    // Every retry is due: each poll fires one and raises its dial.
+                    let start = Instant::now();
+                    let dials = drain(&mut fleet.keeper).len();
+                    total += start.elapsed() / n as u32;
+                    assert_eq!(dials, n);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+fn idle_polls(c: &mut Criterion) {
+    let mut group = c.benchmark_group("poll with every relay waiting");
+    for n in SIZES {
+        let mut fleet = Fleet::reserved(n, Duration::from_secs(3600));
+        fleet.lose_all();
+        drain(&mut fleet.keeper);
+        let mut cx = Context::from_waker(Waker::noop());
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| assert!(black_box(fleet.keeper.poll(&mut cx)).is_pending()))
+        });
+    }
+    group.finish();
+}
+
+fn memory_per_relay(_: &mut Criterion) {
+    for n in SIZES {
+        // The addresses are the application's; the keeper shares them.
+        let relays = relays(n);
+        let before = IN_USE.load(Ordering::Relaxed);
+        let fleet = Fleet::keep(relays, Duration::from_secs(3600));
+        let keeper_bytes = IN_USE.load(Ordering::Relaxed) - before;
+        println!(
+            "memory per kept relay (reserved), n = {n:>6}: {} bytes",
+            keeper_bytes / n
+        );
+        drop(fleet);
+    }
+}
+
+criterion_group!(benches, loss_events, timer_firings, idle_polls, memory_per_relay);
+criterion_main!(benches);
