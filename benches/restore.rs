@@ -26,8 +26,10 @@ const RESTARTS: usize = 30;
 struct Sample {
     /// Keeper-side latency: from "it can succeed" to "reservation live".
     gap: Duration,
-    /// The wait the backoff scheduled before the successful retry.
+    /// The wait the backoff scheduled before the last retry.
     scheduled: Duration,
+    /// The relay refused a reservation on the restored connection (it did not offer HOP yet).
+    refused: bool,
 }
 
 /// Kills and restarts the relay `RESTARTS` times with random down times; measures each restoration.
@@ -72,10 +74,22 @@ async fn restarts(external: External, identify: bool) -> Vec<Sample> {
                 _ => None,
             })
             .expect("the loss scheduled a retry");
-        let could_succeed_at = accepting_at.max(scheduled_at + scheduled);
+        let reconnected = (first_event..client.events.len())
+            .find(|i| matches!(client.events[*i], Event::Reconnected { .. }))
+            .expect("the connection came back");
+        let refused = client.events[reconnected..]
+            .iter()
+            .any(|e| matches!(e, Event::ReconnectScheduled { .. }));
+        // A refused reservation is retried when the relay announces HOP, not when the wait ends.
+        let could_succeed_at = if refused {
+            accepting_at
+        } else {
+            accepting_at.max(scheduled_at + scheduled)
+        };
         samples.push(Sample {
             gap: reserved_at.saturating_duration_since(could_succeed_at),
             scheduled,
+            refused,
         });
     }
     relay.kill().await;
@@ -91,8 +105,10 @@ fn report(name: &str, samples: &[Sample]) {
     let mut waits: Vec<Duration> = samples.iter().map(|s| s.scheduled).collect();
     gaps.sort();
     waits.sort();
+    let refused = samples.iter().filter(|s| s.refused).count();
     println!(
-        "{name}: {} restarts; gap median {:.2?} (p10 {:.2?}, p90 {:.2?}, max {:.2?}); scheduled wait median {:.1?}",
+        "{name}: {} restarts ({refused} with a refused first reservation); gap median {:.2?} (p10 {:.2?}, \
+         p90 {:.2?}, max {:.2?}); scheduled wait median {:.1?}",
         samples.len(),
         percentile(&gaps, 50),
         percentile(&gaps, 10),

@@ -171,6 +171,7 @@ impl RelayServer {
             key,
             peer_id,
             addr: transport_addr.with(Protocol::P2p(peer_id)),
+            external_at,
             kill,
             task,
         }
@@ -252,6 +253,7 @@ impl Client {
         Self {
             swarm,
             events: Vec::new(),
+            event_times: Vec::new(),
             renewals: 0,
             dials: Vec::new(),
         }
