@@ -66,7 +66,8 @@ pub struct RelayKeeper {
     pub(crate) manual_clock: Option<Instant>,
 }
 
-/// What a relay looked like before a transition, to tell what the transition changed.
+/// What a relay looked like before or after a transition, to tell what the transition changed. The default
+/// stands for a relay that is not kept.
 #[derive(Debug, Clone, Copy, Default)]
 struct Snapshot {
     deadline: Option<Instant>,
@@ -77,12 +78,12 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn of(relay: Option<&Relay>) -> Self {
-        relay.map_or_else(Self::default, |relay| Self {
+    fn of(relay: &Relay) -> Self {
+        Self {
             deadline: relay.deadline(),
             status: Some(relay.status()),
             outage_since: relay.outage_since(),
-        })
+        }
     }
 }
 
@@ -186,7 +187,7 @@ impl RelayKeeper {
             actions: &mut self.actions,
         };
         let relay = Relay::new(addr, via, &mut env);
-        let after = Snapshot::of(Some(&relay));
+        let after = Snapshot::of(&relay);
         self.relays.insert(peer, relay);
         self.apply(peer, Snapshot::default(), after);
         Ok(peer)
@@ -333,7 +334,7 @@ impl RelayKeeper {
         let Some(relay) = self.relays.get_mut(&peer) else {
             return;
         };
-        let before = Snapshot::of(Some(relay));
+        let before = Snapshot::of(relay);
         let mut env = Env {
             relay: peer,
             now,
@@ -342,7 +343,7 @@ impl RelayKeeper {
             actions: &mut self.actions,
         };
         relay.on(input, &mut env);
-        let after = Snapshot::of(Some(relay));
+        let after = Snapshot::of(relay);
         self.apply(peer, before, after);
     }
 
