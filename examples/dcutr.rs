@@ -63,13 +63,8 @@ struct Opts {
     #[arg(long, default_value_t = 10)]
     max_attempts: u32,
 
-    /// How often to ping each peer, in milliseconds; a failed ping closes the connection.
-    #[arg(long, default_value_t = 15_000)]
-    ping_interval_ms: u64,
-
-    /// How long a ping may take before it counts as failed, in milliseconds.
-    #[arg(long, default_value_t = 20_000)]
-    ping_timeout_ms: u64,
+    #[command(flatten)]
+    ping: common::PingOpts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -127,11 +122,7 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
                 relay_client,
                 // Ping failures close the connection (below): without that a black-holed relay link looks up
                 // forever, and the keeper never learns that it has to restore it.
-                ping: ping::Behaviour::new(
-                    ping::Config::new()
-                        .with_interval(Duration::from_millis(opts.ping_interval_ms))
-                        .with_timeout(Duration::from_millis(opts.ping_timeout_ms)),
-                ),
+                ping: opts.ping.behaviour(),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/relay-keeper/dcutr/1".into(),
                     key.public(),
@@ -204,7 +195,7 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
                 peer,
                 connection,
                 result: Err(failure),
-            })) => {
+            })) if common::link_is_dead(&failure) => {
                 tracing::info!(%peer, %failure, "ping failed, closing the connection");
                 swarm.close_connection(connection);
             }

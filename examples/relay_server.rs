@@ -14,7 +14,6 @@ mod common;
 use std::{
     error::Error,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    time::Duration,
 };
 
 use clap::Parser;
@@ -43,13 +42,8 @@ struct Opts {
     #[arg(long)]
     listen_ip: Option<IpAddr>,
 
-    /// How often to ping each peer, in milliseconds; a failed ping closes the connection.
-    #[arg(long, default_value_t = 15_000)]
-    ping_interval_ms: u64,
-
-    /// How long a ping may take before it counts as failed, in milliseconds.
-    #[arg(long, default_value_t = 20_000)]
-    ping_timeout_ms: u64,
+    #[command(flatten)]
+    ping: common::PingOpts,
 }
 
 #[derive(NetworkBehaviour)]
@@ -71,11 +65,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .with_quic()
             .with_behaviour(|key| Behaviour {
                 relay: relay::Behaviour::new(key.public().to_peer_id(), relay::Config::default()),
-                ping: ping::Behaviour::new(
-                    ping::Config::new()
-                        .with_interval(Duration::from_millis(opts.ping_interval_ms))
-                        .with_timeout(Duration::from_millis(opts.ping_timeout_ms)),
-                ),
+                ping: opts.ping.behaviour(),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/relay-keeper/relay/1".into(),
                     key.public(),
@@ -108,7 +98,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 peer,
                 connection,
                 result: Err(failure),
-            })) => {
+            })) if common::link_is_dead(&failure) => {
                 tracing::info!(%peer, %failure, "ping failed, closing the connection");
                 swarm.close_connection(connection);
             }

@@ -95,7 +95,8 @@
 //!
 //! /// Call this with every `ping::Event` your swarm reports.
 //! fn on_ping<B: NetworkBehaviour>(swarm: &mut Swarm<B>, event: ping::Event) {
-//!     if let Err(failure) = event.result {
+//!     // `Unsupported` only says the peer does not speak ping; its link may be fine.
+//!     if let Err(failure @ (ping::Failure::Timeout | ping::Failure::Other { .. })) = event.result {
 //!         tracing::debug!(peer = %event.peer, %failure, "ping failed; closing the connection");
 //!         swarm.close_connection(event.connection);
 //!     }

@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::process::Process;
+use common::process::Host;
 
 /// Addresses of this test's own hosts, inside its own namespaces (RFC 2544's benchmarking range).
 const RELAY_IP: &str = "198.18.0.1";
@@ -100,58 +100,6 @@ fn lab() -> Option<Lab> {
     }
 }
 
-async fn relay_server(lab: &Lab, port: u16) -> Process {
-    let port = port.to_string();
-    let mut relay = Process::spawn_in(
-        &lab.relay_ns,
-        "relay_server",
-        &[
-            "--port",
-            &port,
-            "--secret-key-seed",
-            "0",
-            "--listen-ip",
-            RELAY_IP,
-            "--ping-interval-ms",
-            "500",
-            "--ping-timeout-ms",
-            "1000",
-        ],
-    );
-    let tcp = format!("listening addr=/ip4/{RELAY_IP}/tcp/{port}");
-    relay
-        .wait_line("its TCP address", |l| (l == tcp).then_some(()))
-        .await;
-    relay
-}
-
-/// A dialer next to the relay reaches the client through it.
-async fn reach(lab: &Lab, relay_addr: &str, seed: &str, client: &str) {
-    let mut dialer = Process::spawn_in(
-        &lab.relay_ns,
-        "dcutr",
-        &[
-            "--mode",
-            "dial",
-            "--secret-key-seed",
-            seed,
-            "--relay-address",
-            relay_addr,
-            "--listen-ip",
-            RELAY_IP,
-            "--remote-peer-id",
-            client,
-        ],
-    );
-    let connected = format!("connected peer={client} relayed=true");
-    dialer
-        .wait_line("a relayed connection to the client", |l| {
-            (l == connected).then_some(())
-        })
-        .await;
-    dialer.kill().await;
-}
-
 #[tokio::test]
 async fn reservation_survives_link_down_blackhole_and_a_relay_moving_address() {
     let Some(lab) = lab() else { return };
@@ -159,19 +107,21 @@ async fn reservation_survives_link_down_blackhole_and_a_relay_moving_address() {
     let first = format!("/ip4/{RELAY_IP}/tcp/4001/p2p/{relay_id}");
     let second = format!("/ip4/{RELAY_IP}/tcp/4002/p2p/{relay_id}");
 
-    let mut relay = relay_server(&lab, 4001).await;
-    let mut client = Process::spawn_in(
-        &lab.client_ns,
-        "dcutr",
+    let relay_host = Host {
+        netns: Some(&lab.relay_ns),
+        ip: RELAY_IP,
+    };
+    let client_host = Host {
+        netns: Some(&lab.client_ns),
+        ip: CLIENT_IP,
+    };
+    let relay_ping = ["--ping-interval-ms", "500", "--ping-timeout-ms", "1000"];
+    let (mut relay, _) = relay_host.relay_server(4001, &relay_ping).await;
+    let mut client = client_host.dcutr(
+        "listen",
+        "1",
+        &first,
         &[
-            "--mode",
-            "listen",
-            "--secret-key-seed",
-            "1",
-            "--listen-ip",
-            CLIENT_IP,
-            "--relay-address",
-            &first,
             "--relay-address",
             &second,
             "--backoff-base-ms",
@@ -193,7 +143,7 @@ async fn reservation_survives_link_down_blackhole_and_a_relay_moving_address() {
         move |l: &str| l.starts_with(&prefix).then_some(())
     };
     client.wait_line("the first reservation", reserved_on(4001)).await;
-    reach(&lab, &first, "2", &client_id).await;
+    relay_host.reach(&first, "2", &client_id).await;
 
     // (a) The client's link goes down and comes back.
     lab.client(&["link", "set", &lab.client_if, "down"]).unwrap();
@@ -202,7 +152,7 @@ async fn reservation_survives_link_down_blackhole_and_a_relay_moving_address() {
     client
         .wait_line("the reservation after the link came back", reserved_on(4001))
         .await;
-    reach(&lab, &first, "3", &client_id).await;
+    relay_host.reach(&first, "3", &client_id).await;
 
     // (b) Packets to the relay vanish: the connection is half-open until a ping fails.
     let route = format!("{RELAY_IP}/32");
@@ -221,16 +171,16 @@ async fn reservation_survives_link_down_blackhole_and_a_relay_moving_address() {
             (l == closed).then_some(())
         })
         .await;
-    reach(&lab, &first, "4", &client_id).await;
+    relay_host.reach(&first, "4", &client_id).await;
 
     // (c) The relay comes back on its other address.
     relay.kill().await;
     client.wait_prefix("keeper reconnect_scheduled").await;
-    let relay = relay_server(&lab, 4002).await;
+    let (relay, _) = relay_host.relay_server(4002, &relay_ping).await;
     client
         .wait_line("the reservation on the relay's other address", reserved_on(4002))
         .await;
-    reach(&lab, &second, "5", &client_id).await;
+    relay_host.reach(&second, "5", &client_id).await;
 
     relay.kill().await;
     client.kill().await;

@@ -9,38 +9,14 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    process::{free_port, Process},
+    process::{free_port, LOOPBACK},
     reach_through_relay, Client, Net,
 };
-use libp2p::Multiaddr;
 use libp2p_relay_keeper::{Config, Event};
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 
 const BASE: Duration = Duration::from_millis(20);
 const CAP: Duration = Duration::from_millis(160);
-
-async fn start_relay(port: u16) -> (Process, Multiaddr) {
-    let port_arg = port.to_string();
-    let mut relay = Process::spawn(
-        "relay_server",
-        &[
-            "--port",
-            &port_arg,
-            "--secret-key-seed",
-            "7",
-            "--listen-ip",
-            "127.0.0.1",
-        ],
-    );
-    let id = relay.wait_prefix("peer_id=").await;
-    let tcp = format!("/ip4/127.0.0.1/tcp/{port}");
-    relay
-        .wait_line("its TCP address", |l| {
-            (l == format!("listening addr={tcp}")).then_some(())
-        })
-        .await;
-    (relay, format!("{tcp}/p2p/{id}").parse().unwrap())
-}
 
 /// The client's resident set size, from /proc.
 fn rss_kib() -> u64 {
@@ -62,8 +38,8 @@ async fn churn(cycles: usize, seed: u64) -> Vec<u64> {
         .with_max_attempts(None)
         .with_rng_seed(seed);
     let mut client = Client::new(Net::Tcp, config.clone(), true);
-    let (mut relay, relay_addr) = start_relay(port).await;
-    let relay_id = client.keeper().add_relay(relay_addr).unwrap();
+    let (mut relay, relay_addr) = LOOPBACK.relay_server(port, &[]).await;
+    let relay_id = client.keeper().add_relay(relay_addr.parse().unwrap()).unwrap();
     client.wait_reserved(relay_id).await;
     let mut rss = Vec::with_capacity(cycles);
 
@@ -74,7 +50,7 @@ async fn churn(cycles: usize, seed: u64) -> Vec<u64> {
         // Down for anything from well inside the first wait to several capped waits.
         let down = Duration::from_millis(rng.random_range(0..4 * CAP.as_millis() as u64));
         client.serve_for(down).await;
-        let (restarted, _) = start_relay(port).await;
+        let (restarted, _) = LOOPBACK.relay_server(port, &[]).await;
         relay = restarted;
         let circuit = client.wait_reserved(relay_id).await;
         client

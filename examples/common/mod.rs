@@ -2,7 +2,9 @@
 
 #![allow(dead_code)] // Each example uses its own part of this module.
 
-use libp2p::identity::Keypair;
+use std::time::Duration;
+
+use libp2p::{identity::Keypair, ping};
 
 /// The key rust-libp2p's examples derive from `--secret-key-seed`: ed25519 from the 32 bytes
 /// `[seed, 0, 0, ...]`, so peer ids match theirs.
@@ -26,5 +28,33 @@ pub fn say(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
     if writeln!(std::io::stdout().lock(), "{line}").is_err() {
         std::process::exit(0);
+    }
+}
+
+/// Ping flags. A failed ping closes the connection in these examples: libp2p's ping never does, and without
+/// that a half-open link looks up until TCP gives up, minutes later.
+#[derive(Debug, clap::Args)]
+pub struct PingOpts {
+    /// How often to ping each peer, in milliseconds.
+    #[arg(long, default_value_t = 15_000)]
+    pub ping_interval_ms: u64,
+
+    /// How long a ping may take before it counts as failed, in milliseconds.
+    #[arg(long, default_value_t = 20_000)]
+    pub ping_timeout_ms: u64,
+}
+
+/// Whether a ping failure means the link is dead: a timeout or an error, not a peer that lacks ping.
+pub fn link_is_dead(failure: &ping::Failure) -> bool {
+    !matches!(failure, ping::Failure::Unsupported)
+}
+
+impl PingOpts {
+    pub fn behaviour(&self) -> ping::Behaviour {
+        ping::Behaviour::new(
+            ping::Config::new()
+                .with_interval(Duration::from_millis(self.ping_interval_ms))
+                .with_timeout(Duration::from_millis(self.ping_timeout_ms)),
+        )
     }
 }

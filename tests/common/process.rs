@@ -141,3 +141,69 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Where example processes run: on this machine's loopback, or inside a network namespace, at `ip`.
+#[derive(Debug, Clone, Copy)]
+pub struct Host<'a> {
+    pub netns: Option<&'a str>,
+    pub ip: &'a str,
+}
+
+/// This machine's loopback.
+pub const LOOPBACK: Host<'static> = Host {
+    netns: None,
+    ip: "127.0.0.1",
+};
+
+impl Host<'_> {
+    pub fn spawn(&self, name: &str, args: &[&str]) -> Process {
+        match self.netns {
+            Some(netns) => Process::spawn_in(netns, name, args),
+            None => Process::spawn(name, args),
+        }
+    }
+
+    /// `relay_server --secret-key-seed 0` on `port`, listening on this host's address only; returns it with its
+    /// address, `/ip4/<ip>/tcp/<port>/p2p/<id>`, once it listens.
+    pub async fn relay_server(&self, port: u16, extra: &[&str]) -> (Process, String) {
+        let port = port.to_string();
+        let mut args = vec!["--port", &port, "--secret-key-seed", "0", "--listen-ip", self.ip];
+        args.extend_from_slice(extra);
+        let mut relay = self.spawn("relay_server", &args);
+        let id = relay.wait_prefix("peer_id=").await;
+        let tcp = format!("/ip4/{}/tcp/{port}", self.ip);
+        let listening = format!("listening addr={tcp}");
+        relay
+            .wait_line("its TCP address", |l| (l == listening).then_some(()))
+            .await;
+        (relay, format!("{tcp}/p2p/{id}"))
+    }
+
+    /// The `dcutr` example in `mode` with key seed `seed`, kept on `relay`, listening on this host's address.
+    pub fn dcutr(&self, mode: &str, seed: &str, relay: &str, extra: &[&str]) -> Process {
+        let mut args = vec![
+            "--mode",
+            mode,
+            "--secret-key-seed",
+            seed,
+            "--relay-address",
+            relay,
+            "--listen-ip",
+            self.ip,
+        ];
+        args.extend_from_slice(extra);
+        self.spawn("dcutr", &args)
+    }
+
+    /// A fresh `dcutr --mode dial` on this host reaches `target` through `relay`.
+    pub async fn reach(&self, relay: &str, seed: &str, target: &str) {
+        let mut dialer = self.dcutr("dial", seed, relay, &["--remote-peer-id", target]);
+        let connected = format!("connected peer={target} relayed=true");
+        dialer
+            .wait_line("a relayed connection to the target", |l| {
+                (l == connected).then_some(())
+            })
+            .await;
+        dialer.kill().await;
+    }
+}
