@@ -370,6 +370,11 @@ impl RelayKeeper {
                     tracing::debug!(relay = %peer, connection = %opts.connection_id(), "dialing relay");
                     self.pending.push_back(ToSwarm::Dial { opts });
                 }
+                Action::RemoveListener(id) => {
+                    tracing::debug!(relay = %peer, listener = ?id, "withdrawing the keeper's reservation request");
+                    self.listeners.remove(&id);
+                    self.pending.push_back(ToSwarm::RemoveListener { id });
+                }
                 Action::Listen(opts) => {
                     tracing::debug!(relay = %peer, addr = %opts.address(), "requesting circuit reservation");
                     self.listeners.insert(opts.listener_id(), peer);
@@ -540,6 +545,7 @@ impl RelayKeeper {
             peer,
             Input::ListenerClosed {
                 listener: listener_id,
+                refused: reason.is_err(),
             },
         );
     }
@@ -559,6 +565,7 @@ impl RelayKeeper {
                 peer,
                 Input::ListenerClosed {
                     listener: listener_id,
+                    refused: true,
                 },
             );
             return;

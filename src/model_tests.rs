@@ -921,12 +921,47 @@ fn run(config: Config, ops: &[Op]) -> Result<(), String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+    // 1024 cases in `cargo test`; `PROPTEST_CASES=100000` searches deeper.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(1024),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn the_keeper_follows_the_model_in_every_order_of_events(config in config(), ops in prop::collection::vec(op(), 1..80)) {
         if let Err(violation) = run(config, &ops) {
             prop_assert!(false, "{}", violation);
         }
+    }
+}
+
+/// Shrunk counterexamples the property test found, kept as they were found.
+mod regressions {
+    use super::*;
+
+    fn config(seed: u64) -> Config {
+        Config::default()
+            .with_base_delay(Duration::from_millis(10))
+            .with_max_delay(Duration::from_millis(80))
+            .with_max_attempts(None)
+            .with_rng_seed(seed)
+    }
+
+    /// The relay announced HOP while a request was in flight, then the application replaced the keeper's
+    /// listener: the keeper answered the replacement at once with a listener of its own (HOP cured nothing:
+    /// the close was no refusal), and once the application's listener closed it opened a third one while its
+    /// second was still live.
+    #[test]
+    fn a_replacement_after_hop_is_not_answered_with_a_replacement() {
+        let ops = [
+            Op::AddRelay(1),
+            Op::NetworkChanged,
+            Op::ConnectDirect(1),
+            Op::Hop(1),
+            Op::ForeignReservation(1),
+            Op::ForeignListenerClosed(1),
+            Op::Hop(1),
+        ];
+        assert_eq!(run(config(0), &ops), Ok(()));
     }
 }

@@ -63,8 +63,9 @@ pub(crate) enum Input {
     ListenAddr { listener: ListenerId, addr: Multiaddr },
     /// A listener the keeper did not open reports the circuit address `addr` on this relay.
     ForeignReservation { listener: ListenerId, addr: Multiaddr },
-    /// `listener` closed or failed.
-    ListenerClosed { listener: ListenerId },
+    /// `listener` closed or failed; `refused`: with an error (the relay refused or lost the reservation), not
+    /// because its connection closed or another listener on the relay replaced it.
+    ListenerClosed { listener: ListenerId, refused: bool },
     /// `listener` could not be opened because the swarm has no relay client transport.
     ListenerUnsupported { listener: ListenerId },
     /// The wait of the current retry elapsed.
@@ -82,6 +83,7 @@ pub(crate) enum Input {
 pub(crate) enum Action {
     Dial(DialOpts),
     Listen(ListenOpts),
+    RemoveListener(ListenerId),
     Emit(Event),
 }
 
@@ -251,6 +253,10 @@ impl Relay {
                 Input::ForeignReservation { listener, addr },
             ) if connected && env.config.reservations() => {
                 let was_reserved = matches!(self.state, State::Reserved { .. });
+                // Our request in flight would replace the application's listener once accepted.
+                if let State::Reserving { listener: ours, .. } = self.state {
+                    env.actions.push(Action::RemoveListener(ours));
+                }
                 self.state = State::Reserved {
                     listener,
                     adopted: true,
@@ -269,9 +275,16 @@ impl Relay {
                     attempt,
                     hop_since,
                 },
-                Input::ListenerClosed { listener: id },
-            ) if listener == id && connected => self.fail(attempt, hop_since, env),
-            (State::Reserved { listener, .. }, Input::ListenerClosed { listener: id })
+                Input::ListenerClosed {
+                    listener: id,
+                    refused,
+                },
+            ) if listener == id && connected => {
+                // Only a refusal is known to be cured by HOP; a replacement must back off, or the keeper
+                // would answer the application's listener with one of its own.
+                self.fail(attempt, hop_since && refused, env)
+            }
+            (State::Reserved { listener, .. }, Input::ListenerClosed { listener: id, .. })
                 if listener == id && connected =>
             {
                 self.fail(0, false, env)
@@ -437,6 +450,8 @@ mod tests {
         events: Vec<Event>,
         last_dial: Option<ConnectionId>,
         last_listener: Option<ListenerId>,
+        /// Listeners the relay asked to remove.
+        removed: Vec<ListenerId>,
     }
 
     fn addr() -> Multiaddr {
@@ -473,6 +488,7 @@ mod tests {
                 events: Vec::new(),
                 last_dial: None,
                 last_listener: None,
+                removed: Vec::new(),
             };
             driver.record(actions);
             driver
@@ -520,6 +536,7 @@ mod tests {
                         self.listens += 1;
                         self.last_listener = Some(opts.listener_id());
                     }
+                    Action::RemoveListener(listener) => self.removed.push(listener),
                     Action::Emit(event) => self.events.push(event),
                 }
             }
@@ -561,7 +578,19 @@ mod tests {
 
         fn reservation_closed(&mut self) {
             let listener = self.last_listener.expect("a reservation was requested");
-            self.feed(Input::ListenerClosed { listener });
+            self.feed(Input::ListenerClosed {
+                listener,
+                refused: true,
+            });
+        }
+
+        /// Our listener closes without an error while connected: replaced, or its connection went.
+        fn listener_replaced(&mut self) {
+            let listener = self.last_listener.expect("a reservation was requested");
+            self.feed(Input::ListenerClosed {
+                listener,
+                refused: false,
+            });
         }
 
         fn take_events(&mut self) -> Vec<Event> {
@@ -838,7 +867,7 @@ mod tests {
         driver.reservation_accepted();
         driver.take_events();
         // The application listens on the relay itself: ours closes, its address shows.
-        driver.reservation_closed();
+        driver.listener_replaced();
         let theirs = ListenerId::next();
         let addr = driver.relay.addrs()[0].clone().with(Protocol::P2pCircuit);
         driver.feed(Input::ForeignReservation {
@@ -859,7 +888,10 @@ mod tests {
             "never answers a replacement with a replacement"
         );
         // Losing the adopted listener is handled like losing our own.
-        driver.feed(Input::ListenerClosed { listener: theirs });
+        driver.feed(Input::ListenerClosed {
+            listener: theirs,
+            refused: false,
+        });
         assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
     }
 
@@ -891,6 +923,7 @@ mod tests {
         driver.connect_ours();
         driver.feed(Input::ListenerClosed {
             listener: old.unwrap(),
+            refused: false,
         });
         assert_eq!(driver.relay.status(), RelayStatus::Connected);
         assert_eq!(driver.relay.deadline(), None);
@@ -1108,5 +1141,30 @@ mod tests {
         driver.feed(Input::NetworkChanged);
         assert_eq!((driver.dials, driver.listens), (1, 1));
         assert_eq!(driver.relay.status(), RelayStatus::Reserved);
+    }
+
+    #[test]
+    fn a_replaced_listener_backs_off_even_after_hop_was_announced() {
+        let mut driver = Driver::new(Config::default(), true);
+        driver.feed(Input::HopEnabled);
+        driver.listener_replaced();
+        let events = driver.take_events();
+        assert!(
+            matches!(events.as_slice(), [Event::ReconnectScheduled { attempt: 1, delay, .. }] if !delay.is_zero()),
+            "an immediate retry would answer the application's listener with a replacement: {events:?}"
+        );
+    }
+
+    #[test]
+    fn adopting_while_our_request_is_in_flight_withdraws_it() {
+        let mut driver = Driver::new(Config::default(), true);
+        let ours = driver.last_listener.unwrap();
+        let addr = driver.relay.addrs()[0].clone().with(Protocol::P2pCircuit);
+        driver.feed(Input::ForeignReservation {
+            listener: ListenerId::next(),
+            addr,
+        });
+        assert_eq!(driver.removed, [ours]);
+        assert_eq!(driver.relay.own_listener(), None);
     }
 }
