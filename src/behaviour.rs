@@ -28,7 +28,7 @@ use crate::{
     address::{circuit_relay, relay_peer_id},
     backoff::Backoff,
     handler::{FromBehaviour, Handler, ToBehaviour},
-    relay::{Action, Env, Input, Relay, State},
+    relay::{Action, Env, Input, Link, Relay, State},
     AddRelayError, Config, Event, RelayStatus,
 };
 
@@ -44,9 +44,9 @@ pub struct RelayKeeper {
     config: Config,
     backoff: Backoff,
     pub(crate) relays: HashMap<PeerId, Relay>,
-    /// Direct (not relayed) connections of every peer, with the address each was dialed at; a relay may be
-    /// connected before it is added.
-    connections: HashMap<PeerId, Vec<(ConnectionId, Option<Multiaddr>)>>,
+    /// Direct (not relayed) connections of every peer that is not a kept relay (a kept relay holds its own),
+    /// with the address each was dialed at; a relay may be connected before it is added.
+    connections: HashMap<PeerId, Vec<Link>>,
     /// Circuit listeners the keeper opened or adopted, and their relay.
     listeners: HashMap<ListenerId, PeerId>,
     /// The scheduled retries, earliest first; one entry per waiting relay.
@@ -171,14 +171,10 @@ impl RelayKeeper {
             }
             return Ok(peer);
         }
-        let connections = self.connections.get(&peer).map(Vec::as_slice).unwrap_or_default();
-        let via = connections
-            .first()
-            .map(|(_, dialed)| dialed.clone().unwrap_or_else(|| addr.clone()));
-        for (connection, _) in connections {
-            self.pending.push_back(keep_alive(peer, *connection, true));
-        }
-        tracing::debug!(relay = %peer, %addr, connected = via.is_some(), "relay added");
+        // A kept relay owns its connections; they may have been made before it was added.
+        let links = self.connections.remove(&peer).unwrap_or_default();
+        self.pending.extend(keep_alive(peer, &links, true));
+        tracing::debug!(relay = %peer, %addr, connected = !links.is_empty(), "relay added");
         let mut env = Env {
             relay: peer,
             now: self.now(),
@@ -186,7 +182,7 @@ impl RelayKeeper {
             backoff: &mut self.backoff,
             actions: &mut self.actions,
         };
-        let relay = Relay::new(addr, via, &mut env);
+        let relay = Relay::new(addr, links, &mut env);
         let after = Snapshot::of(&relay);
         self.relays.insert(peer, relay);
         self.apply(peer, Snapshot::default(), after);
@@ -213,8 +209,12 @@ impl RelayKeeper {
         if let Some(id) = removed.own_listener() {
             self.pending.push_back(ToSwarm::RemoveListener { id });
         }
+        let links = removed.into_links();
         if !self.stopped {
-            self.release_keep_alive(relay);
+            self.pending.extend(keep_alive(*relay, &links, false));
+        }
+        if !links.is_empty() {
+            self.connections.insert(*relay, links);
         }
         tracing::debug!(%relay, "relay removed");
         self.wake();
@@ -259,11 +259,10 @@ impl RelayKeeper {
                 ToSwarm::NotifyHandler { .. } | ToSwarm::RemoveListener { .. }
             )
         });
-        let relays: Vec<PeerId> = self.relays.keys().copied().collect();
-        for relay in &relays {
-            self.release_keep_alive(relay);
+        for (peer, relay) in &self.relays {
+            self.pending.extend(keep_alive(*peer, relay.links(), false));
         }
-        tracing::debug!(relays = relays.len(), "relay keeper stopped");
+        tracing::debug!(relays = self.relays.len(), "relay keeper stopped");
         self.wake();
     }
 
@@ -325,15 +324,15 @@ impl RelayKeeper {
         }
     }
 
-    /// Feeds `input` to the state machine of `peer`, if it is kept and the keeper runs.
-    fn drive(&mut self, peer: PeerId, input: Input) {
-        if self.stopped {
-            return;
-        }
-        let now = self.now();
+    /// Feeds `input` to the state machine of `peer` if the keeper runs; false if `peer` is not kept.
+    fn drive(&mut self, peer: PeerId, input: Input) -> bool {
+        let (stopped, now) = (self.stopped, self.now());
         let Some(relay) = self.relays.get_mut(&peer) else {
-            return;
+            return false;
         };
+        if stopped {
+            return true;
+        }
         let before = Snapshot::of(relay);
         let mut env = Env {
             relay: peer,
@@ -345,6 +344,7 @@ impl RelayKeeper {
         relay.on(input, &mut env);
         let after = Snapshot::of(relay);
         self.apply(peer, before, after);
+        true
     }
 
     /// Carries out what a transition of `peer` asked for; `before` and `after` are how the relay looked.
@@ -395,12 +395,6 @@ impl RelayKeeper {
         }
     }
 
-    fn release_keep_alive(&mut self, relay: &PeerId) {
-        for (connection, _) in self.connections.get(relay).map(Vec::as_slice).unwrap_or_default() {
-            self.pending.push_back(keep_alive(*relay, *connection, false));
-        }
-    }
-
     fn keeps_alive(&self, peer: &PeerId, addr: &Multiaddr) -> bool {
         !self.stopped && self.relays.contains_key(peer) && !is_relayed(addr)
     }
@@ -425,26 +419,17 @@ impl RelayKeeper {
             ConnectedPoint::Dialer { address, .. } => Some(address.clone()),
             ConnectedPoint::Listener { .. } => None,
         };
-        // Most peers have one connection; a default Vec would reserve room for four.
-        let connections = self
-            .connections
-            .entry(peer_id)
-            .or_insert_with(|| Vec::with_capacity(1));
-        connections.push((connection_id, dialed.clone()));
-        if connections.len() > 1 {
-            return;
-        }
-        let Some(relay) = self.relays.get(&peer_id) else {
-            return;
+        let established = Input::ConnectionEstablished {
+            connection: connection_id,
+            dialed: dialed.clone(),
         };
-        let via = dialed.unwrap_or_else(|| relay.addrs()[0].clone());
-        self.drive(
-            peer_id,
-            Input::Connected {
-                connection: connection_id,
-                via,
-            },
-        );
+        if !self.drive(peer_id, established) {
+            // Most peers have one connection; a default Vec would reserve room for four.
+            self.connections
+                .entry(peer_id)
+                .or_insert_with(|| Vec::with_capacity(1))
+                .push((connection_id, dialed));
+        }
     }
 
     fn on_connection_closed(&mut self, event: ConnectionClosed<'_>) {
@@ -457,13 +442,17 @@ impl RelayKeeper {
         if endpoint.is_relayed() {
             return;
         }
-        let Some(connections) = self.connections.get_mut(&peer_id) else {
-            return;
+        let closed = Input::ConnectionClosed {
+            connection: connection_id,
         };
-        connections.retain(|(id, _)| *id != connection_id);
-        if connections.is_empty() {
-            self.connections.remove(&peer_id);
-            self.drive(peer_id, Input::Disconnected);
+        if self.drive(peer_id, closed) {
+            return;
+        }
+        if let Some(connections) = self.connections.get_mut(&peer_id) {
+            connections.retain(|(id, _)| *id != connection_id);
+            if connections.is_empty() {
+                self.connections.remove(&peer_id);
+            }
         }
     }
 
@@ -682,12 +671,17 @@ impl NetworkBehaviour for RelayKeeper {
     }
 }
 
-fn keep_alive(peer: PeerId, connection: ConnectionId, on: bool) -> ToSwarm<Event, FromBehaviour> {
-    ToSwarm::NotifyHandler {
+/// Tells the handlers of `links`, connections to `peer`, to keep them alive or not.
+fn keep_alive(
+    peer: PeerId,
+    links: &[Link],
+    on: bool,
+) -> impl Iterator<Item = ToSwarm<Event, FromBehaviour>> + '_ {
+    links.iter().map(move |(connection, _)| ToSwarm::NotifyHandler {
         peer_id: peer,
-        handler: NotifyHandler::One(connection),
+        handler: NotifyHandler::One(*connection),
         event: FromBehaviour::KeepAlive(on),
-    }
+    })
 }
 
 fn is_relayed(addr: &Multiaddr) -> bool {

@@ -48,13 +48,13 @@ pub(crate) enum State {
 /// What happened to the relay, as the behaviour saw it.
 #[derive(Debug, Clone)]
 pub(crate) enum Input {
-    /// The first direct connection to the relay is up, reached at `via`.
-    Connected {
+    /// A direct connection to the relay is up; `dialed`: the address it was dialed at, if it was outbound.
+    ConnectionEstablished {
         connection: ConnectionId,
-        via: Multiaddr,
+        dialed: Option<Multiaddr>,
     },
-    /// The last direct connection to the relay closed.
-    Disconnected,
+    /// A direct connection to the relay closed.
+    ConnectionClosed { connection: ConnectionId },
     /// A dial `connection` to the relay failed: the keeper's own, or another one the keeper's yielded to.
     DialFailed { connection: ConnectionId },
     /// The swarm did not make the keeper's dial `connection`: the relay was connected or being dialed already.
@@ -97,13 +97,16 @@ pub(crate) struct Env<'a> {
     pub(crate) actions: &'a mut Vec<Action>,
 }
 
+/// A direct connection: its id and, if outbound, the address it was dialed at.
+pub(crate) type Link = (ConnectionId, Option<Multiaddr>);
+
 /// One kept relay.
 #[derive(Debug)]
 pub(crate) struct Relay {
     /// Dialable addresses, each ending in `/p2p/<peer_id>`.
     addrs: Vec<Multiaddr>,
-    /// While directly connected: the address the reservation is requested through.
-    via: Option<Multiaddr>,
+    /// The direct connections to the relay, with the address each was dialed at.
+    links: Vec<Link>,
     /// When the relay left its goal state (or first failed to reach it); `None` while it is in it.
     outage_since: Option<Instant>,
     /// A network change already reset this outage's backoff; later changes leave it to back off.
@@ -112,11 +115,11 @@ pub(crate) struct Relay {
 }
 
 impl Relay {
-    /// Starts keeping `peer_id`: reserves on the existing connection `via`, or dials.
-    pub(crate) fn new(addr: Multiaddr, via: Option<Multiaddr>, env: &mut Env<'_>) -> Self {
+    /// Starts keeping the relay at `addr`: reserves on one of its existing connections `links`, or dials.
+    pub(crate) fn new(addr: Multiaddr, links: Vec<Link>, env: &mut Env<'_>) -> Self {
         let mut relay = Self {
             addrs: vec![addr],
-            via,
+            links,
             outage_since: None,
             network_reset: false,
             state: State::GaveUp {
@@ -130,6 +133,16 @@ impl Relay {
 
     pub(crate) fn addrs(&self) -> &[Multiaddr] {
         &self.addrs
+    }
+
+    /// The direct connections to the relay.
+    pub(crate) fn links(&self) -> &[Link] {
+        &self.links
+    }
+
+    /// Hands the relay's connections back when it is no longer kept.
+    pub(crate) fn into_links(self) -> Vec<Link> {
+        self.links
     }
 
     /// Adds a dialable address; false if it was known.
@@ -178,11 +191,13 @@ impl Relay {
 
     /// The one place where the relay changes state.
     pub(crate) fn on(&mut self, input: Input, env: &mut Env<'_>) {
-        let connected = self.via.is_some();
+        let connected = !self.links.is_empty();
         match (self.state, input) {
-            (_, Input::Disconnected) if !connected => {}
-            (state, Input::Disconnected) => {
-                self.via = None;
+            (state, Input::ConnectionClosed { connection }) => {
+                self.links.retain(|(id, _)| *id != connection);
+                if !connected || !self.links.is_empty() {
+                    return;
+                }
                 match state {
                     State::Connected | State::Reserved { .. } => self.fail(0, false, env),
                     State::Reserving { attempt, .. } => self.fail(attempt, false, env),
@@ -190,11 +205,11 @@ impl Relay {
                     State::Waiting { .. } | State::Dialing { .. } | State::GaveUp { .. } => {}
                 }
             }
-            (state, Input::Connected { connection, via }) => {
+            (state, Input::ConnectionEstablished { connection, dialed }) => {
+                self.links.push((connection, dialed));
                 if connected {
                     return;
                 }
-                self.via = Some(via);
                 let (attempt, ours) = match state {
                     State::Dialing { dial, attempt } => (attempt, dial == Some(connection)),
                     State::Waiting { attempt, .. } => (attempt, false),
@@ -353,7 +368,7 @@ impl Relay {
 
     /// Makes attempt `attempt` now: reserve on the live connection, or dial.
     fn try_now(&mut self, attempt: u32, env: &mut Env<'_>) {
-        if self.via.is_some() {
+        if !self.links.is_empty() {
             self.on_connection(attempt, env);
             return;
         }
@@ -369,13 +384,16 @@ impl Relay {
 
     /// The relay is connected: reserve, or with reservations off, the goal is reached.
     fn on_connection(&mut self, attempt: u32, env: &mut Env<'_>) {
-        let Some(via) = &self.via else { return };
+        let Some((_, dialed)) = self.links.first() else {
+            return;
+        };
         if !env.config.reservations() {
             self.state = State::Connected;
             self.reach_goal();
             return;
         }
-        let mut circuit = via.clone();
+        // Reserve through the address the connection reached; an inbound one has none, so the first configured.
+        let mut circuit = dialed.as_ref().unwrap_or(&self.addrs[0]).clone();
         if !matches!(circuit.iter().last(), Some(Protocol::P2p(_))) {
             circuit.push(Protocol::P2p(env.relay));
         }
@@ -476,8 +494,12 @@ mod tests {
                 backoff: &mut backoff,
                 actions: &mut actions,
             };
-            let via = connected.then(|| addr.clone());
-            let relay = Relay::new(addr, via, &mut env);
+            let links = if connected {
+                vec![(ConnectionId::new_unchecked(0), Some(addr.clone()))]
+            } else {
+                Vec::new()
+            };
+            let relay = Relay::new(addr, links, &mut env);
             let mut driver = Self {
                 relay,
                 now,
@@ -556,18 +578,25 @@ mod tests {
             self.feed(Input::DialFailed { connection });
         }
 
+        fn connect(&mut self, connection: ConnectionId) {
+            let dialed = Some(self.relay.addrs()[0].clone());
+            self.feed(Input::ConnectionEstablished { connection, dialed });
+        }
+
         fn connect_ours(&mut self) {
-            let connection = self.last_dial.expect("a dial was made");
-            let via = self.relay.addrs()[0].clone();
-            self.feed(Input::Connected { connection, via });
+            self.connect(self.last_dial.expect("a dial was made"));
         }
 
         fn connect_other(&mut self) {
-            let via = self.relay.addrs()[0].clone();
-            self.feed(Input::Connected {
-                connection: ConnectionId::new_unchecked(usize::MAX),
-                via,
-            });
+            self.connect(ConnectionId::new_unchecked(usize::MAX));
+        }
+
+        /// Every direct connection to the relay closes.
+        fn disconnect(&mut self) {
+            let links: Vec<ConnectionId> = self.relay.links().iter().map(|(id, _)| *id).collect();
+            for connection in links {
+                self.feed(Input::ConnectionClosed { connection });
+            }
         }
 
         fn reservation_accepted(&mut self) {
@@ -658,7 +687,7 @@ mod tests {
     fn backoff_doubles_to_the_cap_then_gives_up_after_max_attempts() {
         let config = Config::default().with_jitter(false).with_max_attempts(Some(10));
         let mut driver = Driver::reserved(config);
-        driver.feed(Input::Disconnected);
+        driver.disconnect();
         let mut waits = Vec::new();
         while driver.relay.deadline().is_some() {
             waits.push(driver.elapse().as_secs());
@@ -685,7 +714,7 @@ mod tests {
         let config = Config::default().with_rng_seed(9).with_max_attempts(Some(8));
         let run = || {
             let mut driver = Driver::reserved(config.clone());
-            driver.feed(Input::Disconnected);
+            driver.disconnect();
             let mut waits = Vec::new();
             while driver.relay.deadline().is_some() {
                 waits.push(driver.elapse());
@@ -705,7 +734,7 @@ mod tests {
         let mut driver = Driver::exact(Some(10));
         driver.connect_ours();
         driver.reservation_accepted();
-        driver.feed(Input::Disconnected);
+        driver.disconnect();
         driver.elapse();
         driver.fail_dial();
         driver.elapse();
@@ -724,7 +753,7 @@ mod tests {
         driver.reservation_accepted();
         assert_eq!(driver.relay.status(), RelayStatus::Reserved);
         // The next outage counts from 1 again.
-        driver.feed(Input::Disconnected);
+        driver.disconnect();
         assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
     }
 
@@ -733,7 +762,7 @@ mod tests {
         let mut driver = Driver::exact(Some(10));
         driver.connect_ours();
         driver.reservation_accepted();
-        driver.feed(Input::Disconnected);
+        driver.disconnect();
         driver.take_events();
         driver.connect_other();
         let events = driver.take_events();
@@ -791,14 +820,14 @@ mod tests {
         let mut driver = Driver::exact(Some(10));
         driver.connect_ours();
         driver.reservation_accepted();
-        driver.feed(Input::Disconnected); // retry 1 scheduled
+        driver.disconnect(); // retry 1 scheduled
         driver.elapse();
         driver.connect_ours(); // retry 1 reconnected, reservation requested as part of it
         driver.reservation_closed(); // refused: retry 2
         assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
         driver.elapse();
         driver.reservation_accepted();
-        driver.feed(Input::Disconnected);
+        driver.disconnect();
         assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
     }
 
@@ -807,7 +836,7 @@ mod tests {
         let mut driver = Driver::exact(Some(10));
         driver.connect_ours();
         driver.reservation_closed();
-        driver.feed(Input::Disconnected);
+        driver.disconnect();
         assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
         driver.elapse();
         assert_eq!((driver.dials, driver.listens), (2, 1));
@@ -918,7 +947,7 @@ mod tests {
         let mut driver = Driver::exact(Some(10));
         driver.connect_ours();
         let old = driver.last_listener;
-        driver.feed(Input::Disconnected);
+        driver.disconnect();
         driver.elapse();
         driver.connect_ours();
         driver.feed(Input::ListenerClosed {
@@ -935,7 +964,7 @@ mod tests {
         driver.fail_dial();
         driver.elapse();
         // Someone else's connection got there between our decision and the swarm's check.
-        driver.relay.via = Some(driver.relay.addrs()[0].clone());
+        driver.relay.links.push((ConnectionId::new_unchecked(7), None));
         let connection = driver.last_dial.unwrap();
         driver.feed(Input::DialSkipped { connection });
         assert_eq!(driver.listens, 1);
@@ -970,7 +999,7 @@ mod tests {
         let mut driver = Driver::exact(Some(0));
         driver.connect_ours();
         driver.reservation_accepted();
-        driver.feed(Input::Disconnected);
+        driver.disconnect();
         assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 0 });
         assert_eq!(driver.dials, 1);
     }
@@ -1032,7 +1061,7 @@ mod tests {
         driver.connect_ours();
         assert_eq!(driver.listens, 0);
         assert_eq!(driver.relay.status(), RelayStatus::Connected);
-        driver.feed(Input::Disconnected);
+        driver.disconnect();
         assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
         driver.elapse();
         driver.connect_ours();
@@ -1049,9 +1078,9 @@ mod tests {
         let mut driver = Driver::exact(Some(10));
         driver.connect_ours();
         driver.reservation_accepted();
-        driver.feed(Input::Disconnected);
+        driver.disconnect();
         let deadline = driver.relay.deadline();
-        driver.feed(Input::Disconnected);
+        driver.disconnect();
         assert_eq!(driver.relay.deadline(), deadline);
         assert_eq!(scheduled(&driver.take_events()), [1]);
     }
@@ -1127,7 +1156,7 @@ mod tests {
         assert_eq!(driver.dials, 2);
         driver.connect_ours();
         driver.reservation_accepted();
-        driver.feed(Input::Disconnected);
+        driver.disconnect();
         assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 0 });
         driver.feed(Input::NetworkChanged);
         assert_eq!(driver.dials, 3, "a new outage gets its own reset");
