@@ -12,20 +12,21 @@ use std::{
     alloc::{GlobalAlloc, Layout, System},
     hint::black_box,
     sync::atomic::{AtomicUsize, Ordering},
-    task::{Context, Poll, Waker},
+    task::{Context, Waker},
     time::{Duration, Instant},
 };
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
 use libp2p::{
     core::{transport::PortUse, ConnectedPoint, Endpoint},
-    swarm::{
-        behaviour::{ConnectionClosed, ConnectionEstablished, NewListenAddr},
-        ConnectionId, FromSwarm, NetworkBehaviour, ToSwarm,
-    },
+    swarm::{behaviour::ConnectionClosed, ConnectionId, FromSwarm, NetworkBehaviour},
     Multiaddr, PeerId,
 };
 use libp2p_relay_keeper::{Config, RelayKeeper};
+
+#[path = "../tests/common/drive.rs"]
+#[allow(dead_code)] // The bench uses part of the tests' helpers.
+mod drive;
 
 /// Counts the heap bytes in use, to report memory per kept relay.
 struct Counting;
@@ -53,25 +54,8 @@ const SIZES: [usize; 4] = [100, 1_000, 10_000, 100_000];
 struct Fleet {
     keeper: RelayKeeper,
     relays: Vec<(PeerId, Multiaddr)>,
-}
-
-fn endpoint(addr: &Multiaddr) -> ConnectedPoint {
-    ConnectedPoint::Dialer {
-        address: addr.clone(),
-        role_override: Endpoint::Dialer,
-        port_use: PortUse::Reuse,
-    }
-}
-
-fn drain(
-    keeper: &mut RelayKeeper,
-) -> Vec<ToSwarm<libp2p_relay_keeper::Event, libp2p::swarm::THandlerInEvent<RelayKeeper>>> {
-    let mut cx = Context::from_waker(Waker::noop());
-    std::iter::from_fn(|| match keeper.poll(&mut cx) {
-        Poll::Ready(action) => Some(action),
-        Poll::Pending => None,
-    })
-    .collect()
+    /// Each relay's connection as the swarm reports it, made once: a swarm has it already.
+    endpoints: Vec<ConnectedPoint>,
 }
 
 fn relays(n: usize) -> Vec<(PeerId, Multiaddr)> {
@@ -103,34 +87,31 @@ impl Fleet {
         let mut keeper = RelayKeeper::new(config);
         for (i, (peer, addr)) in relays.iter().enumerate() {
             keeper.add_relay(addr.clone()).unwrap();
-            keeper.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
-                peer_id: *peer,
-                connection_id: ConnectionId::new_unchecked(i),
-                endpoint: &endpoint(addr),
-                failed_addresses: &[],
-                other_established: 0,
-            }));
+            drive::connect(&mut keeper, *peer, i, addr);
         }
-        for action in drain(&mut keeper) {
-            if let ToSwarm::ListenOn { opts } = action {
-                let addr = opts.address().clone();
-                keeper.on_swarm_event(FromSwarm::NewListenAddr(NewListenAddr {
-                    listener_id: opts.listener_id(),
-                    addr: &addr,
-                }));
-            }
+        drive::accept_reservations(&mut keeper);
+        let endpoints = relays
+            .iter()
+            .map(|(_, address)| ConnectedPoint::Dialer {
+                address: address.clone(),
+                role_override: Endpoint::Dialer,
+                port_use: PortUse::Reuse,
+            })
+            .collect();
+        Self {
+            keeper,
+            relays,
+            endpoints,
         }
-        drain(&mut keeper);
-        Self { keeper, relays }
     }
 
     fn lose_all(&mut self) {
-        for (i, (peer, addr)) in self.relays.iter().enumerate() {
+        for (i, ((peer, _), endpoint)) in self.relays.iter().zip(&self.endpoints).enumerate() {
             self.keeper
                 .on_swarm_event(FromSwarm::ConnectionClosed(ConnectionClosed {
                     peer_id: *peer,
                     connection_id: ConnectionId::new_unchecked(i),
-                    endpoint: &endpoint(addr),
+                    endpoint,
                     cause: None,
                     remaining_established: 0,
                 }));
@@ -177,11 +158,11 @@ fn timer_firings(c: &mut Criterion) {
                 for _ in 0..iters {
                     let mut fleet = Fleet::reserved(n, retry_after);
                     fleet.lose_all();
-                    drain(&mut fleet.keeper);
+                    drive::drain(&mut fleet.keeper);
                     std::thread::sleep(retry_after);
                     // Every retry is due: each poll fires one and raises its dial.
                     let start = Instant::now();
-                    let dials = drain(&mut fleet.keeper).len();
+                    let dials = drive::drain(&mut fleet.keeper).len();
                     total += start.elapsed() / n as u32;
                     assert_eq!(dials, n);
                 }
@@ -197,7 +178,7 @@ fn idle_polls(c: &mut Criterion) {
     for n in SIZES {
         let mut fleet = Fleet::reserved(n, Duration::from_secs(3600));
         fleet.lose_all();
-        drain(&mut fleet.keeper);
+        drive::drain(&mut fleet.keeper);
         let mut cx = Context::from_waker(Waker::noop());
         group.bench_function(BenchmarkId::from_parameter(n), |b| {
             b.iter(|| assert!(black_box(fleet.keeper.poll(&mut cx)).is_pending()))
