@@ -73,23 +73,29 @@ fn relays(n: usize) -> Vec<(PeerId, Multiaddr)> {
         .collect()
 }
 
+/// A keeper holding a reservation on each of `relays`, through connection `index`.
+fn reserved_keeper(relays: &[(PeerId, Multiaddr)], retry_after: Duration) -> RelayKeeper {
+    let config = Config::default()
+        .with_base_delay(retry_after)
+        .with_max_delay(retry_after)
+        .with_jitter(false)
+        .with_max_attempts(None);
+    let mut keeper = RelayKeeper::new(config);
+    for (i, (peer, addr)) in relays.iter().enumerate() {
+        keeper.add_relay(addr.clone()).unwrap();
+        drive::connect(&mut keeper, *peer, i, addr);
+    }
+    drive::accept_reservations(&mut keeper);
+    keeper
+}
+
 impl Fleet {
     fn reserved(n: usize, retry_after: Duration) -> Self {
         Self::keep(relays(n), retry_after)
     }
 
     fn keep(relays: Vec<(PeerId, Multiaddr)>, retry_after: Duration) -> Self {
-        let config = Config::default()
-            .with_base_delay(retry_after)
-            .with_max_delay(retry_after)
-            .with_jitter(false)
-            .with_max_attempts(None);
-        let mut keeper = RelayKeeper::new(config);
-        for (i, (peer, addr)) in relays.iter().enumerate() {
-            keeper.add_relay(addr.clone()).unwrap();
-            drive::connect(&mut keeper, *peer, i, addr);
-        }
-        drive::accept_reservations(&mut keeper);
+        let keeper = reserved_keeper(&relays, retry_after);
         let endpoints = relays
             .iter()
             .map(|(_, address)| ConnectedPoint::Dialer {
@@ -192,13 +198,13 @@ fn memory_per_relay(_: &mut Criterion) {
         // The addresses are the application's; the keeper shares them.
         let relays = relays(n);
         let before = IN_USE.load(Ordering::Relaxed);
-        let fleet = Fleet::keep(relays, Duration::from_secs(3600));
+        let keeper = reserved_keeper(&relays, Duration::from_secs(3600));
         let keeper_bytes = IN_USE.load(Ordering::Relaxed) - before;
         println!(
             "memory per kept relay (reserved), n = {n:>6}: {} bytes",
             keeper_bytes / n
         );
-        drop(fleet);
+        drop(keeper);
     }
 }
 
