@@ -125,58 +125,48 @@ impl Fleet {
     }
 }
 
-fn loss_events(c: &mut Criterion) {
-    let mut group = c.benchmark_group("loss event");
+/// Benchmarks `measure(n)`, the time per relay of one run on a fresh fleet of n, for every size; fleets are
+/// built outside the timing.
+fn per_relay(c: &mut Criterion, name: &str, measure: impl Fn(usize) -> Duration) {
+    let mut group = c.benchmark_group(name);
     group
         .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .warm_up_time(Duration::from_millis(200));
     for n in SIZES {
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let mut fleet = Fleet::reserved(n, Duration::from_secs(3600));
-                    let start = Instant::now();
-                    fleet.lose_all();
-                    total += start.elapsed() / n as u32;
-                    black_box(&fleet.keeper);
-                }
-                total
-            })
+            b.iter_custom(|iters| (0..iters).map(|_| measure(n)).sum())
         });
     }
     group.finish();
 }
 
+fn loss_events(c: &mut Criterion) {
+    per_relay(c, "loss event", |n| {
+        let mut fleet = Fleet::reserved(n, Duration::from_secs(3600));
+        let start = Instant::now();
+        fleet.lose_all();
+        let elapsed = start.elapsed();
+        black_box(&fleet.keeper);
+        elapsed / n as u32
+    });
+}
+
 fn timer_firings(c: &mut Criterion) {
-    let mut group = c.benchmark_group("timer firing");
-    group
-        .sampling_mode(SamplingMode::Flat)
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(200));
-    for n in SIZES {
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                // Long enough that no retry is due before every loss has been fed.
-                let retry_after = Duration::from_micros(10 * n as u64) + Duration::from_millis(5);
-                for _ in 0..iters {
-                    let mut fleet = Fleet::reserved(n, retry_after);
-                    fleet.lose_all();
-                    drive::drain(&mut fleet.keeper);
-                    std::thread::sleep(retry_after);
-                    // Every retry is due: each poll fires one and raises its dial.
-                    let start = Instant::now();
-                    let dials = drive::drain(&mut fleet.keeper).len();
-                    total += start.elapsed() / n as u32;
-                    assert_eq!(dials, n);
-                }
-                total
-            })
-        });
-    }
-    group.finish();
+    per_relay(c, "timer firing", |n| {
+        // Long enough that no retry is due before every loss has been fed.
+        let retry_after = Duration::from_micros(10 * n as u64) + Duration::from_millis(5);
+        let mut fleet = Fleet::reserved(n, retry_after);
+        fleet.lose_all();
+        drive::drain(&mut fleet.keeper);
+        std::thread::sleep(retry_after);
+        // Every retry is due: each poll fires one and raises its dial.
+        let start = Instant::now();
+        let dials = drive::drain(&mut fleet.keeper).len();
+        let elapsed = start.elapsed();
+        assert_eq!(dials, n);
+        elapsed / n as u32
+    });
 }
 
 fn idle_polls(c: &mut Criterion) {

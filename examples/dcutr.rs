@@ -191,14 +191,7 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
                 common::say(format_args!("dial_failed peer={peer} error={error}"));
                 return Err(format!("could not reach {peer}").into());
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
-                peer,
-                connection,
-                result: Err(failure),
-            })) if common::link_is_dead(&failure) => {
-                tracing::info!(%peer, %failure, "ping failed, closing the connection");
-                swarm.close_connection(connection);
-            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => common::close_dead_link(&mut swarm, event),
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => tracing::info!(?event),
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => tracing::info!(?event),
             event => tracing::debug!(?event),

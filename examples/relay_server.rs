@@ -94,14 +94,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { info, .. })) => {
                 swarm.add_external_address(info.observed_addr);
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
-                peer,
-                connection,
-                result: Err(failure),
-            })) if common::link_is_dead(&failure) => {
-                tracing::info!(%peer, %failure, "ping failed, closing the connection");
-                swarm.close_connection(connection);
-            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => common::close_dead_link(&mut swarm, event),
             SwarmEvent::ConnectionClosed { peer_id, .. } => {
                 common::say(format_args!("connection_closed peer={peer_id}"))
             }

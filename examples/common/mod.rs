@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use libp2p::{identity::Keypair, ping};
+use libp2p::{identity::Keypair, ping, swarm::NetworkBehaviour, Swarm};
 
 /// The key rust-libp2p's examples derive from `--secret-key-seed`: ed25519 from the 32 bytes
 /// `[seed, 0, 0, ...]`, so peer ids match theirs.
@@ -44,9 +44,13 @@ pub struct PingOpts {
     pub ping_timeout_ms: u64,
 }
 
-/// Whether a ping failure means the link is dead: a timeout or an error, not a peer that lacks ping.
-pub fn link_is_dead(failure: &ping::Failure) -> bool {
-    !matches!(failure, ping::Failure::Unsupported)
+/// The README's recipe for half-open links: a ping that times out or fails closes its connection, so the
+/// keeper learns that the relay is gone. `Unsupported` only says the peer lacks ping; the link may be fine.
+pub fn close_dead_link<B: NetworkBehaviour>(swarm: &mut Swarm<B>, event: ping::Event) {
+    if let Err(failure @ (ping::Failure::Timeout | ping::Failure::Other { .. })) = event.result {
+        tracing::info!(peer = %event.peer, %failure, "ping failed, closing the connection");
+        swarm.close_connection(event.connection);
+    }
 }
 
 impl PingOpts {
