@@ -13,6 +13,8 @@ use libp2p::{
     Multiaddr, PeerId,
 };
 
+use smallvec::SmallVec;
+
 use crate::{backoff::Backoff, Config, Event, RelayStatus};
 
 /// What the relay is doing.
@@ -100,13 +102,17 @@ pub(crate) struct Env<'a> {
 /// A direct connection: its id and, if outbound, the address it was dialed at.
 pub(crate) type Link = (ConnectionId, Option<Multiaddr>);
 
+/// The direct connections to a relay: nearly always one, kept inline so that a connection event touches no
+/// memory beyond the relay itself (it matters with 100k relays, where each extra place is a cache miss).
+type Links = SmallVec<[Link; 1]>;
+
 /// One kept relay.
 #[derive(Debug)]
 pub(crate) struct Relay {
     /// Dialable addresses, each ending in `/p2p/<peer_id>`.
     addrs: Vec<Multiaddr>,
     /// The direct connections to the relay, with the address each was dialed at.
-    links: Vec<Link>,
+    links: Links,
     /// When the relay left its goal state (or first failed to reach it); `None` while it is in it.
     outage_since: Option<Instant>,
     /// A network change already reset this outage's backoff; later changes leave it to back off.
@@ -117,6 +123,7 @@ pub(crate) struct Relay {
 impl Relay {
     /// Starts keeping the relay at `addr`: reserves on one of its existing connections `links`, or dials.
     pub(crate) fn new(addr: Multiaddr, links: Vec<Link>, env: &mut Env<'_>) -> Self {
+        let links = Links::from_vec(links);
         let mut relay = Self {
             addrs: vec![addr],
             links,
@@ -142,7 +149,7 @@ impl Relay {
 
     /// Hands the relay's connections back when it is no longer kept.
     pub(crate) fn into_links(self) -> Vec<Link> {
-        self.links
+        self.links.into_vec()
     }
 
     /// Adds a dialable address; false if it was known.
