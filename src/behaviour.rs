@@ -1,5 +1,5 @@
 use std::{
-    collections::{BTreeSet, HashMap, VecDeque},
+    collections::{BTreeSet, HashMap, HashSet, VecDeque},
     future::Future,
     pin::Pin,
     task::{Context, Poll, Waker},
@@ -15,11 +15,11 @@ use libp2p::{
     multiaddr::Protocol,
     swarm::{
         behaviour::{
-            ConnectionClosed, ConnectionEstablished, DialFailure, ListenerClosed, ListenerError,
-            NewListenAddr,
+            ConnectionClosed, ConnectionEstablished, DialFailure, ExpiredListenAddr, ListenerClosed,
+            ListenerError, NewListenAddr,
         },
-        ConnectionDenied, ConnectionId, DialError, FromSwarm, NetworkBehaviour, NotifyHandler, THandler,
-        THandlerInEvent, THandlerOutEvent, ToSwarm,
+        CloseConnection, ConnectionDenied, ConnectionId, DialError, FromSwarm, NetworkBehaviour,
+        NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
     },
     Multiaddr, PeerId,
 };
@@ -28,8 +28,9 @@ use crate::{
     address::{circuit_relay, relay_peer_id},
     backoff::Backoff,
     handler::{FromBehaviour, Handler, ToBehaviour},
+    mistake::Mistake,
     relay::{Action, Env, Input, Link, Relay, State},
-    AddRelayError, Config, Event, RelayStatus,
+    AddRelayError, Cause, CauseKind, Config, Event, GiveUpReason, RelayStatus,
 };
 
 /// A [`NetworkBehaviour`] that keeps the node connected to its relays and holds a circuit reservation on each,
@@ -56,6 +57,14 @@ pub struct RelayKeeper {
     pending: VecDeque<ToSwarm<Event, FromBehaviour>>,
     /// Scratch space for the actions of one transition, kept to avoid an allocation per event.
     actions: Vec<Action>,
+    /// The live circuit addresses of the keeper's (and adopted) listeners: what the node is reachable at.
+    circuit_addrs: HashMap<ListenerId, Vec<Multiaddr>>,
+    /// Connections the keeper closed because their probe timed out, until the swarm reports them closed.
+    probe_closed: HashSet<ConnectionId>,
+    /// Causes whose fix was logged already; each is logged once.
+    fixes_logged: HashSet<CauseKind>,
+    /// A connection reported that this swarm runs identify, so relays can learn their external address.
+    identify_runs: bool,
     stopped: bool,
     missing_transport_logged: bool,
     waker: Option<Waker>,
@@ -109,6 +118,10 @@ impl RelayKeeper {
             timer: None,
             pending: VecDeque::new(),
             actions: Vec::new(),
+            circuit_addrs: HashMap::new(),
+            probe_closed: HashSet::new(),
+            fixes_logged: HashSet::new(),
+            identify_runs: false,
             stopped: false,
             missing_transport_logged: false,
             waker: None,
@@ -154,7 +167,10 @@ impl RelayKeeper {
     /// dial is retried like a lost connection); once connected it requests a circuit reservation.
     ///
     /// For a relay that is kept already, `addr` is added to the addresses the keeper dials, and a relay the
-    /// keeper gave up on is tried again at once, with a fresh backoff.
+    /// keeper gave up on is tried again at once, with a fresh backoff, whatever it gave up for.
+    ///
+    /// The keeper dials only the addresses given here, never ones other behaviours know for the relay. If the
+    /// relay is connected already (e.g. the application dialed it), the keeper reserves on that connection.
     ///
     /// On error nothing changes.
     pub fn add_relay(&mut self, addr: Multiaddr) -> Result<PeerId, AddRelayError> {
@@ -166,8 +182,8 @@ impl RelayKeeper {
             if relay.add_addr(addr) {
                 tracing::debug!(relay = %peer, addrs = ?relay.addrs(), "relay address added");
             }
-            if matches!(relay.state(), State::GaveUp { .. }) {
-                self.drive(peer, Input::RetryNow);
+            if relay.gave_up().is_some() {
+                self.drive(peer, Input::Revive);
             }
             return Ok(peer);
         }
@@ -190,7 +206,8 @@ impl RelayKeeper {
     }
 
     /// Stops keeping `relay`: cancels its retry, drops its queued dial, listen and events, removes the circuit
-    /// listener the keeper opened on it and lets its connections idle out. Emits no event.
+    /// listener the keeper opened on it and lets its connections idle out. Emits no event about the relay;
+    /// if its reservation was the node's last live one, [`Event::Unreachable`] follows.
     ///
     /// Returns `false` if the relay is not kept.
     pub fn remove_relay(&mut self, relay: &PeerId) -> bool {
@@ -204,8 +221,18 @@ impl RelayKeeper {
         if let Some(metrics) = &self.metrics {
             metrics.on_transition(Some(self.status_of(&removed)), None, None, self.now());
         }
-        self.listeners.retain(|_, peer| peer != relay);
+        let reachable_before = !self.circuit_addrs.is_empty();
+        self.listeners.retain(|id, peer| {
+            let ours = peer == relay;
+            if ours {
+                self.circuit_addrs.remove(id);
+            }
+            !ours
+        });
         self.pending.retain(|action| !concerns(action, relay));
+        if reachable_before {
+            self.on_circuit_removed(*relay);
+        }
         if let Some(id) = removed.own_listener() {
             self.pending.push_back(ToSwarm::RemoveListener { id });
         }
@@ -222,7 +249,8 @@ impl RelayKeeper {
     }
 
     /// Forgets the relay's backoff and tries now: dials it, or requests a reservation if it is connected.
-    /// Revives a relay the keeper gave up on.
+    /// Revives a relay the keeper gave up on after too many retries; one given up for a mistake in its address
+    /// waits for [`add_relay`](Self::add_relay) with a fixed one.
     ///
     /// Returns `false` if the relay is not kept or the keeper is stopped.
     pub fn retry_now(&mut self, relay: &PeerId) -> bool {
@@ -233,8 +261,8 @@ impl RelayKeeper {
         true
     }
 
-    /// Stops the keeper for good, like the seed's `stop()`: cancels every retry and drops queued dials,
-    /// listens and events; no dial, listen or event follows, even for a dial that was in flight.
+    /// Stops the keeper for good: cancels every retry and drops queued dials, listens and events; no dial,
+    /// listen or event follows, even for a dial that was in flight.
     /// Connections are no longer kept alive; circuit listeners are left as they are.
     ///
     /// Afterwards every relay's status is [`RelayStatus::Stopped`], [`add_relay`](Self::add_relay) returns
@@ -294,6 +322,16 @@ impl RelayKeeper {
             tracing::info!(relays = retried, "network changed: retrying relays now");
         }
         retried
+    }
+
+    /// The circuit addresses the node is reachable at right now: every address the keeper's live reservations
+    /// (and the application's listeners it adopted) report, in no particular order. Empty while no reservation
+    /// is live. The relay client confirms the same addresses as external addresses of the swarm
+    /// ([`Swarm::external_addresses`](libp2p::Swarm::external_addresses)).
+    ///
+    /// [`Event::Reachable`] and [`Event::Unreachable`] say when this goes from empty to not and back.
+    pub fn circuit_addrs(&self) -> impl Iterator<Item = &Multiaddr> + '_ {
+        self.circuit_addrs.values().flatten()
     }
 
     /// What the keeper is doing about `relay`; `None` if it is not kept.
@@ -364,11 +402,19 @@ impl RelayKeeper {
             metrics.on_transition(before.status, after.status, restored_after, self.now());
         }
         let acted = !self.actions.is_empty();
-        for action in self.actions.drain(..) {
+        let mut actions = std::mem::take(&mut self.actions);
+        for action in actions.drain(..) {
             match action {
                 Action::Dial(opts) => {
                     tracing::debug!(relay = %peer, connection = %opts.connection_id(), "dialing relay");
                     self.pending.push_back(ToSwarm::Dial { opts });
+                }
+                Action::AbortDials => {
+                    tracing::debug!(relay = %peer, "dial to relay timed out; aborting it");
+                    self.pending.push_back(ToSwarm::CloseConnection {
+                        peer_id: peer,
+                        connection: CloseConnection::All,
+                    });
                 }
                 Action::RemoveListener(id) => {
                     tracing::debug!(relay = %peer, listener = ?id, "withdrawing the keeper's reservation request");
@@ -381,7 +427,7 @@ impl RelayKeeper {
                     self.pending.push_back(ToSwarm::ListenOn { opts });
                 }
                 Action::Emit(event) => {
-                    log(&event);
+                    self.log(&event);
                     #[cfg(feature = "metrics")]
                     if let Some(metrics) = &self.metrics {
                         metrics.on_event(&event);
@@ -390,6 +436,8 @@ impl RelayKeeper {
                 }
             }
         }
+        // Hands the emptied buffer back, so the next transition needs no allocation.
+        self.actions = actions;
         if acted || rescheduled {
             self.wake();
         }
@@ -437,13 +485,20 @@ impl RelayKeeper {
             peer_id,
             connection_id,
             endpoint,
+            cause,
             ..
         } = event;
         if endpoint.is_relayed() {
             return;
         }
+        let cause = if self.probe_closed.remove(&connection_id) {
+            Cause::probe_timeout()
+        } else {
+            Cause::connection_lost(cause.map(|e| e as &dyn std::error::Error))
+        };
         let closed = Input::ConnectionClosed {
             connection: connection_id,
+            cause,
         };
         if self.drive(peer_id, closed) {
             return;
@@ -481,6 +536,8 @@ impl RelayKeeper {
                 peer,
                 Input::DialFailed {
                     connection: connection_id,
+                    cause: Cause::dial_failed(error),
+                    mistake: Mistake::of(error),
                 },
             );
         }
@@ -501,6 +558,7 @@ impl RelayKeeper {
                     addr: addr.clone(),
                 },
             );
+            self.add_circuit_addr(peer, listener_id, addr);
             return;
         }
         let Some(peer) = circuit_relay(addr).filter(|peer| self.relays.contains_key(peer)) else {
@@ -516,7 +574,53 @@ impl RelayKeeper {
         if matches!(self.relays[&peer].state(), State::Reserved { listener, .. } if listener == listener_id) {
             tracing::debug!(relay = %peer, listener = ?listener_id, "adopted the application's circuit listener");
             self.listeners.insert(listener_id, peer);
+            self.add_circuit_addr(peer, listener_id, addr);
         }
+    }
+
+    fn on_expired_listen_addr(&mut self, event: ExpiredListenAddr<'_>) {
+        let ExpiredListenAddr { listener_id, addr } = event;
+        if let (Some(&peer), Some(addrs)) = (
+            self.listeners.get(&listener_id),
+            self.circuit_addrs.get_mut(&listener_id),
+        ) {
+            addrs.retain(|a| a != addr);
+            if addrs.is_empty() {
+                self.circuit_addrs.remove(&listener_id);
+                self.on_circuit_removed(peer);
+            }
+        }
+    }
+
+    /// Records a live circuit address; the first one of all makes the node reachable.
+    fn add_circuit_addr(&mut self, peer: PeerId, listener: ListenerId, addr: &Multiaddr) {
+        if self.stopped
+            || !self.listeners.contains_key(&listener)
+            || self.circuit_addrs.get(&listener).is_some_and(|a| a.contains(addr))
+        {
+            return;
+        }
+        let reachable_before = !self.circuit_addrs.is_empty();
+        self.circuit_addrs.entry(listener).or_default().push(addr.clone());
+        if !reachable_before {
+            self.emit(Event::Reachable {
+                relay: peer,
+                addr: addr.clone(),
+            });
+        }
+    }
+
+    /// A listener's last circuit address went away; if it was the node's last, the node is unreachable.
+    fn on_circuit_removed(&mut self, peer: PeerId) {
+        if self.circuit_addrs.is_empty() && !self.stopped {
+            self.emit(Event::Unreachable { relay: peer });
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.log(&event);
+        self.pending.push_back(ToSwarm::GenerateEvent(event));
+        self.wake();
     }
 
     fn on_listener_closed(&mut self, event: ListenerClosed<'_>) {
@@ -524,6 +628,9 @@ impl RelayKeeper {
         let Some(peer) = self.listeners.remove(&listener_id) else {
             return;
         };
+        if self.circuit_addrs.remove(&listener_id).is_some() {
+            self.on_circuit_removed(peer);
+        }
         match reason {
             Ok(()) => tracing::debug!(relay = %peer, listener = ?listener_id, "circuit listener closed"),
             Err(error) => {
@@ -534,7 +641,7 @@ impl RelayKeeper {
             peer,
             Input::ListenerClosed {
                 listener: listener_id,
-                refused: reason.is_err(),
+                refused: reason.err().map(Cause::from_listener_error),
             },
         );
     }
@@ -544,6 +651,9 @@ impl RelayKeeper {
         let Some(peer) = self.listeners.remove(&listener_id) else {
             return;
         };
+        if self.circuit_addrs.remove(&listener_id).is_some() {
+            self.on_circuit_removed(peer);
+        }
         let unsupported = matches!(
             err.downcast_ref::<TransportError<std::io::Error>>(),
             Some(TransportError::MultiaddrNotSupported(_))
@@ -554,7 +664,7 @@ impl RelayKeeper {
                 peer,
                 Input::ListenerClosed {
                     listener: listener_id,
-                    refused: true,
+                    refused: Some(Cause::new(CauseKind::ProtocolError, err)),
                 },
             );
             return;
@@ -563,9 +673,8 @@ impl RelayKeeper {
             self.missing_transport_logged = true;
             tracing::error!(
                 relay = %peer,
-                "cannot reserve a circuit on the relay: the swarm has no relay client transport. Build the swarm \
-                 with `SwarmBuilder::with_relay_client` and put the `relay::client::Behaviour` it hands out into \
-                 your behaviour, or turn reservations off with `Config::with_reservations(false)`"
+                "cannot reserve a circuit on the relay: the swarm has no relay client transport. {}",
+                GiveUpReason::NoRelayTransport.fix()
             );
         }
         self.drive(
@@ -585,10 +694,14 @@ impl NetworkBehaviour for RelayKeeper {
         &mut self,
         _: ConnectionId,
         peer: PeerId,
+        local_addr: &Multiaddr,
         _: &Multiaddr,
-        remote_addr: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(Handler::new(self.keeps_alive(&peer, remote_addr)))
+        // An inbound relayed connection's remote address is `/p2p/<source>`; its local one holds the circuit.
+        Ok(Handler::new(
+            self.keeps_alive(&peer, local_addr),
+            self.config.probe(),
+        ))
     }
 
     fn handle_pending_outbound_connection(
@@ -612,7 +725,7 @@ impl NetworkBehaviour for RelayKeeper {
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(Handler::new(self.keeps_alive(&peer, addr)))
+        Ok(Handler::new(self.keeps_alive(&peer, addr), self.config.probe()))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
@@ -623,15 +736,41 @@ impl NetworkBehaviour for RelayKeeper {
             FromSwarm::NewListenAddr(e) => self.on_new_listen_addr(e),
             FromSwarm::ListenerClosed(e) => self.on_listener_closed(e),
             FromSwarm::ListenerError(e) => self.on_listener_error(e),
+            FromSwarm::ExpiredListenAddr(e) => self.on_expired_listen_addr(e),
             _ => {}
         }
     }
 
-    fn on_connection_handler_event(&mut self, peer: PeerId, _: ConnectionId, event: THandlerOutEvent<Self>) {
+    fn on_connection_handler_event(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
         match event {
             ToBehaviour::HopEnabled => {
                 tracing::debug!(relay = %peer, "peer offers the relay HOP protocol");
                 self.drive(peer, Input::HopEnabled);
+            }
+            ToBehaviour::IdentifyRuns => self.identify_runs = true,
+            ToBehaviour::ProbeAnswered(rtt) => {
+                tracing::trace!(relay = %peer, %connection, ?rtt, "probe answered");
+                #[cfg(feature = "metrics")]
+                if let Some(metrics) = &self.metrics {
+                    metrics.on_probe_answered(rtt);
+                }
+            }
+            ToBehaviour::ProbeTimedOut => {
+                if self.stopped || !self.relays.contains_key(&peer) {
+                    return;
+                }
+                tracing::debug!(relay = %peer, %connection, "probe timed out; closing the silent connection");
+                self.probe_closed.insert(connection);
+                self.pending.push_back(ToSwarm::CloseConnection {
+                    peer_id: peer,
+                    connection: CloseConnection::One(connection),
+                });
+                self.wake();
             }
         }
     }
@@ -680,7 +819,7 @@ fn keep_alive(
     links.iter().map(move |(connection, _)| ToSwarm::NotifyHandler {
         peer_id: peer,
         handler: NotifyHandler::One(*connection),
-        event: FromBehaviour::KeepAlive(on),
+        event: FromBehaviour::Kept(on),
     })
 }
 
@@ -699,21 +838,47 @@ fn concerns(action: &ToSwarm<Event, FromBehaviour>, relay: &PeerId) -> bool {
     }
 }
 
-fn log(event: &Event) {
-    match event {
-        Event::ReconnectScheduled {
-            relay,
-            attempt,
-            delay,
-        } => {
-            tracing::debug!(%relay, attempt, ?delay, "relay retry scheduled")
-        }
-        Event::Reconnected { relay, attempts } => {
-            tracing::info!(%relay, attempts, "relay connection restored")
-        }
-        Event::Reserved { relay, addr } => tracing::info!(%relay, %addr, "relay reservation live"),
-        Event::GaveUp { relay, attempts } => {
-            tracing::warn!(%relay, attempts, "gave up on relay; call add_relay or retry_now to try again")
+impl RelayKeeper {
+    /// Logs an event, and once per cause the fix for a cause that retrying alone does not cure.
+    fn log(&mut self, event: &Event) {
+        match event {
+            Event::ReconnectScheduled {
+                relay,
+                attempt,
+                delay,
+                cause,
+            } => {
+                tracing::debug!(%relay, attempt, ?delay, cause = %cause.kind, error = %cause.message, "relay retry scheduled");
+                let fix = match cause.kind {
+                    CauseKind::HopUnsupported if !self.identify_runs => Some(
+                        "this swarm runs no identify: a rust-libp2p relay offers HOP only once it knows its \
+                         external address, which it learns from its clients' identify; add \
+                         libp2p::identify::Behaviour to your behaviour (relay operators: or set the relay's \
+                         status with relay::Behaviour::set_status)",
+                    ),
+                    kind => kind.fix(),
+                };
+                if let Some(fix) = fix {
+                    if self.fixes_logged.insert(cause.kind) {
+                        tracing::warn!(%relay, cause = %cause.kind, error = %cause.message, "{fix}");
+                    }
+                }
+            }
+            Event::Reconnected { relay, attempts } => {
+                tracing::info!(%relay, attempts, "relay connection restored")
+            }
+            Event::Reserved { relay, addr } => tracing::info!(%relay, %addr, "relay reservation live"),
+            Event::GaveUp {
+                relay,
+                attempts,
+                reason,
+            } => tracing::warn!(%relay, attempts, %reason, "gave up on relay: {}", reason.fix()),
+            Event::Reachable { relay, addr } => {
+                tracing::info!(%relay, %addr, "node reachable through a relay")
+            }
+            Event::Unreachable { relay } => {
+                tracing::warn!(%relay, "node no longer reachable through any relay")
+            }
         }
     }
 }
@@ -1112,7 +1277,7 @@ mod tests {
         assert!(actions.iter().any(|a| matches!(
             a,
             ToSwarm::NotifyHandler {
-                event: FromBehaviour::KeepAlive(false),
+                event: FromBehaviour::Kept(false),
                 ..
             }
         )));
@@ -1152,7 +1317,7 @@ mod tests {
         assert!(actions.iter().any(|a| matches!(
             a,
             ToSwarm::NotifyHandler {
-                event: FromBehaviour::KeepAlive(true),
+                event: FromBehaviour::Kept(true),
                 ..
             }
         )));
@@ -1167,7 +1332,7 @@ mod tests {
             listener_id: listener,
             err: &error,
         }));
-        assert_eq!(keeper.status(&peer), Some(RelayStatus::GaveUp { attempts: 0 }));
+        assert_eq!(keeper.status(&peer), Some(RelayStatus::GaveUp { attempts: 0, reason: GiveUpReason::NoRelayTransport }));
         assert!(keeper.deadlines.is_empty());
     }
 
@@ -1220,7 +1385,9 @@ mod tests {
         }
         let redials = dials(&drain(&mut keeper));
         assert_eq!(redials.len(), relays.len(), "one dial per waiting relay");
-        assert!(keeper.deadlines.is_empty());
+        for relay in &relays {
+            assert_eq!(keeper.status(relay), Some(RelayStatus::Connecting));
+        }
         assert_eq!(
             keeper.network_changed(),
             0,

@@ -2,10 +2,13 @@ use std::{fmt, time::Duration};
 
 use libp2p::{Multiaddr, PeerId};
 
+use crate::{Cause, GiveUpReason};
+
 /// What happened to a kept relay. Every event is also logged with `tracing`.
 ///
 /// Its [`Display`](fmt::Display) form is one stable line of `key=value` pairs after the event's name, meant
-/// for logs that scripts read, e.g. `reconnect_scheduled relay=12D3KooW... attempt=2 delay_ms=4312`.
+/// for logs that scripts read, e.g. `reconnect_scheduled relay=12D3KooW... attempt=2 delay_ms=4312
+/// cause=connection_lost`. Keys may be added at the end of a line, never removed or reordered.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Event {
@@ -17,6 +20,8 @@ pub enum Event {
         attempt: u32,
         /// The wait before the retry, jitter included.
         delay: Duration,
+        /// Why the relay left its goal state, or why the previous retry failed.
+        cause: Cause,
     },
     /// A direct connection to the relay is back after it was lost or could not be made.
     Reconnected {
@@ -33,14 +38,29 @@ pub enum Event {
         /// The first circuit address the reservation yielded.
         addr: Multiaddr,
     },
-    /// The keeper made `attempts` failed retries and leaves the relay alone until
-    /// [`RelayKeeper::retry_now`](crate::RelayKeeper::retry_now) or
-    /// [`RelayKeeper::add_relay`](crate::RelayKeeper::add_relay).
+    /// The keeper leaves the relay alone until [`RelayKeeper::add_relay`](crate::RelayKeeper::add_relay)
+    /// (or, after [`GiveUpReason::MaxAttempts`], [`RelayKeeper::retry_now`](crate::RelayKeeper::retry_now),
+    /// a network change or the cool-down).
     GaveUp {
         /// The relay.
         relay: PeerId,
-        /// How many retries failed.
+        /// How many retries of this outage were made; 0 when the first dial showed a mistake.
         attempts: u32,
+        /// Why: too many failed retries, or a mistake in the relay's address that no retry cures.
+        reason: GiveUpReason,
+    },
+    /// The node became reachable: the first circuit address of any kept relay is live. Comes after the
+    /// [`Event::Reserved`] that brought it.
+    Reachable {
+        /// The relay whose reservation made the node reachable.
+        relay: PeerId,
+        /// Its circuit address.
+        addr: Multiaddr,
+    },
+    /// The node is no longer reachable through any kept relay: the last live circuit address went away.
+    Unreachable {
+        /// The relay whose reservation was the last one.
+        relay: PeerId,
     },
 }
 
@@ -51,7 +71,9 @@ impl Event {
             Event::ReconnectScheduled { relay, .. }
             | Event::Reconnected { relay, .. }
             | Event::Reserved { relay, .. }
-            | Event::GaveUp { relay, .. } => *relay,
+            | Event::GaveUp { relay, .. }
+            | Event::Reachable { relay, .. }
+            | Event::Unreachable { relay } => *relay,
         }
     }
 }
@@ -63,16 +85,24 @@ impl fmt::Display for Event {
                 relay,
                 attempt,
                 delay,
+                cause,
             } => write!(
                 f,
-                "reconnect_scheduled relay={relay} attempt={attempt} delay_ms={}",
-                delay.as_millis()
+                "reconnect_scheduled relay={relay} attempt={attempt} delay_ms={} cause={}",
+                delay.as_millis(),
+                cause.kind
             ),
             Event::Reconnected { relay, attempts } => {
                 write!(f, "reconnected relay={relay} attempts={attempts}")
             }
             Event::Reserved { relay, addr } => write!(f, "reserved relay={relay} addr={addr}"),
-            Event::GaveUp { relay, attempts } => write!(f, "gave_up relay={relay} attempts={attempts}"),
+            Event::GaveUp {
+                relay,
+                attempts,
+                reason,
+            } => write!(f, "gave_up relay={relay} attempts={attempts} reason={reason}"),
+            Event::Reachable { relay, addr } => write!(f, "reachable relay={relay} addr={addr}"),
+            Event::Unreachable { relay } => write!(f, "unreachable relay={relay}"),
         }
     }
 }
@@ -94,6 +124,7 @@ mod tests {
                 relay,
                 attempt: 2,
                 delay: Duration::from_micros(4_312_900),
+                cause: Cause::probe_timeout(),
             }
             .to_string(),
             Event::Reconnected { relay, attempts: 3 }.to_string(),
@@ -102,15 +133,28 @@ mod tests {
                 addr: addr.clone(),
             }
             .to_string(),
-            Event::GaveUp { relay, attempts: 10 }.to_string(),
+            Event::GaveUp {
+                relay,
+                attempts: 10,
+                reason: GiveUpReason::MaxAttempts,
+            }
+            .to_string(),
+            Event::Reachable {
+                relay,
+                addr: addr.clone(),
+            }
+            .to_string(),
+            Event::Unreachable { relay }.to_string(),
         ];
         assert_eq!(
             lines,
             [
-                format!("reconnect_scheduled relay={relay} attempt=2 delay_ms=4312"),
+                format!("reconnect_scheduled relay={relay} attempt=2 delay_ms=4312 cause=probe_timeout"),
                 format!("reconnected relay={relay} attempts=3"),
                 format!("reserved relay={relay} addr={addr}"),
-                format!("gave_up relay={relay} attempts=10"),
+                format!("gave_up relay={relay} attempts=10 reason=max_attempts"),
+                format!("reachable relay={relay} addr={addr}"),
+                format!("unreachable relay={relay}"),
             ]
         );
     }

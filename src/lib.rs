@@ -109,19 +109,23 @@
 mod address;
 mod backoff;
 mod behaviour;
+mod cause;
 mod config;
 mod error;
 mod event;
 mod handler;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod mistake;
 #[cfg(test)]
 mod model_tests;
 mod relay;
 mod status;
 
 pub use behaviour::RelayKeeper;
+pub use cause::{Cause, CauseKind};
 pub use config::Config;
+pub use mistake::GiveUpReason;
 pub use error::AddRelayError;
 pub use event::Event;
 pub use status::RelayStatus;

@@ -1,6 +1,6 @@
 //! Prometheus metrics of a [`RelayKeeper`](crate::RelayKeeper), registered under the `relay_keeper` prefix.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -37,15 +37,22 @@ struct StatusLabel {
     status: &'static str,
 }
 
+/// The `cause` label: [`CauseKind::as_str`](crate::CauseKind::as_str).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabel {
+    cause: &'static str,
+}
+
 /// The keeper's instruments; updated from the transitions and events of its relays.
 #[derive(Debug)]
 pub(crate) struct Metrics {
     relays: Family<StatusLabel, Gauge>,
-    reconnect_attempts: Counter,
+    reconnect_attempts: Family<CauseLabel, Counter>,
     reconnects: Counter,
     reservations_restored: Counter,
     give_ups: Counter,
     restore_duration: Histogram,
+    probe_rtt: Histogram,
 }
 
 impl Metrics {
@@ -53,12 +60,14 @@ impl Metrics {
         let registry = registry.sub_registry_with_prefix("relay_keeper");
         let metrics = Self {
             relays: Family::default(),
-            reconnect_attempts: Counter::default(),
+            reconnect_attempts: Family::default(),
             reconnects: Counter::default(),
             reservations_restored: Counter::default(),
             give_ups: Counter::default(),
             // 10 ms to about 45 min.
             restore_duration: Histogram::new(exponential_buckets(0.01, 2.0, 18)),
+            // 100 µs to about 3 s.
+            probe_rtt: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
         };
         registry.register(
             "relays",
@@ -67,7 +76,7 @@ impl Metrics {
         );
         registry.register(
             "reconnect_attempts",
-            "Retries scheduled, re-dials and re-reservations alike",
+            "Retries scheduled, re-dials and re-reservations alike, by the cause of the loss or failure",
             metrics.reconnect_attempts.clone(),
         );
         registry.register(
@@ -89,6 +98,11 @@ impl Metrics {
             "restore_duration_seconds",
             "Time from a relay leaving its goal state to being back in it",
             metrics.restore_duration.clone(),
+        );
+        registry.register(
+            "probe_rtt_seconds",
+            "Round trip of the liveness probe on relay connections",
+            metrics.probe_rtt.clone(),
         );
         metrics
     }
@@ -123,11 +137,20 @@ impl Metrics {
 
     pub(crate) fn on_event(&self, event: &Event) {
         let counter = match event {
-            Event::ReconnectScheduled { .. } => &self.reconnect_attempts,
-            Event::Reconnected { .. } => &self.reconnects,
-            Event::GaveUp { .. } => &self.give_ups,
-            Event::Reserved { .. } => return,
+            Event::ReconnectScheduled { cause, .. } => self
+                .reconnect_attempts
+                .get_or_create(&CauseLabel {
+                    cause: cause.kind.as_str(),
+                })
+                .clone(),
+            Event::Reconnected { .. } => self.reconnects.clone(),
+            Event::GaveUp { .. } => self.give_ups.clone(),
+            Event::Reserved { .. } | Event::Reachable { .. } | Event::Unreachable { .. } => return,
         };
         counter.inc();
+    }
+
+    pub(crate) fn on_probe_answered(&self, rtt: Duration) {
+        self.probe_rtt.observe(rtt.as_secs_f64());
     }
 }

@@ -21,7 +21,7 @@ use libp2p::{
             ConnectionClosed, ConnectionEstablished, DialFailure, ListenerClosed, ListenerError,
             NewListenAddr,
         },
-        ConnectionId, DialError, FromSwarm, NetworkBehaviour, ToSwarm,
+        CloseConnection, ConnectionId, DialError, FromSwarm, NetworkBehaviour, ToSwarm,
     },
     Multiaddr, PeerId,
 };
@@ -30,7 +30,7 @@ use proptest::prelude::*;
 use crate::{
     address::circuit_relay,
     handler::{FromBehaviour, ToBehaviour},
-    Config, Event, RelayKeeper, RelayStatus,
+    Config, Event, GiveUpReason, RelayKeeper, RelayStatus,
 };
 
 /// Relays 0..RELAYS may be kept; peer RELAYS never is.
@@ -114,14 +114,19 @@ fn config() -> impl Strategy<Value = Config> {
 /// What the model says a relay is doing.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
-    /// A dial (not connected) or a reservation request (connected) for retry `attempt` is under way.
-    Trying { attempt: u32 },
+    /// A dial (not connected; it is aborted at `dial_due`) or a reservation request (connected) for retry
+    /// `attempt` is under way.
+    Trying {
+        attempt: u32,
+        dial_due: Option<Instant>,
+    },
     /// Retry `attempt` is due at `due`; `None` until the keeper has announced the wait.
     Waiting { attempt: u32, due: Option<Instant> },
     /// In the goal state; `announced` once the keeper said so (nothing to say without reservations).
     Goal { announced: bool, foreign: bool },
     GaveUp {
         attempts: u32,
+        reason: GiveUpReason,
         announced: bool,
         revive_at: Option<Instant>,
     },
@@ -154,7 +159,9 @@ impl Model {
             Phase::Waiting { attempt, .. } => RelayStatus::Waiting { attempt },
             Phase::Goal { .. } if self.config.reservations() => RelayStatus::Reserved,
             Phase::Goal { .. } => RelayStatus::Connected,
-            Phase::GaveUp { attempts, .. } => RelayStatus::GaveUp { attempts },
+            Phase::GaveUp {
+                attempts, reason, ..
+            } => RelayStatus::GaveUp { attempts, reason },
         })
     }
 
@@ -174,11 +181,14 @@ impl Model {
         relay.network_reset = false;
     }
 
-    fn try_now(relay: &mut ModelRelay, config: &Config, attempt: u32, connected: bool) {
+    fn try_now(relay: &mut ModelRelay, config: &Config, attempt: u32, connected: bool, now: Instant) {
         if connected && !config.reservations() {
             Self::goal(relay, config, false);
         } else {
-            relay.phase = Phase::Trying { attempt };
+            relay.phase = Phase::Trying {
+                attempt,
+                dial_due: (!connected).then(|| now + config.dial_timeout()),
+            };
         }
     }
 
@@ -187,6 +197,7 @@ impl Model {
         relay.phase = match config.max_attempts() {
             Some(max) if failed >= max => Phase::GaveUp {
                 attempts: failed,
+                reason: GiveUpReason::MaxAttempts,
                 announced: false,
                 revive_at: config.cooldown().map(|c| now + c),
             },
@@ -197,7 +208,7 @@ impl Model {
         };
     }
 
-    fn add(&mut self, r: usize, connected: bool) {
+    fn add(&mut self, r: usize, connected: bool, now: Instant) {
         if self.stopped {
             return;
         }
@@ -205,42 +216,53 @@ impl Model {
         match self.relays.get_mut(&r) {
             Some(relay) => {
                 if matches!(relay.phase, Phase::GaveUp { .. }) {
-                    Self::try_now(relay, config, 0, connected);
+                    Self::try_now(relay, config, 0, connected, now);
                 }
             }
             None => {
                 let mut relay = ModelRelay {
-                    phase: Phase::Trying { attempt: 0 },
+                    phase: Phase::Trying {
+                        attempt: 0,
+                        dial_due: None,
+                    },
                     outage: false,
                     network_reset: false,
                     owed_reconnected: None,
                 };
-                Self::try_now(&mut relay, config, 0, connected);
+                Self::try_now(&mut relay, config, 0, connected, now);
                 self.relays.insert(r, relay);
             }
         }
     }
 
-    fn retry_now(&mut self, r: usize, connected: bool) {
+    fn retry_now(&mut self, r: usize, connected: bool, now: Instant) {
         let config = self.config.clone();
         let Some(relay) = self.relay(r) else { return };
         match relay.phase {
-            Phase::Waiting { .. } | Phase::GaveUp { .. } | Phase::Trying { .. } => {
-                Self::try_now(relay, &config, 0, connected)
+            Phase::Waiting { .. } => Self::try_now(relay, &config, 0, connected, now),
+            Phase::GaveUp { reason, .. } if reason.is_retryable() => {
+                Self::try_now(relay, &config, 0, connected, now)
             }
-            Phase::Goal { .. } => {}
+            // The attempt under way becomes the first of a fresh count; its dial keeps its time limit.
+            Phase::Trying { dial_due, .. } => relay.phase = Phase::Trying { attempt: 0, dial_due },
+            Phase::GaveUp { .. } | Phase::Goal { .. } => {}
         }
     }
 
-    fn network_changed(&mut self, connected: impl Fn(usize) -> bool) {
+    fn network_changed(&mut self, connected: impl Fn(usize) -> bool, now: Instant) {
         let config = self.config.clone();
         if self.stopped {
             return;
         }
         for (r, relay) in &mut self.relays {
-            if matches!(relay.phase, Phase::Waiting { .. } | Phase::GaveUp { .. }) && !relay.network_reset {
+            let retryable = match relay.phase {
+                Phase::Waiting { .. } => true,
+                Phase::GaveUp { reason, .. } => reason.is_retryable(),
+                _ => false,
+            };
+            if retryable && !relay.network_reset {
                 relay.network_reset = true;
-                Self::try_now(relay, &config, 0, connected(*r));
+                Self::try_now(relay, &config, 0, connected(*r), now);
             }
         }
     }
@@ -250,14 +272,15 @@ impl Model {
         let config = self.config.clone();
         let Some(relay) = self.relay(r) else { return };
         let (attempt, ours) = match relay.phase {
-            Phase::Trying { attempt } => (attempt, ours),
+            Phase::Trying { attempt, .. } => (attempt, ours),
             Phase::Waiting { attempt, .. } => (attempt, false),
             Phase::Goal { .. } | Phase::GaveUp { .. } => return,
         };
         if relay.outage {
             relay.owed_reconnected = Some(if ours { attempt } else { 0 });
         }
-        Self::try_now(relay, &config, attempt, true);
+        // Connected: no dial, so no time limit.
+        Self::try_now(relay, &config, attempt, true, Instant::now());
     }
 
     fn disconnected(&mut self, r: usize, now: Instant) {
@@ -265,7 +288,7 @@ impl Model {
         let Some(relay) = self.relay(r) else { return };
         match relay.phase {
             Phase::Goal { .. } => Self::fail(relay, &config, 0, now),
-            Phase::Trying { attempt } => Self::fail(relay, &config, attempt, now),
+            Phase::Trying { attempt, .. } => Self::fail(relay, &config, attempt, now),
             Phase::Waiting { .. } | Phase::GaveUp { .. } => {}
         }
     }
@@ -273,7 +296,7 @@ impl Model {
     fn dial_failed(&mut self, r: usize, connected: bool, now: Instant) {
         let config = self.config.clone();
         let Some(relay) = self.relay(r) else { return };
-        if let (Phase::Trying { attempt }, false) = (relay.phase, connected) {
+        if let (Phase::Trying { attempt, .. }, false) = (relay.phase, connected) {
             Self::fail(relay, &config, attempt, now);
         }
     }
@@ -291,21 +314,22 @@ impl Model {
         let config = self.config.clone();
         let Some(relay) = self.relay(r) else { return };
         match relay.phase {
-            Phase::Trying { attempt } => Self::fail(relay, &config, attempt, now),
+            Phase::Trying { attempt, .. } => Self::fail(relay, &config, attempt, now),
             Phase::Goal { foreign: false, .. } => Self::fail(relay, &config, 0, now),
             _ => {}
         }
     }
 
-    fn listener_unsupported(&mut self, r: usize, now: Instant) {
-        let cooldown = self.config.cooldown();
+    /// A mistake: neither the cool-down nor a network change can cure it.
+    fn listener_unsupported(&mut self, r: usize) {
         let Some(relay) = self.relay(r) else { return };
-        if let Phase::Trying { attempt } = relay.phase {
+        if let Phase::Trying { attempt, .. } = relay.phase {
             relay.outage = true;
             relay.phase = Phase::GaveUp {
                 attempts: attempt,
+                reason: GiveUpReason::NoRelayTransport,
                 announced: false,
-                revive_at: cooldown.map(|c| now + c),
+                revive_at: None,
             };
         }
     }
@@ -343,7 +367,10 @@ impl Model {
         }
         let Some(relay) = self.relay(r) else { return };
         if let Phase::Waiting { attempt, .. } = relay.phase {
-            relay.phase = Phase::Trying { attempt };
+            relay.phase = Phase::Trying {
+                attempt,
+                dial_due: None,
+            };
         }
     }
 
@@ -358,11 +385,31 @@ impl Model {
                 Phase::Waiting {
                     attempt,
                     due: Some(due),
-                } if due <= now => Self::try_now(relay, &config, attempt, connected(*r)),
+                } if due <= now => Self::try_now(relay, &config, attempt, connected(*r), now),
                 Phase::GaveUp {
                     revive_at: Some(at), ..
-                } if at <= now => Self::try_now(relay, &config, 0, connected(*r)),
+                } if at <= now => Self::try_now(relay, &config, 0, connected(*r), now),
                 _ => {}
+            }
+        }
+    }
+
+    /// Dials that ran out of time are aborted and count as failed retries; done before the keeper's actions
+    /// are matched, since the keeper reports the failure in the same poll.
+    fn expire_dials(&mut self, now: Instant) {
+        let config = self.config.clone();
+        if self.stopped {
+            return;
+        }
+        for relay in self.relays.values_mut() {
+            if let Phase::Trying {
+                attempt,
+                dial_due: Some(due),
+            } = relay.phase
+            {
+                if due <= now {
+                    Self::fail(relay, &config, attempt, now);
+                }
             }
         }
     }
@@ -394,12 +441,14 @@ impl Model {
                 Event::GaveUp { attempts, .. },
                 Phase::GaveUp {
                     attempts: a,
+                    reason,
                     announced: false,
                     revive_at,
                 },
             ) if attempts == a => {
                 relay.phase = Phase::GaveUp {
                     attempts,
+                    reason,
                     announced: true,
                     revive_at,
                 };
@@ -457,6 +506,8 @@ struct World {
     own_listeners: HashMap<usize, ListenerId>,
     /// The application's open circuit listener, per relay.
     foreign_listeners: HashMap<usize, ListenerId>,
+    /// What the keeper's `Reachable` and `Unreachable` events said last.
+    reachable: bool,
 }
 
 type Step = Result<(), String>;
@@ -498,6 +549,7 @@ impl World {
             dials: HashMap::new(),
             own_listeners: HashMap::new(),
             foreign_listeners: HashMap::new(),
+            reachable: false,
         }
     }
 
@@ -540,7 +592,7 @@ impl World {
                         self.model.stopped
                     ));
                 }
-                self.model.add(r, connected);
+                self.model.add(r, connected, now);
                 self.settle()
             }
             Op::RemoveRelay(r) => {
@@ -557,7 +609,7 @@ impl World {
                 if retried != (!self.model.stopped && self.model.relays.contains_key(&r)) {
                     return Err("retry_now disagrees on whether it could".into());
                 }
-                self.model.retry_now(r, connected);
+                self.model.retry_now(r, connected, now);
                 self.settle()
             }
             Op::Stop => {
@@ -568,7 +620,7 @@ impl World {
             Op::NetworkChanged => {
                 self.keeper.network_changed();
                 let connected: Vec<bool> = (0..PEERS).map(|p| self.connected(p)).collect();
-                self.model.network_changed(|r| connected[r]);
+                self.model.network_changed(|r| connected[r], now);
                 self.settle()
             }
             Op::ConnectDirect(p) => {
@@ -668,7 +720,7 @@ impl World {
                         err: &error,
                     }));
                 if unsupported {
-                    self.model.listener_unsupported(r, now);
+                    self.model.listener_unsupported(r);
                 } else {
                     self.model.own_listener_closed(r, now);
                 }
@@ -808,6 +860,7 @@ impl World {
                 return Err("poll never returns Pending".into());
             }
         }
+        self.model.expire_dials(self.now);
         for action in actions {
             self.check_action(action)?;
         }
@@ -858,6 +911,13 @@ impl World {
                     self.close_listener(id)?;
                 }
             }
+            ToSwarm::GenerateEvent(Event::Reachable { .. }) if !self.reachable && !self.model.stopped => {
+                self.reachable = true;
+            }
+            // Removing the relay whose reservation was the last one makes the node unreachable too.
+            ToSwarm::GenerateEvent(Event::Unreachable { .. }) if self.reachable && !self.model.stopped => {
+                self.reachable = false;
+            }
             ToSwarm::GenerateEvent(event) => {
                 let r = self.index_of(&event.relay());
                 self.kept(r)?;
@@ -872,6 +932,18 @@ impl World {
                 self.model.on_event(r, &event, self.now)?;
             }
             ToSwarm::NotifyHandler { .. } => {}
+            ToSwarm::CloseConnection {
+                peer_id,
+                connection: CloseConnection::All,
+            } => {
+                let r = self.index_of(&peer_id);
+                self.kept(r)?;
+                if self.connected(r) {
+                    return Err(format!("aborting the dials of relay {r}, which is connected"));
+                }
+                // The swarm aborts the pending dial; its `DialFailure` reaches a keeper that moved on.
+                self.dials.remove(&r);
+            }
             other => return Err(format!("unexpected action {other:?}")),
         }
         Ok(())
@@ -886,6 +958,13 @@ impl World {
         }
         if self.model.stopped && !timers.is_empty() {
             return Err("a timer after stop".into());
+        }
+        let live = self.keeper.circuit_addrs().next().is_some();
+        if !self.model.stopped && live != self.reachable {
+            return Err(format!(
+                "circuit addresses live: {live}, but the events said reachable: {}",
+                self.reachable
+            ));
         }
         for r in 0..RELAYS {
             let status = self.keeper.status(&self.peers[r]);

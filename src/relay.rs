@@ -15,16 +15,18 @@ use libp2p::{
 
 use smallvec::SmallVec;
 
-use crate::{backoff::Backoff, Config, Event, RelayStatus};
+use crate::{backoff::Backoff, mistake::Mistake, Cause, Config, Event, GiveUpReason, RelayStatus};
 
 /// What the relay is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
     /// A dial is in flight: the keeper's own (`Some`), or one made by someone else that the keeper's dial
-    /// yielded to (`None`). `attempt` is the retry it belongs to; 0 for a dial that is not a retry.
+    /// yielded to (`None`). `attempt` is the retry it belongs to; 0 for a dial that is not a retry. At
+    /// `deadline` the dial is aborted and counts as failed.
     Dialing {
         dial: Option<ConnectionId>,
         attempt: u32,
+        deadline: Instant,
     },
     /// Connected; the keeper's reservation request on `listener` is in flight. `hop_since` records that the
     /// relay announced HOP while it was, so a refusal sent before that is retried at once.
@@ -39,10 +41,11 @@ pub(crate) enum State {
     Reserved { listener: ListenerId, adopted: bool },
     /// Retry `attempt` is due at `deadline`.
     Waiting { attempt: u32, deadline: Instant },
-    /// `attempts` retries failed; nothing is done until the relay is revived, or until `retry_at` when a
-    /// cool-down is configured.
+    /// `attempts` retries failed, or a mistake left no address to dial (`reason`); nothing is done until the
+    /// relay is revived, or until `retry_at` when a cool-down is configured.
     GaveUp {
         attempts: u32,
+        reason: GiveUpReason,
         retry_at: Option<Instant>,
     },
 }
@@ -56,9 +59,14 @@ pub(crate) enum Input {
         dialed: Option<Multiaddr>,
     },
     /// A direct connection to the relay closed.
-    ConnectionClosed { connection: ConnectionId },
+    ConnectionClosed { connection: ConnectionId, cause: Cause },
     /// A dial `connection` to the relay failed: the keeper's own, or another one the keeper's yielded to.
-    DialFailed { connection: ConnectionId },
+    /// `mistake`: the failure named addresses that no retry can reach.
+    DialFailed {
+        connection: ConnectionId,
+        cause: Cause,
+        mistake: Option<Mistake>,
+    },
     /// The swarm did not make the keeper's dial `connection`: the relay was connected or being dialed already.
     DialSkipped { connection: ConnectionId },
     /// `listener`, the keeper's or an adopted one, reports the circuit address `addr`.
@@ -67,10 +75,13 @@ pub(crate) enum Input {
     ForeignReservation { listener: ListenerId, addr: Multiaddr },
     /// `listener` closed or failed; `refused`: with an error (the relay refused or lost the reservation), not
     /// because its connection closed or another listener on the relay replaced it.
-    ListenerClosed { listener: ListenerId, refused: bool },
+    ListenerClosed {
+        listener: ListenerId,
+        refused: Option<Cause>,
+    },
     /// `listener` could not be opened because the swarm has no relay client transport.
     ListenerUnsupported { listener: ListenerId },
-    /// The wait of the current retry elapsed.
+    /// The relay's deadline passed: a retry's wait elapsed, or a dial ran out of time.
     TimerFired,
     /// The relay started offering the HOP protocol, so a reservation can succeed now.
     HopEnabled,
@@ -78,12 +89,16 @@ pub(crate) enum Input {
     RetryNow,
     /// The node's network changed (a new listen address, or the application said so).
     NetworkChanged,
+    /// The application added the relay again: whatever it gave up for may be fixed.
+    Revive,
 }
 
 /// What the behaviour must do for the relay.
 #[derive(Debug)]
 pub(crate) enum Action {
     Dial(DialOpts),
+    /// Abort every pending dial to the relay (it has no direct connection while one is in flight).
+    AbortDials,
     Listen(ListenOpts),
     RemoveListener(ListenerId),
     Emit(Event),
@@ -131,6 +146,7 @@ impl Relay {
             network_reset: false,
             state: State::GaveUp {
                 attempts: 0,
+                reason: GiveUpReason::MaxAttempts,
                 retry_at: None,
             },
         };
@@ -161,6 +177,14 @@ impl Relay {
         true
     }
 
+    /// Why the relay gave up, if it did.
+    pub(crate) fn gave_up(&self) -> Option<GiveUpReason> {
+        match self.state {
+            State::GaveUp { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
     pub(crate) fn state(&self) -> State {
         self.state
     }
@@ -171,14 +195,16 @@ impl Relay {
             State::Reserving { .. } | State::Connected => RelayStatus::Connected,
             State::Reserved { .. } => RelayStatus::Reserved,
             State::Waiting { attempt, .. } => RelayStatus::Waiting { attempt },
-            State::GaveUp { attempts, .. } => RelayStatus::GaveUp { attempts },
+            State::GaveUp {
+                attempts, reason, ..
+            } => RelayStatus::GaveUp { attempts, reason },
         }
     }
 
-    /// When the behaviour must feed [`Input::TimerFired`]; `None` when no retry is scheduled.
+    /// When the behaviour must feed [`Input::TimerFired`]; `None` when no retry or dial is timed.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Waiting { deadline, .. } => Some(deadline),
+            State::Waiting { deadline, .. } | State::Dialing { deadline, .. } => Some(deadline),
             State::GaveUp { retry_at, .. } => retry_at,
             _ => None,
         }
@@ -200,14 +226,14 @@ impl Relay {
     pub(crate) fn on(&mut self, input: Input, env: &mut Env<'_>) {
         let connected = !self.links.is_empty();
         match (self.state, input) {
-            (state, Input::ConnectionClosed { connection }) => {
+            (state, Input::ConnectionClosed { connection, cause }) => {
                 self.links.retain(|(id, _)| *id != connection);
                 if !connected || !self.links.is_empty() {
                     return;
                 }
                 match state {
-                    State::Connected | State::Reserved { .. } => self.fail(0, false, env),
-                    State::Reserving { attempt, .. } => self.fail(attempt, false, env),
+                    State::Connected | State::Reserved { .. } => self.fail(0, false, cause, env),
+                    State::Reserving { attempt, .. } => self.fail(attempt, false, cause, env),
                     // A waiting retry dials instead of reserving when it fires.
                     State::Waiting { .. } | State::Dialing { .. } | State::GaveUp { .. } => {}
                 }
@@ -218,7 +244,7 @@ impl Relay {
                     return;
                 }
                 let (attempt, ours) = match state {
-                    State::Dialing { dial, attempt } => (attempt, dial == Some(connection)),
+                    State::Dialing { dial, attempt, .. } => (attempt, dial == Some(connection)),
                     State::Waiting { attempt, .. } => (attempt, false),
                     State::Connected
                     | State::Reserving { .. }
@@ -238,24 +264,43 @@ impl Relay {
                 State::Dialing {
                     dial: Some(dial),
                     attempt,
+                    ..
                 },
-                Input::DialFailed { connection },
-            ) if dial == connection => self.fail(attempt, false, env),
+                Input::DialFailed {
+                    connection,
+                    cause,
+                    mistake,
+                },
+            ) if dial == connection => self.dial_failed(attempt, cause, mistake, env),
             (
                 State::Dialing {
                     dial: Some(dial),
                     attempt,
+                    deadline,
                 },
                 Input::DialSkipped { connection },
             ) if dial == connection => {
                 if connected {
                     self.on_connection(attempt, env);
                 } else {
-                    self.state = State::Dialing { dial: None, attempt };
+                    self.state = State::Dialing {
+                        dial: None,
+                        attempt,
+                        deadline,
+                    };
                 }
             }
-            (State::Dialing { dial: None, attempt }, Input::DialFailed { .. }) => {
-                self.fail(attempt, false, env)
+            (
+                State::Dialing {
+                    dial: None,
+                    attempt,
+                    ..
+                },
+                Input::DialFailed { cause, mistake, .. },
+            ) => self.dial_failed(attempt, cause, mistake, env),
+            (State::Dialing { attempt, .. }, Input::TimerFired) => {
+                env.actions.push(Action::AbortDials);
+                self.fail(attempt, false, Cause::dial_timeout(), env)
             }
             (State::Reserving { listener, .. }, Input::ListenAddr { listener: id, addr })
                 if listener == id =>
@@ -304,19 +349,32 @@ impl Relay {
             ) if listener == id && connected => {
                 // Only a refusal is known to be cured by HOP; a replacement must back off, or the keeper
                 // would answer the application's listener with one of its own.
-                self.fail(attempt, hop_since && refused, env)
+                let immediately = hop_since && refused.is_some();
+                self.fail(
+                    attempt,
+                    immediately,
+                    refused.unwrap_or_else(Cause::reservation_lost),
+                    env,
+                )
             }
-            (State::Reserved { listener, .. }, Input::ListenerClosed { listener: id, .. })
-                if listener == id && connected =>
-            {
-                self.fail(0, false, env)
-            }
+            (
+                State::Reserved { listener, .. },
+                Input::ListenerClosed {
+                    listener: id,
+                    refused,
+                },
+            ) if listener == id && connected => self.fail(
+                0,
+                false,
+                refused.unwrap_or_else(Cause::reservation_lost),
+                env,
+            ),
             (
                 State::Reserving {
                     listener, attempt, ..
                 },
                 Input::ListenerUnsupported { listener: id },
-            ) if listener == id => self.give_up(attempt, env),
+) if listener == id => self.give_up(attempt, GiveUpReason::NoRelayTransport, env),
             (State::Waiting { attempt, .. }, Input::TimerFired) => self.try_now(attempt, env),
             (State::Waiting { attempt, .. }, Input::HopEnabled) if connected && env.config.reservations() => {
                 self.try_now(attempt, env)
@@ -333,19 +391,31 @@ impl Relay {
                     hop_since: true,
                 };
             }
-            (State::Waiting { .. } | State::GaveUp { .. }, Input::RetryNow) => self.try_now(0, env),
+            (State::Waiting { .. }, Input::RetryNow) => self.try_now(0, env),
+            (State::GaveUp { reason, .. }, Input::RetryNow) if reason.is_retryable() => self.try_now(0, env),
             (
                 State::GaveUp {
                     retry_at: Some(_), ..
                 },
                 Input::TimerFired,
             ) => self.try_now(0, env),
-            (State::Waiting { .. } | State::GaveUp { .. }, Input::NetworkChanged) if !self.network_reset => {
+            (State::Waiting { .. }, Input::NetworkChanged) if !self.network_reset => {
                 self.network_reset = true;
                 self.try_now(0, env);
             }
-            (State::Dialing { dial, .. }, Input::RetryNow) => {
-                self.state = State::Dialing { dial, attempt: 0 }
+            (State::GaveUp { reason, .. }, Input::NetworkChanged)
+                if !self.network_reset && reason.is_retryable() =>
+            {
+                self.network_reset = true;
+                self.try_now(0, env);
+            }
+            (State::GaveUp { .. }, Input::Revive) if !self.addrs.is_empty() => self.try_now(0, env),
+            (State::Dialing { dial, deadline, .. }, Input::RetryNow) => {
+                self.state = State::Dialing {
+                    dial,
+                    attempt: 0,
+                    deadline,
+                }
             }
             (
                 State::Reserving {
@@ -379,12 +449,16 @@ impl Relay {
             self.on_connection(attempt, env);
             return;
         }
+        // Only the addresses the user gave: other behaviours (identify's cache) would add ones of their own,
+        // e.g. a dead relay's QUIC address that holds the dial for its whole handshake timeout.
         let opts = DialOpts::peer_id(env.relay)
+            .addresses(self.addrs.clone())
             .condition(PeerCondition::DisconnectedAndNotDialing)
             .build();
         self.state = State::Dialing {
             dial: Some(opts.connection_id()),
             attempt,
+            deadline: env.now + env.config.dial_timeout(),
         };
         env.actions.push(Action::Dial(opts));
     }
@@ -400,7 +474,9 @@ impl Relay {
             return;
         }
         // Reserve through the address the connection reached; an inbound one has none, so the first configured.
-        let mut circuit = dialed.as_ref().unwrap_or(&self.addrs[0]).clone();
+        let Some(mut circuit) = dialed.as_ref().or(self.addrs.first()).cloned() else {
+            return;
+        };
         if !matches!(circuit.iter().last(), Some(Protocol::P2p(_))) {
             circuit.push(Protocol::P2p(env.relay));
         }
@@ -414,12 +490,35 @@ impl Relay {
         env.actions.push(Action::Listen(opts));
     }
 
+    /// A dial failed; addresses it showed to be mistaken are never dialed again, and a relay left with none
+    /// gives up at once.
+    fn dial_failed(&mut self, attempt: u32, cause: Cause, mistake: Option<Mistake>, env: &mut Env<'_>) {
+        if let Some(mistake) = mistake {
+            let before = self.addrs.len();
+            self.addrs.retain(|addr| !mistake.covers(addr));
+            if self.addrs.len() < before {
+                tracing::warn!(
+                    relay = %env.relay,
+                    reason = %mistake.reason,
+                    error = %cause.message,
+                    "dropped the relay's address: {}",
+                    mistake.reason.fix()
+                );
+            }
+            if self.addrs.is_empty() {
+                self.give_up(attempt, mistake.reason, env);
+                return;
+            }
+        }
+        self.fail(attempt, false, cause, env)
+    }
+
     /// Retry `failed` (0: the goal state was lost, or a try that was no retry failed) did not reach the goal.
     /// `immediately`: the cause of the failure is known to be gone, so the next retry needs no wait.
-    fn fail(&mut self, failed: u32, immediately: bool, env: &mut Env<'_>) {
+    fn fail(&mut self, failed: u32, immediately: bool, cause: Cause, env: &mut Env<'_>) {
         self.outage_since.get_or_insert(env.now);
         if env.config.max_attempts().is_some_and(|max| failed >= max) {
-            self.give_up(failed, env);
+            self.give_up(failed, GiveUpReason::MaxAttempts, env);
             return;
         }
         let attempt = failed.saturating_add(1);
@@ -436,16 +535,26 @@ impl Relay {
             relay: env.relay,
             attempt,
             delay,
+            cause,
         });
     }
 
-    fn give_up(&mut self, attempts: u32, env: &mut Env<'_>) {
+    fn give_up(&mut self, attempts: u32, reason: GiveUpReason, env: &mut Env<'_>) {
         self.outage_since.get_or_insert(env.now);
-        let retry_at = env.config.cooldown().map(|cooldown| env.now + cooldown);
-        self.state = State::GaveUp { attempts, retry_at };
+        let retry_at = env
+            .config
+            .cooldown()
+            .filter(|_| reason.is_retryable())
+            .map(|cooldown| env.now + cooldown);
+        self.state = State::GaveUp {
+            attempts,
+            reason,
+            retry_at,
+        };
         env.emit(Event::GaveUp {
             relay: env.relay,
             attempts,
+            reason,
         });
     }
 }
@@ -461,12 +570,14 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::CauseKind;
 
     const MS: Duration = Duration::from_millis(1);
 
     /// One relay driven by hand: the test owns the clock and reads every action.
     struct Driver {
         relay: Relay,
+        peer: PeerId,
         now: Instant,
         config: Config,
         backoff: Backoff,
@@ -477,6 +588,7 @@ mod tests {
         last_listener: Option<ListenerId>,
         /// Listeners the relay asked to remove.
         removed: Vec<ListenerId>,
+        aborts: usize,
     }
 
     fn addr() -> Multiaddr {
@@ -506,9 +618,11 @@ mod tests {
             } else {
                 Vec::new()
             };
+            let peer = env.relay;
             let relay = Relay::new(addr, links, &mut env);
             let mut driver = Self {
                 relay,
+                peer,
                 now,
                 config,
                 backoff,
@@ -518,6 +632,7 @@ mod tests {
                 last_dial: None,
                 last_listener: None,
                 removed: Vec::new(),
+                aborts: 0,
             };
             driver.record(actions);
             driver
@@ -536,7 +651,12 @@ mod tests {
         }
 
         fn peer_id(&self) -> PeerId {
-            peer_of(&self.relay.addrs()[0])
+            self.peer
+        }
+
+        /// When a dial made now is aborted.
+        fn dial_deadline(&self) -> Option<Instant> {
+            Some(self.now + self.config.dial_timeout())
         }
 
         fn feed(&mut self, input: Input) {
@@ -566,6 +686,7 @@ mod tests {
                         self.last_listener = Some(opts.listener_id());
                     }
                     Action::RemoveListener(listener) => self.removed.push(listener),
+                    Action::AbortDials => self.aborts += 1,
                     Action::Emit(event) => self.events.push(event),
                 }
             }
@@ -582,7 +703,7 @@ mod tests {
 
         fn fail_dial(&mut self) {
             let connection = self.last_dial.expect("a dial was made");
-            self.feed(Input::DialFailed { connection });
+            self.feed(dial_failed(connection));
         }
 
         fn connect(&mut self, connection: ConnectionId) {
@@ -602,7 +723,10 @@ mod tests {
         fn disconnect(&mut self) {
             let links: Vec<ConnectionId> = self.relay.links().iter().map(|(id, _)| *id).collect();
             for connection in links {
-                self.feed(Input::ConnectionClosed { connection });
+                self.feed(Input::ConnectionClosed {
+                    connection,
+                    cause: Cause::connection_lost(None),
+                });
             }
         }
 
@@ -616,7 +740,7 @@ mod tests {
             let listener = self.last_listener.expect("a reservation was requested");
             self.feed(Input::ListenerClosed {
                 listener,
-                refused: true,
+                refused: Some(Cause::new(CauseKind::ReservationRefused, "refused")),
             });
         }
 
@@ -625,7 +749,7 @@ mod tests {
             let listener = self.last_listener.expect("a reservation was requested");
             self.feed(Input::ListenerClosed {
                 listener,
-                refused: false,
+                refused: None,
             });
         }
 
@@ -639,6 +763,15 @@ mod tests {
             driver.reservation_accepted();
             driver.take_events();
             driver
+        }
+    }
+
+    /// A dial `connection` failed the way a dead relay's does.
+    fn dial_failed(connection: ConnectionId) -> Input {
+        Input::DialFailed {
+            connection,
+            cause: Cause::new(CauseKind::DialFailed, "connection refused"),
+            mistake: None,
         }
     }
 
@@ -662,7 +795,7 @@ mod tests {
         assert_eq!(driver.dials, 1);
         assert_eq!(driver.relay.status(), RelayStatus::Connecting);
         assert!(driver.events.is_empty());
-        assert_eq!(driver.relay.deadline(), None);
+        assert_eq!(driver.relay.deadline(), driver.dial_deadline(), "only the dial's time limit");
     }
 
     #[test]
@@ -706,7 +839,7 @@ mod tests {
             1 + 10,
             "the first dial plus exactly max_attempts retries"
         );
-        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 10 });
+        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 10, reason: GiveUpReason::MaxAttempts });
         let events = driver.take_events();
         assert_eq!(scheduled(&events), (1..=10).collect::<Vec<_>>());
         assert!(matches!(events.last(), Some(Event::GaveUp { attempts: 10, .. })));
@@ -926,7 +1059,7 @@ mod tests {
         // Losing the adopted listener is handled like losing our own.
         driver.feed(Input::ListenerClosed {
             listener: theirs,
-            refused: false,
+            refused: None,
         });
         assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
     }
@@ -959,7 +1092,7 @@ mod tests {
         driver.connect_ours();
         driver.feed(Input::ListenerClosed {
             listener: old.unwrap(),
-            refused: false,
+            refused: None,
         });
         assert_eq!(driver.relay.status(), RelayStatus::Connected);
         assert_eq!(driver.relay.deadline(), None);
@@ -985,19 +1118,17 @@ mod tests {
         let connection = driver.last_dial.unwrap();
         driver.feed(Input::DialSkipped { connection });
         assert_eq!(driver.relay.status(), RelayStatus::Connecting);
-        assert_eq!(driver.relay.deadline(), None);
-        driver.feed(Input::DialFailed {
-            connection: ConnectionId::new_unchecked(usize::MAX),
-        });
+        // No retry is scheduled; only the other dial's time limit runs.
+        let dial_timeout = driver.config.dial_timeout();
+        assert_eq!(driver.relay.deadline(), Some(driver.now + dial_timeout));
+        driver.feed(dial_failed(ConnectionId::new_unchecked(usize::MAX)));
         assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
     }
 
     #[test]
     fn a_failure_of_a_foreign_dial_does_not_count_against_ours() {
         let mut driver = Driver::exact(Some(10));
-        driver.feed(Input::DialFailed {
-            connection: ConnectionId::new_unchecked(usize::MAX),
-        });
+        driver.feed(dial_failed(ConnectionId::new_unchecked(usize::MAX)));
         assert_eq!(driver.relay.status(), RelayStatus::Connecting);
     }
 
@@ -1007,7 +1138,7 @@ mod tests {
         driver.connect_ours();
         driver.reservation_accepted();
         driver.disconnect();
-        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 0 });
+        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 0, reason: GiveUpReason::MaxAttempts });
         assert_eq!(driver.dials, 1);
     }
 
@@ -1028,7 +1159,7 @@ mod tests {
         driver.fail_dial();
         driver.elapse();
         driver.fail_dial();
-        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 1 });
+        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 1, reason: GiveUpReason::MaxAttempts });
         driver.feed(Input::RetryNow);
         assert_eq!(driver.dials, 3);
         driver.fail_dial();
@@ -1044,7 +1175,7 @@ mod tests {
         assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
         driver.feed(Input::RetryNow);
         assert_eq!(driver.dials, 3);
-        assert_eq!(driver.relay.deadline(), None);
+        assert_eq!(driver.relay.deadline(), driver.dial_deadline(), "no wait, only the dial's time limit");
         driver.fail_dial();
         assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
     }
@@ -1054,7 +1185,13 @@ mod tests {
         let mut driver = Driver::new(Config::default(), true);
         let listener = driver.last_listener.unwrap();
         driver.feed(Input::ListenerUnsupported { listener });
-        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 0 });
+        assert_eq!(
+            driver.relay.status(),
+            RelayStatus::GaveUp {
+                attempts: 0,
+                reason: GiveUpReason::NoRelayTransport
+            }
+        );
         assert_eq!(driver.relay.deadline(), None);
     }
 
@@ -1105,7 +1242,7 @@ mod tests {
         driver.fail_dial();
         driver.elapse();
         driver.fail_dial();
-        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 2 });
+        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 2, reason: GiveUpReason::MaxAttempts });
         assert_eq!(
             driver.elapse(),
             Duration::from_secs(600),
@@ -1121,7 +1258,7 @@ mod tests {
     fn without_a_cooldown_giving_up_is_final() {
         let mut driver = Driver::exact(Some(0));
         driver.fail_dial();
-        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 0 });
+        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 0, reason: GiveUpReason::MaxAttempts });
         assert_eq!(driver.relay.deadline(), None);
     }
 
@@ -1164,7 +1301,7 @@ mod tests {
         driver.connect_ours();
         driver.reservation_accepted();
         driver.disconnect();
-        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 0 });
+        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 0, reason: GiveUpReason::MaxAttempts });
         driver.feed(Input::NetworkChanged);
         assert_eq!(driver.dials, 3, "a new outage gets its own reset");
     }

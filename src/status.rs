@@ -1,3 +1,5 @@
+use crate::GiveUpReason;
+
 /// What the keeper is doing about one relay, as returned by [`RelayKeeper::status`](crate::RelayKeeper::status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -13,12 +15,14 @@ pub enum RelayStatus {
         /// The number of the retry that is due next.
         attempt: u32,
     },
-    /// The keeper made `attempts` failed retries and left the relay alone.
-    /// [`RelayKeeper::retry_now`](crate::RelayKeeper::retry_now) or
-    /// [`RelayKeeper::add_relay`](crate::RelayKeeper::add_relay) revives it.
+    /// The keeper left the relay alone. [`RelayKeeper::add_relay`](crate::RelayKeeper::add_relay) revives
+    /// it, and so does [`RelayKeeper::retry_now`](crate::RelayKeeper::retry_now) after
+    /// [`GiveUpReason::MaxAttempts`].
     GaveUp {
-        /// How many retries failed.
+        /// How many retries of the outage were made.
         attempts: u32,
+        /// Why the keeper gave up.
+        reason: GiveUpReason,
     },
     /// [`RelayKeeper::stop`](crate::RelayKeeper::stop) was called; nothing is done for any relay any more.
     Stopped,

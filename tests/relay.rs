@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{fast_config, reach_through_relay, Client, External, Net, RelayServer};
 use libp2p::{identity::Keypair, relay};
-use libp2p_relay_keeper::{Event, RelayStatus};
+use libp2p_relay_keeper::{Event, GiveUpReason, RelayStatus};
 
 async fn reservation_survives_a_relay_restart(net: Net) {
     let relay = RelayServer::spawn(net).await;
@@ -69,7 +69,10 @@ async fn relay_down_for_good_gives_up_after_max_attempts() {
     assert_eq!(retries, 4, "exactly max_attempts dials after the loss");
     assert_eq!(
         client.keeper().status(&relay_id),
-        Some(RelayStatus::GaveUp { attempts: 4 })
+        Some(RelayStatus::GaveUp {
+            attempts: 4,
+            reason: GiveUpReason::MaxAttempts
+        })
     );
     // Nothing more happens once given up.
     client.serve_for(Duration::from_millis(500)).await;

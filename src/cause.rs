@@ -1,0 +1,185 @@
+//! Why a relay left its goal state, or why a retry failed: what [`Event::ReconnectScheduled`] carries.
+//!
+//! [`Event::ReconnectScheduled`]: crate::Event::ReconnectScheduled
+
+use std::{fmt, io};
+
+use libp2p::{
+    relay::outbound::hop::{ProtocolViolation, ReserveError},
+    swarm::DialError,
+};
+
+/// The kind of [`Cause`]; its [`Display`](fmt::Display) is the `cause=<token>` of the event's line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CauseKind {
+    /// The last direct connection to the relay closed (the relay went away, or the link broke loudly).
+    ConnectionLost,
+    /// The keeper's liveness probe got no answer in time, so it closed the silent connection.
+    ProbeTimeout,
+    /// A dial to the relay failed.
+    DialFailed,
+    /// A dial to the relay took longer than [`Config::with_dial_timeout`](crate::Config::with_dial_timeout);
+    /// the keeper aborted it.
+    DialTimeout,
+    /// The reservation's listener closed while the relay stayed connected: the connection that held it closed,
+    /// or another listener on the same relay replaced it.
+    ReservationLost,
+    /// The relay answered the reservation request with `RESERVATION_REFUSED`.
+    ReservationRefused,
+    /// The relay answered with `RESOURCE_LIMIT_EXCEEDED`: it holds as many reservations as it allows, or this
+    /// node or its IP address asked too often.
+    ResourceLimitExceeded,
+    /// The peer does not offer the relay HOP protocol (yet). A freshly started rust-libp2p relay offers it only
+    /// once it knows its external address, which it learns from identify; the keeper reserves the moment the
+    /// relay announces HOP.
+    HopUnsupported,
+    /// The relay accepted the reservation without any address to be reached at (go-libp2p relays put only
+    /// public addresses into reservations), which rust-libp2p's client refuses.
+    NoAddressesInReservation,
+    /// The reservation exchange broke the protocol, timed out or failed on the stream.
+    ProtocolError,
+}
+
+impl CauseKind {
+    /// The stable token of this kind, as in `cause=<token>` and the metrics' `cause` label.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CauseKind::ConnectionLost => "connection_lost",
+            CauseKind::ProbeTimeout => "probe_timeout",
+            CauseKind::DialFailed => "dial_failed",
+            CauseKind::DialTimeout => "dial_timeout",
+            CauseKind::ReservationLost => "reservation_lost",
+            CauseKind::ReservationRefused => "reservation_refused",
+            CauseKind::ResourceLimitExceeded => "resource_limit_exceeded",
+            CauseKind::HopUnsupported => "hop_unsupported",
+            CauseKind::NoAddressesInReservation => "no_addresses_in_reservation",
+            CauseKind::ProtocolError => "protocol_error",
+        }
+    }
+
+    /// What the user can do about it, for causes that retrying alone does not cure.
+    pub(crate) fn fix(&self) -> Option<&'static str> {
+        match self {
+            CauseKind::NoAddressesInReservation => Some(
+                "the relay hands out reservations without addresses, which the rust-libp2p client refuses; \
+                 go-libp2p relays include only public addresses: use a relay with a public address, or a \
+                 rust-libp2p relay",
+            ),
+            CauseKind::ResourceLimitExceeded => Some(
+                "the relay's limits are reached (reservations per peer or per IP address, or in total); \
+                 the keeper backs off and tries again, but a relay that is always full needs more capacity",
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for CauseKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a relay left its goal state or a retry failed: a kind to match on and a one-line message for people.
+///
+/// It is `Clone`, unlike the errors it is made from ([`DialError`] and [`io::Error`] are not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Cause {
+    /// What happened.
+    pub kind: CauseKind,
+    /// The error as libp2p reported it, on one line.
+    pub message: String,
+}
+
+impl Cause {
+    pub(crate) fn new(kind: CauseKind, message: impl fmt::Display) -> Self {
+        let message = message.to_string().replace('\n', " ");
+        Self { kind, message }
+    }
+
+    /// The last direct connection closed, with the swarm's error if there was one.
+    pub(crate) fn connection_lost(error: Option<&dyn std::error::Error>) -> Self {
+        match error {
+            Some(error) => Self::new(CauseKind::ConnectionLost, chain(error)),
+            None => Self::new(CauseKind::ConnectionLost, "connection closed"),
+        }
+    }
+
+    pub(crate) fn probe_timeout() -> Self {
+        Self::new(
+            CauseKind::ProbeTimeout,
+            "liveness probe timed out; closed the silent connection",
+        )
+    }
+
+    pub(crate) fn dial_timeout() -> Self {
+        Self::new(CauseKind::DialTimeout, "dial timed out; aborted it")
+    }
+
+    pub(crate) fn dial_failed(error: &DialError) -> Self {
+        Self::new(CauseKind::DialFailed, chain(error))
+    }
+
+    pub(crate) fn reservation_lost() -> Self {
+        Self::new(
+            CauseKind::ReservationLost,
+            "circuit listener closed while the relay stayed connected",
+        )
+    }
+
+    /// Reads what the relay answered out of the error a circuit listener closed with. The relay client nests
+    /// its [`ReserveError`] in a transport error inside an [`io::Error`], whose `source()` skips the error it
+    /// wraps, so each `io::Error` is opened with `get_ref` on the way down.
+    pub(crate) fn from_listener_error(error: &io::Error) -> Self {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(current) = next {
+            if let Some(reserve) = current.downcast_ref::<ReserveError>() {
+                return Self::from_reserve_error(reserve);
+            }
+            next = match current.downcast_ref::<io::Error>() {
+                Some(io) => io.get_ref().map(|inner| inner as _),
+                None => current.source(),
+            };
+        }
+        Self::new(CauseKind::ProtocolError, chain(error))
+    }
+
+    fn from_reserve_error(error: &ReserveError) -> Self {
+        let kind = match error {
+            ReserveError::Refused => CauseKind::ReservationRefused,
+            ReserveError::ResourceLimitExceeded => CauseKind::ResourceLimitExceeded,
+            ReserveError::Unsupported => {
+                return Self::new(CauseKind::HopUnsupported, "relay does not offer HOP (yet)")
+            }
+            ReserveError::Protocol(ProtocolViolation::NoAddressesInReservation) => {
+                CauseKind::NoAddressesInReservation
+            }
+            ReserveError::Protocol(_) | ReserveError::Io(_) => CauseKind::ProtocolError,
+        };
+        Self::new(kind, chain(error))
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// An error and its sources on one line, `outer: inner: innermost`, without repeating a message.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = inner.source();
+    }
+    line
+}
+
