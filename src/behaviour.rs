@@ -252,9 +252,13 @@ impl RelayKeeper {
     /// Revives a relay the keeper gave up on after too many retries; one given up for a mistake in its address
     /// waits for [`add_relay`](Self::add_relay) with a fixed one.
     ///
-    /// Returns `false` if the relay is not kept or the keeper is stopped.
+    /// Returns `false` if the relay is not kept, gave up for a mistake, or the keeper is stopped.
     pub fn retry_now(&mut self, relay: &PeerId) -> bool {
-        if self.stopped || !self.relays.contains_key(relay) {
+        let retryable = self
+            .relays
+            .get(relay)
+            .is_some_and(|r| r.gave_up().is_none_or(|reason| reason.is_retryable()));
+        if self.stopped || !retryable {
             return false;
         }
         self.drive(*relay, Input::RetryNow);
@@ -596,7 +600,10 @@ impl RelayKeeper {
     fn add_circuit_addr(&mut self, peer: PeerId, listener: ListenerId, addr: &Multiaddr) {
         if self.stopped
             || !self.listeners.contains_key(&listener)
-            || self.circuit_addrs.get(&listener).is_some_and(|a| a.contains(addr))
+            || self
+                .circuit_addrs
+                .get(&listener)
+                .is_some_and(|a| a.contains(addr))
         {
             return;
         }
@@ -1332,7 +1339,13 @@ mod tests {
             listener_id: listener,
             err: &error,
         }));
-        assert_eq!(keeper.status(&peer), Some(RelayStatus::GaveUp { attempts: 0, reason: GiveUpReason::NoRelayTransport }));
+        assert_eq!(
+            keeper.status(&peer),
+            Some(RelayStatus::GaveUp {
+                attempts: 0,
+                reason: GiveUpReason::NoRelayTransport
+            })
+        );
         assert!(keeper.deadlines.is_empty());
     }
 

@@ -183,3 +183,52 @@ fn chain(error: &dyn std::error::Error) -> String {
     line
 }
 
+#[cfg(test)]
+mod tests {
+    use libp2p::relay::client::transport::Error as ClientError;
+
+    use super::*;
+
+    /// The error a circuit listener closes with, nested as the swarm hands it over.
+    fn listener_error(reserve: ReserveError) -> io::Error {
+        io::Error::other(ClientError::Reservation(reserve))
+    }
+
+    #[test]
+    fn the_relays_answer_is_read_out_of_the_listeners_error() {
+        let cases = [
+            (ReserveError::Refused, CauseKind::ReservationRefused),
+            (
+                ReserveError::ResourceLimitExceeded,
+                CauseKind::ResourceLimitExceeded,
+            ),
+            (ReserveError::Unsupported, CauseKind::HopUnsupported),
+            (
+                ReserveError::Protocol(ProtocolViolation::NoAddressesInReservation),
+                CauseKind::NoAddressesInReservation,
+            ),
+            (
+                ReserveError::Io(io::ErrorKind::TimedOut.into()),
+                CauseKind::ProtocolError,
+            ),
+        ];
+        for (reserve, kind) in cases {
+            let cause = Cause::from_listener_error(&listener_error(reserve));
+            assert_eq!(cause.kind, kind, "{cause}");
+            assert!(!cause.message.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn a_hop_refusal_says_not_yet_instead_of_failed_to_get_reservation() {
+        let cause = Cause::from_listener_error(&listener_error(ReserveError::Unsupported));
+        assert_eq!(cause.message, "relay does not offer HOP (yet)");
+    }
+
+    #[test]
+    fn an_unknown_error_is_a_protocol_error_with_its_text() {
+        let cause = Cause::from_listener_error(&io::Error::other("stream reset"));
+        assert_eq!(cause.kind, CauseKind::ProtocolError);
+        assert!(cause.message.contains("stream reset"));
+    }
+}

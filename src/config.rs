@@ -267,7 +267,10 @@ mod tests {
         assert_eq!(short.dial_timeout(), Duration::from_secs(1));
         let set = short.with_dial_timeout(Duration::from_secs(3));
         assert_eq!(set.dial_timeout(), Duration::from_secs(3));
-        assert_eq!(Config::default().with_dial_timeout(Duration::ZERO).dial_timeout(), MIN_DELAY);
+        assert_eq!(
+            Config::default().with_dial_timeout(Duration::ZERO).dial_timeout(),
+            MIN_DELAY
+        );
     }
 
     #[test]

@@ -166,15 +166,17 @@ impl libp2p::swarm::ConnectionHandler for Handler {
             ProbeState::Opening { timeout } => {
                 if timeout.poll_unpin(cx).is_ready() {
                     self.probe_state = ProbeState::Off;
-                    return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::ProbeTimedOut));
+                    return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(
+                        ToBehaviour::ProbeTimedOut,
+                    ));
                 }
             }
             ProbeState::Echoing { timeout, echo } => match echo.poll_unpin(cx) {
                 Poll::Ready(Ok(rtt)) => {
                     self.next_probe();
-                    return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::ProbeAnswered(
-                        rtt,
-                    )));
+                    return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(
+                        ToBehaviour::ProbeAnswered(rtt),
+                    ));
                 }
                 Poll::Ready(Err(error)) => {
                     tracing::debug!(%error, "probe stream failed; the remote answered, so the link is alive");
@@ -208,8 +210,7 @@ impl libp2p::swarm::ConnectionHandler for Handler {
                 self.hop = false;
             }
             ConnectionEvent::LocalProtocolsChange(ProtocolsChange::Added(added))
-                if self.identify_runs.is_none()
-                    && added.clone().any(|p| p.as_ref() == IDENTIFY_PROTOCOL) =>
+                if self.identify_runs.is_none() && added.clone().any(|p| p.as_ref() == IDENTIFY_PROTOCOL) =>
             {
                 self.identify_runs = Some(true);
             }
@@ -263,7 +264,10 @@ async fn echo(mut stream: Stream) -> io::Result<Duration> {
     stream.read_exact(&mut echoed).await?;
     let rtt = sent.elapsed();
     if echoed != payload {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "ping echo differs from the payload"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "ping echo differs from the payload",
+        ));
     }
     let _ = stream.close().await;
     Ok(rtt)

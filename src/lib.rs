@@ -125,7 +125,7 @@ mod status;
 pub use behaviour::RelayKeeper;
 pub use cause::{Cause, CauseKind};
 pub use config::Config;
-pub use mistake::GiveUpReason;
 pub use error::AddRelayError;
 pub use event::Event;
+pub use mistake::GiveUpReason;
 pub use status::RelayStatus;

@@ -19,12 +19,7 @@
 
 use std::fmt;
 
-use libp2p::{
-    core::transport::TransportError,
-    multiaddr::Protocol,
-    swarm::DialError,
-    Multiaddr,
-};
+use libp2p::{core::transport::TransportError, multiaddr::Protocol, swarm::DialError, Multiaddr};
 
 /// Why the keeper gave up on a relay, as carried by [`Event::GaveUp`](crate::Event::GaveUp) and
 /// [`RelayStatus::GaveUp`](crate::RelayStatus::GaveUp).
@@ -128,13 +123,17 @@ impl Mistake {
     pub(crate) fn covers(&self, addr: &Multiaddr) -> bool {
         match &self.addrs {
             None => true,
-            Some(addrs) => addrs.iter().any(|bad| transport_part(bad) == transport_part(addr)),
+            Some(addrs) => addrs
+                .iter()
+                .any(|bad| transport_part(bad) == transport_part(addr)),
         }
     }
 }
 
 fn transport_part(addr: &Multiaddr) -> Multiaddr {
-    addr.iter().take_while(|p| !matches!(p, Protocol::P2p(_))).collect()
+    addr.iter()
+        .take_while(|p| !matches!(p, Protocol::P2p(_)))
+        .collect()
 }
 
 fn is_dns(addr: &Multiaddr) -> bool {
@@ -144,4 +143,71 @@ fn is_dns(addr: &Multiaddr) -> bool {
             Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) | Protocol::Dnsaddr(_)
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use libp2p::{PeerId, TransportError};
+
+    use super::*;
+
+    fn addr(s: &str) -> Multiaddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn each_dial_error_is_classified_as_the_table_says() {
+        let ip = addr("/ip4/198.51.100.7/tcp/4001");
+        let dns = addr("/dns4/relay.example/tcp/4001");
+        let wrong = |address: &Multiaddr| DialError::WrongPeerId {
+            obtained: PeerId::random(),
+            address: address.clone(),
+        };
+        assert_eq!(
+            Mistake::of(&wrong(&ip)).map(|m| m.reason),
+            Some(GiveUpReason::WrongPeerId)
+        );
+        assert_eq!(
+            Mistake::of(&wrong(&dns)),
+            None,
+            "DNS may point elsewhere for a while"
+        );
+        let unsupported = DialError::Transport(vec![
+            (ip.clone(), TransportError::MultiaddrNotSupported(ip.clone())),
+            (dns.clone(), TransportError::Other(io::Error::other("refused"))),
+        ]);
+        assert_eq!(
+            Mistake::of(&unsupported),
+            Some(Mistake {
+                reason: GiveUpReason::UnsupportedAddress,
+                addrs: Some(vec![ip.clone()]),
+            })
+        );
+        let refused = DialError::Transport(vec![(
+            ip.clone(),
+            TransportError::Other(io::Error::other("refused")),
+        )]);
+        assert_eq!(Mistake::of(&refused), None);
+        let local = DialError::LocalPeerId { address: ip.clone() };
+        assert_eq!(
+            Mistake::of(&local).map(|m| m.reason),
+            Some(GiveUpReason::LocalPeerId)
+        );
+        for transient in [DialError::Aborted, DialError::NoAddresses] {
+            assert_eq!(Mistake::of(&transient), None);
+        }
+    }
+
+    #[test]
+    fn a_mistake_covers_the_address_with_or_without_its_peer_id() {
+        let mistake = Mistake {
+            reason: GiveUpReason::WrongPeerId,
+            addrs: Some(vec![addr("/ip4/198.51.100.7/tcp/4001")]),
+        };
+        let id = PeerId::random();
+        assert!(mistake.covers(&addr(&format!("/ip4/198.51.100.7/tcp/4001/p2p/{id}"))));
+        assert!(!mistake.covers(&addr(&format!("/ip4/198.51.100.7/tcp/4002/p2p/{id}"))));
+    }
 }

@@ -116,10 +116,7 @@ fn config() -> impl Strategy<Value = Config> {
 enum Phase {
     /// A dial (not connected; it is aborted at `dial_due`) or a reservation request (connected) for retry
     /// `attempt` is under way.
-    Trying {
-        attempt: u32,
-        dial_due: Option<Instant>,
-    },
+    Trying { attempt: u32, dial_due: Option<Instant> },
     /// Retry `attempt` is due at `due`; `None` until the keeper has announced the wait.
     Waiting { attempt: u32, due: Option<Instant> },
     /// In the goal state; `announced` once the keeper said so (nothing to say without reservations).
@@ -159,9 +156,7 @@ impl Model {
             Phase::Waiting { attempt, .. } => RelayStatus::Waiting { attempt },
             Phase::Goal { .. } if self.config.reservations() => RelayStatus::Reserved,
             Phase::Goal { .. } => RelayStatus::Connected,
-            Phase::GaveUp {
-                attempts, reason, ..
-            } => RelayStatus::GaveUp { attempts, reason },
+            Phase::GaveUp { attempts, reason, .. } => RelayStatus::GaveUp { attempts, reason },
         })
     }
 
@@ -606,7 +601,11 @@ impl World {
             Op::RetryNow(r) => {
                 let connected = self.connected(r);
                 let retried = self.keeper.retry_now(&self.peers[r]);
-                if retried != (!self.model.stopped && self.model.relays.contains_key(&r)) {
+                let could = self.model.relays.get(&r).is_some_and(|relay| match relay.phase {
+                    Phase::GaveUp { reason, .. } => reason.is_retryable(),
+                    _ => true,
+                });
+                if retried != (!self.model.stopped && could) {
                     return Err("retry_now disagrees on whether it could".into());
                 }
                 self.model.retry_now(r, connected, now);

@@ -195,9 +195,7 @@ impl Relay {
             State::Reserving { .. } | State::Connected => RelayStatus::Connected,
             State::Reserved { .. } => RelayStatus::Reserved,
             State::Waiting { attempt, .. } => RelayStatus::Waiting { attempt },
-            State::GaveUp {
-                attempts, reason, ..
-            } => RelayStatus::GaveUp { attempts, reason },
+            State::GaveUp { attempts, reason, .. } => RelayStatus::GaveUp { attempts, reason },
         }
     }
 
@@ -292,9 +290,7 @@ impl Relay {
             }
             (
                 State::Dialing {
-                    dial: None,
-                    attempt,
-                    ..
+                    dial: None, attempt, ..
                 },
                 Input::DialFailed { cause, mistake, .. },
             ) => self.dial_failed(attempt, cause, mistake, env),
@@ -363,18 +359,15 @@ impl Relay {
                     listener: id,
                     refused,
                 },
-            ) if listener == id && connected => self.fail(
-                0,
-                false,
-                refused.unwrap_or_else(Cause::reservation_lost),
-                env,
-            ),
+            ) if listener == id && connected => {
+                self.fail(0, false, refused.unwrap_or_else(Cause::reservation_lost), env)
+            }
             (
                 State::Reserving {
                     listener, attempt, ..
                 },
                 Input::ListenerUnsupported { listener: id },
-) if listener == id => self.give_up(attempt, GiveUpReason::NoRelayTransport, env),
+            ) if listener == id => self.give_up(attempt, GiveUpReason::NoRelayTransport, env),
             (State::Waiting { attempt, .. }, Input::TimerFired) => self.try_now(attempt, env),
             (State::Waiting { attempt, .. }, Input::HopEnabled) if connected && env.config.reservations() => {
                 self.try_now(attempt, env)
@@ -790,12 +783,69 @@ mod tests {
     }
 
     #[test]
+    fn a_dial_past_its_time_limit_is_aborted_and_counted_with_its_cause() {
+        let mut driver = Driver::exact(Some(3));
+        let waited = driver.elapse();
+        assert_eq!(waited, driver.config.dial_timeout());
+        assert_eq!(driver.aborts, 1);
+        let events = driver.take_events();
+        assert!(
+            matches!(
+                events.as_slice(),
+                [Event::ReconnectScheduled { attempt: 1, cause, .. }] if cause.kind == CauseKind::DialTimeout
+            ),
+            "{events:?}"
+        );
+        // The aborted dial's failure arrives after the keeper moved on and changes nothing.
+        driver.fail_dial();
+        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    }
+
+    #[test]
+    fn a_mistaken_last_address_gives_up_at_once_and_only_revive_tries_again() {
+        let mut driver = Driver::exact(Some(3));
+        let connection = driver.last_dial.unwrap();
+        driver.feed(Input::DialFailed {
+            connection,
+            cause: Cause::new(CauseKind::DialFailed, "wrong peer id"),
+            mistake: Some(Mistake {
+                reason: GiveUpReason::WrongPeerId,
+                addrs: None,
+            }),
+        });
+        let gave_up = RelayStatus::GaveUp {
+            attempts: 0,
+            reason: GiveUpReason::WrongPeerId,
+        };
+        assert_eq!(driver.relay.status(), gave_up);
+        for input in [Input::NetworkChanged, Input::RetryNow, Input::Revive] {
+            driver.feed(input);
+        }
+        assert_eq!(
+            (driver.dials, driver.relay.status()),
+            (1, gave_up),
+            "no address left to dial"
+        );
+        let fixed = format!("/ip4/127.0.0.1/tcp/4002/p2p/{}", driver.peer);
+        driver.relay.add_addr(fixed.parse().unwrap());
+        driver.feed(Input::Revive);
+        assert_eq!(
+            (driver.dials, driver.relay.status()),
+            (2, RelayStatus::Connecting)
+        );
+    }
+
+    #[test]
     fn add_relay_dials_once_without_counting_a_retry() {
         let driver = Driver::exact(Some(3));
         assert_eq!(driver.dials, 1);
         assert_eq!(driver.relay.status(), RelayStatus::Connecting);
         assert!(driver.events.is_empty());
-        assert_eq!(driver.relay.deadline(), driver.dial_deadline(), "only the dial's time limit");
+        assert_eq!(
+            driver.relay.deadline(),
+            driver.dial_deadline(),
+            "only the dial's time limit"
+        );
     }
 
     #[test]
@@ -839,7 +889,13 @@ mod tests {
             1 + 10,
             "the first dial plus exactly max_attempts retries"
         );
-        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 10, reason: GiveUpReason::MaxAttempts });
+        assert_eq!(
+            driver.relay.status(),
+            RelayStatus::GaveUp {
+                attempts: 10,
+                reason: GiveUpReason::MaxAttempts
+            }
+        );
         let events = driver.take_events();
         assert_eq!(scheduled(&events), (1..=10).collect::<Vec<_>>());
         assert!(matches!(events.last(), Some(Event::GaveUp { attempts: 10, .. })));
@@ -1138,7 +1194,13 @@ mod tests {
         driver.connect_ours();
         driver.reservation_accepted();
         driver.disconnect();
-        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 0, reason: GiveUpReason::MaxAttempts });
+        assert_eq!(
+            driver.relay.status(),
+            RelayStatus::GaveUp {
+                attempts: 0,
+                reason: GiveUpReason::MaxAttempts
+            }
+        );
         assert_eq!(driver.dials, 1);
     }
 
@@ -1159,7 +1221,13 @@ mod tests {
         driver.fail_dial();
         driver.elapse();
         driver.fail_dial();
-        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 1, reason: GiveUpReason::MaxAttempts });
+        assert_eq!(
+            driver.relay.status(),
+            RelayStatus::GaveUp {
+                attempts: 1,
+                reason: GiveUpReason::MaxAttempts
+            }
+        );
         driver.feed(Input::RetryNow);
         assert_eq!(driver.dials, 3);
         driver.fail_dial();
@@ -1175,7 +1243,11 @@ mod tests {
         assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
         driver.feed(Input::RetryNow);
         assert_eq!(driver.dials, 3);
-        assert_eq!(driver.relay.deadline(), driver.dial_deadline(), "no wait, only the dial's time limit");
+        assert_eq!(
+            driver.relay.deadline(),
+            driver.dial_deadline(),
+            "no wait, only the dial's time limit"
+        );
         driver.fail_dial();
         assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
     }
@@ -1242,7 +1314,13 @@ mod tests {
         driver.fail_dial();
         driver.elapse();
         driver.fail_dial();
-        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 2, reason: GiveUpReason::MaxAttempts });
+        assert_eq!(
+            driver.relay.status(),
+            RelayStatus::GaveUp {
+                attempts: 2,
+                reason: GiveUpReason::MaxAttempts
+            }
+        );
         assert_eq!(
             driver.elapse(),
             Duration::from_secs(600),
@@ -1258,7 +1336,13 @@ mod tests {
     fn without_a_cooldown_giving_up_is_final() {
         let mut driver = Driver::exact(Some(0));
         driver.fail_dial();
-        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 0, reason: GiveUpReason::MaxAttempts });
+        assert_eq!(
+            driver.relay.status(),
+            RelayStatus::GaveUp {
+                attempts: 0,
+                reason: GiveUpReason::MaxAttempts
+            }
+        );
         assert_eq!(driver.relay.deadline(), None);
     }
 
@@ -1301,7 +1385,13 @@ mod tests {
         driver.connect_ours();
         driver.reservation_accepted();
         driver.disconnect();
-        assert_eq!(driver.relay.status(), RelayStatus::GaveUp { attempts: 0, reason: GiveUpReason::MaxAttempts });
+        assert_eq!(
+            driver.relay.status(),
+            RelayStatus::GaveUp {
+                attempts: 0,
+                reason: GiveUpReason::MaxAttempts
+            }
+        );
         driver.feed(Input::NetworkChanged);
         assert_eq!(driver.dials, 3, "a new outage gets its own reset");
     }

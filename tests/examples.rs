@@ -40,7 +40,7 @@ async fn listener_stays_reachable_across_a_killed_relay_then_gives_up() {
     let attempts = listener
         .wait_prefix(&format!("keeper gave_up relay={relay_id} attempts="))
         .await;
-    assert_eq!(attempts, "5");
+    assert_eq!(attempts, "5 reason=max_attempts");
     assert_eq!(
         listener.count("keeper reconnect_scheduled") - before,
         5,

@@ -113,7 +113,7 @@ async fn relay_started_late_is_reached() {
 }
 
 #[tokio::test]
-async fn relay_restarted_under_another_identity_counts_as_failures() {
+async fn a_relay_answering_under_another_identity_stops_the_dialing() {
     let relay = RelayServer::spawn(Net::Tcp).await;
     let mut client = Client::new(Net::Tcp, fast_config().with_max_attempts(Some(3)), false);
     let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
@@ -128,13 +128,17 @@ async fn relay_restarted_under_another_identity_counts_as_failures() {
         relay::Config::default(),
     )
     .await;
-    let attempts = client
+    let gave_up = client
         .wait_for("giving up", |e| match e {
-            Event::GaveUp { attempts, .. } => Some(*attempts),
+            Event::GaveUp { attempts, reason, .. } => Some((*attempts, *reason)),
             _ => None,
         })
         .await;
-    assert_eq!(attempts, 3);
+    // The first retry met the impostor; an IP address cannot point elsewhere later, so no retry follows.
+    assert_eq!(gave_up, (1, GiveUpReason::WrongPeerId));
+    let dials = client.dials.len();
+    client.serve_for(Duration::from_millis(500)).await;
+    assert_eq!(client.dials.len(), dials, "no dial after the mistake");
     assert_eq!(client.count(|e| matches!(e, Event::Reserved { .. })), 1);
     impostor.kill().await;
 }

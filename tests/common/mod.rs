@@ -18,7 +18,7 @@ use libp2p::{
     identify,
     identity::Keypair,
     multiaddr::Protocol,
-    noise, plaintext, relay,
+    noise, ping, plaintext, relay,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour, SwarmEvent},
     tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder, Transport,
 };
@@ -94,6 +94,16 @@ fn identify(key: &Keypair) -> identify::Behaviour {
 pub struct RelayBehaviour {
     relay: relay::Behaviour,
     identify: identify::Behaviour,
+    ping: Toggle<ping::Behaviour>,
+}
+
+/// What the test does to a running relay.
+enum Control {
+    /// Drop the swarm with every connection.
+    Kill,
+    /// Stop polling the swarm but keep it: every connection stays open and answers nothing, as a relay whose
+    /// host vanished or whose route became a black hole.
+    Freeze,
 }
 
 /// How a relay learns the external address it needs before it offers HOP.
@@ -114,12 +124,13 @@ pub struct RelayServer {
     pub addr: Multiaddr,
     /// When the relay got its external address, i.e. started to accept reservations.
     pub external_at: Arc<Mutex<Option<Instant>>>,
-    kill: tokio::sync::oneshot::Sender<()>,
+    control: tokio::sync::mpsc::UnboundedSender<Control>,
     task: JoinHandle<()>,
 }
 
 impl RelayServer {
-    /// Starts a relay at `listen` (an ephemeral address when `None`) with the given identity.
+    /// Starts a relay at `listen` (an ephemeral address when `None`) with the given identity; it answers
+    /// pings, as rust-libp2p's relay-server example does.
     pub async fn start(
         net: Net,
         key: Keypair,
@@ -127,10 +138,28 @@ impl RelayServer {
         external: External,
         config: relay::Config,
     ) -> Self {
+        Self::launch(net, key, listen, external, config, true).await
+    }
+
+    /// Starts a relay that does not speak ping, with a fresh identity, accepting reservations at once.
+    pub async fn spawn_without_ping(net: Net) -> Self {
+        let key = Keypair::generate_ed25519();
+        Self::launch(net, key, None, External::AtStart, relay::Config::default(), false).await
+    }
+
+    async fn launch(
+        net: Net,
+        key: Keypair,
+        listen: Option<Multiaddr>,
+        external: External,
+        config: relay::Config,
+        with_ping: bool,
+    ) -> Self {
         let peer_id = key.public().to_peer_id();
         let mut swarm = swarm(net, key.clone(), |key, _| RelayBehaviour {
             relay: relay::Behaviour::new(key.public().to_peer_id(), config),
             identify: identify(key),
+            ping: with_ping.then(ping::Behaviour::default).into(),
         });
         let listener = swarm.listen_on(listen.unwrap_or_else(|| net.any_addr())).unwrap();
         let transport_addr = within("relay listening", async {
@@ -141,17 +170,27 @@ impl RelayServer {
             }
         })
         .await;
+        // A second address, as real relays have several (upstream's listens on TCP and QUIC); identify tells
+        // clients about both, and the keeper must still dial only the one it was given.
+        if net == Net::Tcp {
+            swarm.listen_on(net.any_addr()).unwrap();
+        }
         let external_at = Arc::new(Mutex::new(None));
         if external == External::AtStart {
             swarm.add_external_address(transport_addr.clone());
             *external_at.lock().unwrap() = Some(Instant::now());
         }
         let external_set = external_at.clone();
-        let (kill, mut killed) = tokio::sync::oneshot::channel();
+        let (control, mut commands) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = &mut killed => break,
+                    command = commands.recv() => {
+                        if let Some(Control::Freeze) = command {
+                            while let Some(Control::Freeze) = commands.recv().await {}
+                        }
+                        break;
+                    }
                     event = swarm.select_next_some() => match event {
                         SwarmEvent::Behaviour(RelayBehaviourEvent::Identify(identify::Event::Received {
                             info, ..
@@ -172,7 +211,7 @@ impl RelayServer {
             peer_id,
             addr: transport_addr.with(Protocol::P2p(peer_id)),
             external_at,
-            kill,
+            control,
             task,
         }
     }
@@ -196,10 +235,15 @@ impl RelayServer {
         addr
     }
 
+    /// The relay falls silent: its connections stay open but nothing on them is answered any more.
+    pub fn freeze(&self) {
+        let _ = self.control.send(Control::Freeze);
+    }
+
     /// Kills the relay: its swarm, with every connection, is dropped at once.
     pub async fn kill(self) -> (Keypair, Multiaddr) {
         let transport_addr = self.transport_addr();
-        let _ = self.kill.send(());
+        let _ = self.control.send(Control::Kill);
         let _ = self.task.await;
         (self.key, transport_addr)
     }
@@ -216,6 +260,7 @@ pub struct ClientBehaviour {
     pub relay: relay::client::Behaviour,
     pub keeper: RelayKeeper,
     pub identify: Toggle<identify::Behaviour>,
+    pub ping: Toggle<ping::Behaviour>,
 }
 
 /// A node behind "NAT": reachable only through the relays its keeper keeps.
@@ -229,6 +274,10 @@ pub struct Client {
     pub renewals: usize,
     /// Dials the swarm started to each peer.
     pub dials: Vec<PeerId>,
+    /// Failed dials to each peer, with the addresses each one tried.
+    pub dial_errors: Vec<(PeerId, Vec<Multiaddr>)>,
+    /// Connections the application's own ping closed, as the README's recipe does on a failed ping.
+    pub ping_closes: usize,
 }
 
 /// A keeper config with millisecond backoff and a seeded jitter, for tests.
@@ -245,10 +294,24 @@ impl Client {
     }
 
     pub fn with_keeper(net: Net, keeper: RelayKeeper, with_identify: bool) -> Self {
+        Self::build(net, keeper, with_identify, None)
+    }
+
+    /// A client whose application pings every peer every `ping_interval` (when given) and closes a
+    /// connection whose ping fails, as the README's recipe for half-open links did.
+    pub fn build(
+        net: Net,
+        keeper: RelayKeeper,
+        with_identify: bool,
+        ping_interval: Option<Duration>,
+    ) -> Self {
         let swarm = swarm(net, Keypair::generate_ed25519(), |key, relay| ClientBehaviour {
             relay,
             keeper,
             identify: with_identify.then(|| identify(key)).into(),
+            ping: ping_interval
+                .map(|interval| ping::Behaviour::new(ping::Config::new().with_interval(interval)))
+                .into(),
         });
         Self {
             swarm,
@@ -256,6 +319,8 @@ impl Client {
             event_times: Vec::new(),
             renewals: 0,
             dials: Vec::new(),
+            dial_errors: Vec::new(),
+            ping_closes: 0,
         }
     }
 
@@ -280,6 +345,27 @@ impl Client {
             SwarmEvent::Dialing {
                 peer_id: Some(peer), ..
             } => self.dials.push(peer),
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                let tried = match error {
+                    libp2p::swarm::DialError::Transport(errors) => {
+                        errors.into_iter().map(|(addr, _)| addr).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                self.dial_errors.push((peer, tried));
+            }
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Ping(ping::Event {
+                result: Err(ping::Failure::Timeout | ping::Failure::Other { .. }),
+                connection,
+                ..
+            })) => {
+                self.ping_closes += 1;
+                self.swarm.close_connection(connection);
+            }
             _ => {}
         }
         None

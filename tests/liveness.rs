@@ -1,0 +1,165 @@
+//! How fast a dead relay is noticed, with real swarms on loopback TCP: the keeper's liveness probe, the time
+//! limit on dials, and dials that go only where the user said.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fast_config, within, Client, External, Net, RelayServer};
+use libp2p::{identity::Keypair, relay, Multiaddr};
+use libp2p_relay_keeper::{CauseKind, Event, RelayKeeper, RelayStatus};
+
+/// The cause of the next scheduled retry.
+async fn next_cause(client: &mut Client, what: &str) -> CauseKind {
+    client
+        .wait_for(what, |e| match e {
+            Event::ReconnectScheduled { cause, .. } => Some(cause.kind),
+            _ => None,
+        })
+        .await
+}
+
+#[tokio::test]
+async fn a_relay_that_falls_silent_is_noticed_by_the_probe_and_restored() {
+    let relay = RelayServer::spawn(Net::Tcp).await;
+    let config = fast_config().with_probe(Some((Duration::from_millis(100), Duration::from_millis(300))));
+    let mut client = Client::new(Net::Tcp, config, false);
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+
+    // The connection stays open and TCP keeps acknowledging, but nothing answers: only a probe can tell.
+    relay.freeze();
+    assert_eq!(next_cause(&mut client, "the loss").await, CauseKind::ProbeTimeout);
+
+    let relay = relay.restart(Net::Tcp, External::AtStart).await;
+    client.wait_reserved(relay_id).await;
+    relay.kill().await;
+}
+
+#[tokio::test]
+async fn without_the_probe_a_silent_relay_goes_unnoticed() {
+    let relay = RelayServer::spawn(Net::Tcp).await;
+    let mut client = Client::new(Net::Tcp, fast_config().with_probe(None), false);
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+
+    relay.freeze();
+    client.serve_for(Duration::from_secs(1)).await;
+    assert_eq!(client.keeper().status(&relay_id), Some(RelayStatus::Reserved));
+    relay.kill().await;
+}
+
+#[tokio::test]
+async fn a_relay_without_ping_is_never_disconnected_for_it() {
+    let relay = RelayServer::spawn_without_ping(Net::Tcp).await;
+    let config = fast_config().with_probe(Some((Duration::from_millis(50), Duration::from_millis(100))));
+    let mut client = Client::new(Net::Tcp, config, false);
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+
+    client.serve_for(Duration::from_secs(1)).await;
+    assert_eq!(client.count(|e| matches!(e, Event::ReconnectScheduled { .. })), 0);
+    assert_eq!(client.keeper().status(&relay_id), Some(RelayStatus::Reserved));
+    relay.kill().await;
+}
+
+/// libp2p's ping responder serves one stream per connection and resets the older one, so the probe and the
+/// application's own `ping::Behaviour` reset each other's streams; neither may take that for a dead link.
+#[tokio::test]
+async fn the_probe_and_the_applications_ping_live_side_by_side() {
+    let relay = RelayServer::spawn(Net::Tcp).await;
+    let config = fast_config().with_probe(Some((Duration::from_millis(300), Duration::from_secs(1))));
+    let keeper = RelayKeeper::new(config);
+    let mut client = Client::build(Net::Tcp, keeper, false, Some(Duration::from_secs(1)));
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+
+    client.serve_for(Duration::from_secs(6)).await;
+    assert_eq!(
+        client.ping_closes, 0,
+        "the application's ping never failed twice in a row"
+    );
+    assert_eq!(client.count(|e| matches!(e, Event::ReconnectScheduled { .. })), 0);
+    assert_eq!(client.keeper().status(&relay_id), Some(RelayStatus::Reserved));
+    relay.kill().await;
+}
+
+#[tokio::test]
+async fn a_dial_that_hangs_is_aborted_and_retried() {
+    // Accepts TCP connections and never says a word: the security handshake hangs, as a dial to a relay
+    // behind a black hole (or a QUIC dial to a dead one) would.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            connections.push(stream);
+        }
+    });
+    let relay_id = Keypair::generate_ed25519().public().to_peer_id();
+    let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{relay_id}")
+        .parse()
+        .unwrap();
+    let config = fast_config().with_dial_timeout(Duration::from_millis(200));
+    let mut client = Client::new(Net::Tcp, config, false);
+    client.keeper().add_relay(addr).unwrap();
+
+    assert_eq!(
+        next_cause(&mut client, "the first timeout").await,
+        CauseKind::DialTimeout
+    );
+    assert_eq!(
+        next_cause(&mut client, "the retry's timeout").await,
+        CauseKind::DialTimeout
+    );
+    assert!(
+        client.dials.len() >= 2,
+        "the retry dialed again: {:?}",
+        client.dials
+    );
+    held.abort();
+}
+
+#[tokio::test]
+async fn the_keeper_dials_only_the_address_it_was_given() {
+    let key = Keypair::generate_ed25519();
+    let relay = RelayServer::start(Net::Tcp, key, None, External::AtStart, relay::Config::default()).await;
+    // identify tells the client about the relay's second address; the keeper must not dial it.
+    let mut client = Client::new(Net::Tcp, fast_config().with_max_attempts(Some(3)), true);
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+    let given: Multiaddr = relay.transport_addr();
+
+    relay.kill().await;
+    client
+        .wait_for("giving up", |e| matches!(e, Event::GaveUp { .. }).then_some(()))
+        .await;
+    let tried: Vec<&Multiaddr> = client
+        .dial_errors
+        .iter()
+        .filter(|(peer, _)| *peer == relay_id)
+        .flat_map(|(_, addrs)| addrs)
+        .collect();
+    assert!(!tried.is_empty());
+    for addr in tried {
+        assert!(addr.to_string().starts_with(&given.to_string()), "dialed {addr}");
+    }
+}
+
+#[tokio::test]
+async fn a_dial_that_is_refused_fails_fast() {
+    let relay = RelayServer::spawn(Net::Tcp).await;
+    let mut client = Client::new(Net::Tcp, fast_config(), false);
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+    relay.kill().await;
+    assert_eq!(
+        next_cause(&mut client, "the loss").await,
+        CauseKind::ConnectionLost
+    );
+    let cause = within("a refused retry", async {
+        next_cause(&mut client, "the refused retry").await
+    })
+    .await;
+    assert_eq!(cause, CauseKind::DialFailed);
+}
