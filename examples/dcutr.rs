@@ -9,7 +9,11 @@
 //!
 //! Stdout carries one line per fact, for people and scripts alike: `peer_id=<id>`, `listening addr=<addr>`,
 //! `connected peer=<id> relayed=<bool>`, `keeper <event>` (the keeper event's stable `Display` form, e.g.
-//! `keeper reserved relay=<id> addr=<addr>`), and in dial mode `dial_failed peer=<id> error=<text>`.
+//! `keeper reserved relay=<id> addr=<addr>`), and in dial mode `dial_failed peer=<id> error=<text>`. Dial mode
+//! exits 0 once it reached the remote peer.
+//!
+//! `--no-keeper` runs the same node without the keeper (one `listen_on` per relay, as rust-libp2p's example
+//! does), to compare how long a node stays unreachable without it.
 
 mod common;
 
@@ -23,10 +27,13 @@ use std::{
 use clap::{Parser, ValueEnum};
 use futures::StreamExt;
 use libp2p::{
-    dcutr, identify, multiaddr::Protocol, noise, ping, relay, swarm::NetworkBehaviour, swarm::SwarmEvent,
+    dcutr, identify,
+    multiaddr::Protocol,
+    noise, ping, relay,
+    swarm::{behaviour::toggle::Toggle, NetworkBehaviour, SwarmEvent},
     tcp, yamux, Multiaddr, PeerId,
 };
-use libp2p_relay_keeper::{Config, RelayKeeper};
+use libp2p_relay_keeper::{AddRelayError, Config, RelayKeeper};
 
 #[derive(Debug, Parser)]
 #[command(name = "dcutr", about = "libp2p DCUtR client, kept reachable by RelayKeeper")]
@@ -63,8 +70,31 @@ struct Opts {
     #[arg(long, default_value_t = 10)]
     max_attempts: u32,
 
-    #[command(flatten)]
-    ping: common::PingOpts,
+    /// How often the keeper probes each relay connection, in milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    probe_interval_ms: u64,
+
+    /// How long a probe may wait for its answer before the connection counts as dead, in milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    probe_timeout_ms: u64,
+
+    /// Turn the keeper's liveness probe off.
+    #[arg(long)]
+    no_probe: bool,
+
+    /// How long one dial to a relay may take, in milliseconds; by default the keeper's (10 s or the
+    /// backoff cap, whichever is shorter).
+    #[arg(long)]
+    dial_timeout_ms: Option<u64>,
+
+    /// Run without the keeper: reserve once on each relay and never restore it.
+    #[arg(long)]
+    no_keeper: bool,
+
+    /// In dial mode, after reaching the remote through the relay, wait this long for DCUtR to upgrade to a
+    /// direct connection and print `dcutr upgraded=<bool>` before exiting.
+    #[arg(long, default_value_t = 0)]
+    wait_direct_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,7 +109,7 @@ struct Behaviour {
     ping: ping::Behaviour,
     identify: identify::Behaviour,
     dcutr: dcutr::Behaviour,
-    keeper: RelayKeeper,
+    keeper: Toggle<RelayKeeper>,
 }
 
 #[tokio::main]
@@ -101,11 +131,20 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
         }
         (_, remote) => remote,
     };
-    let config = Config::default()
+    let mut config = Config::default()
         .with_base_delay(Duration::from_millis(opts.backoff_base_ms))
         .with_max_delay(Duration::from_millis(opts.backoff_max_ms))
         .with_max_attempts(Some(opts.max_attempts))
-        .with_reservations(opts.mode == Mode::Listen);
+        .with_reservations(opts.mode == Mode::Listen)
+        .with_probe((!opts.no_probe).then(|| {
+            (
+                Duration::from_millis(opts.probe_interval_ms),
+                Duration::from_millis(opts.probe_timeout_ms),
+            )
+        }));
+    if let Some(ms) = opts.dial_timeout_ms {
+        config = config.with_dial_timeout(Duration::from_millis(ms));
+    }
 
     let mut swarm =
         libp2p::SwarmBuilder::with_existing_identity(common::keypair_from_seed(opts.secret_key_seed))
@@ -120,15 +159,13 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
             .with_relay_client(noise::Config::new, yamux::Config::default)?
             .with_behaviour(|key, relay_client| Behaviour {
                 relay_client,
-                // Ping failures close the connection (below): without that a black-holed relay link looks up
-                // forever, and the keeper never learns that it has to restore it.
-                ping: opts.ping.behaviour(),
+                ping: ping::Behaviour::default(),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/relay-keeper/dcutr/1".into(),
                     key.public(),
                 )),
                 dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
-                keeper: RelayKeeper::new(config),
+                keeper: (!opts.no_keeper).then(|| RelayKeeper::new(config)).into(),
             })?
             .build();
     common::say(format_args!("peer_id={}", swarm.local_peer_id()));
@@ -142,17 +179,37 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
 
     let mut relays = Vec::new();
     for addr in &opts.relay_address {
-        let relay = swarm
-            .behaviour_mut()
-            .keeper
-            .add_relay(addr.clone())
-            .map_err(|e| format!("--relay-address {addr}: {e}"))?;
+        let relay = match swarm.behaviour_mut().keeper.as_mut() {
+            Some(keeper) => keeper.add_relay(addr.clone()),
+            None => relay_peer_id(addr),
+        }
+        .map_err(|e| format!("--relay-address {addr}: {e}"))?;
+        if opts.no_keeper {
+            match opts.mode {
+                Mode::Listen => {
+                    swarm.listen_on(addr.clone().with(Protocol::P2pCircuit))?;
+                }
+                Mode::Dial => swarm.dial(addr.clone())?,
+            }
+        }
         relays.push(relay);
     }
     let mut dialed = false;
+    // Set once the remote was reached through the relay while we wait for a direct connection.
+    let mut direct_deadline: Option<tokio::time::Instant> = None;
 
     loop {
-        match swarm.select_next_some().await {
+        let event = match direct_deadline {
+            Some(deadline) => tokio::select! {
+                event = swarm.select_next_some() => event,
+                _ = tokio::time::sleep_until(deadline) => {
+                    common::say(format_args!("dcutr upgraded=false"));
+                    return Ok(());
+                }
+            },
+            None => swarm.select_next_some().await,
+        };
+        match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 common::say(format_args!("listening addr={address}"))
             }
@@ -166,6 +223,18 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
                     "connected peer={peer_id} relayed={}",
                     endpoint.is_relayed()
                 ));
+                if Some(peer_id) == remote {
+                    if !endpoint.is_relayed() && direct_deadline.is_some() {
+                        common::say(format_args!("dcutr upgraded=true"));
+                        return Ok(());
+                    }
+                    if opts.wait_direct_ms == 0 {
+                        return Ok(());
+                    }
+                    direct_deadline.get_or_insert_with(|| {
+                        tokio::time::Instant::now() + Duration::from_millis(opts.wait_direct_ms)
+                    });
+                }
                 // Dial through the relay once the keeper has connected it, so the two dials do not race.
                 if let (Some(remote), false) = (remote, dialed) {
                     if let Some(addr) = relays
@@ -186,15 +255,22 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
                 peer_id: Some(peer),
                 error,
                 ..
-            } if Some(peer) == remote => {
+            } if Some(peer) == remote && direct_deadline.is_none() => {
                 let error = error.to_string().replace('\n', " ");
                 common::say(format_args!("dial_failed peer={peer} error={error}"));
                 return Err(format!("could not reach {peer}").into());
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => common::close_dead_link(&mut swarm, event),
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => tracing::info!(?event),
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => tracing::info!(?event),
             event => tracing::debug!(?event),
         }
+    }
+}
+
+/// The relay's peer id, for the run without a keeper; the keeper's own check when it runs.
+fn relay_peer_id(addr: &Multiaddr) -> Result<PeerId, AddRelayError> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Ok(peer),
+        _ => Err(AddRelayError::MissingPeerId),
     }
 }

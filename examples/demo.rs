@@ -151,15 +151,23 @@ async fn drive_client<T>(
         .map_err(|_| format!("timed out after {STEP_TIMEOUT:?} waiting for {what}").into())
 }
 
-/// Drives the client while a peer reaches it through the relay.
-async fn serve_peer(client: &mut Swarm<ClientNode>, circuit: Multiaddr) -> Result<(), Box<dyn Error>> {
+/// Drives the client while a peer reaches it through the relay, printing the keeper's events meanwhile.
+async fn serve_peer(
+    client: &mut Swarm<ClientNode>,
+    timeline: &Timeline,
+    circuit: Multiaddr,
+) -> Result<(), Box<dyn Error>> {
     let target = *client.local_peer_id();
     let mut reached = std::pin::pin!(reach(circuit, target));
     let work = async {
         loop {
             tokio::select! {
                 result = &mut reached => return result,
-                _ = client.select_next_some() => {}
+                event = client.select_next_some() => {
+                    if let SwarmEvent::Behaviour(ClientNodeEvent::Keeper(event)) = event {
+                        timeline.log("client", &event);
+                    }
+                }
             }
         }
     };
@@ -180,7 +188,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let config = Config::default()
         .with_base_delay(Duration::from_millis(500))
         .with_max_delay(Duration::from_secs(5));
-    timeline.log("client", format!("keeper: {config:?}"));
+    timeline.log(
+        "client",
+        "keeper: waits from 500 ms doubling up to 5 s, with jitter",
+    );
     let mut client = tcp_swarm(Keypair::generate_ed25519(), |key, relay| ClientNode {
         relay,
         identify: identify(key),
@@ -193,7 +204,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         _ => None,
     };
     let circuit = drive_client(&mut client, &timeline, "the first reservation", reserved).await?;
-    serve_peer(&mut client, circuit).await?;
+    serve_peer(&mut client, &timeline, circuit).await?;
     timeline.log("peer", "reached the client through the relay");
 
     let _ = kill.send(());
@@ -216,7 +227,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     timeline.log("relay", "restarted with the same key and address");
     let circuit = drive_client(&mut client, &timeline, "the restored reservation", reserved).await?;
     let restored_in = restarted_at.elapsed();
-    serve_peer(&mut client, circuit).await?;
+    serve_peer(&mut client, &timeline, circuit).await?;
     timeline.log("peer", "reached the client through the relay again");
 
     common::say(format_args!(""));

@@ -6,8 +6,9 @@
 //! ```
 //!
 //! It prints one line per fact on stdout: `peer_id=<id>` first, then `listening addr=<multiaddr>` per address,
-//! and `connection_closed peer=<id>` when a connection ends. Unlike upstream, it closes a connection whose
-//! ping fails, so a client behind a half-open link does not keep a stale reservation alive here.
+//! `dead_link peer=<id>` when a ping failed and `connection_closed peer=<id>` when a connection ends. Unlike
+//! upstream, it closes a connection whose ping fails (pinging every 500 ms), so a client behind a half-open
+//! link does not keep a stale reservation alive here; `--no-rate-limits` lifts the relay's limits for tests that dial through it often.
 
 mod common;
 
@@ -42,6 +43,16 @@ struct Opts {
     #[arg(long)]
     listen_ip: Option<IpAddr>,
 
+    /// Lift the relay's rate limits (reservations and circuits per peer and per IP address), so a test that
+    /// dials through it many times is not refused with RESOURCE_LIMIT_EXCEEDED.
+    #[arg(long)]
+    no_rate_limits: bool,
+
+    /// Take the listen addresses as external addresses at once, so reservations are accepted from the start
+    /// (upstream's relay waits until identify tells it its address). For clients that never retry.
+    #[arg(long)]
+    assume_reachable: bool,
+
     #[command(flatten)]
     ping: common::PingOpts,
 }
@@ -64,7 +75,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
             .with_quic()
             .with_behaviour(|key| Behaviour {
-                relay: relay::Behaviour::new(key.public().to_peer_id(), relay::Config::default()),
+                relay: relay::Behaviour::new(key.public().to_peer_id(), relay_config(opts.no_rate_limits)),
                 ping: opts.ping.behaviour(),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/relay-keeper/relay/1".into(),
@@ -89,7 +100,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     loop {
         match swarm.select_next_some().await {
             SwarmEvent::NewListenAddr { address, .. } => {
-                common::say(format_args!("listening addr={address}"))
+                common::say(format_args!("listening addr={address}"));
+                if opts.assume_reachable {
+                    swarm.add_external_address(address);
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { info, .. })) => {
                 swarm.add_external_address(info.observed_addr);
@@ -101,5 +115,19 @@ async fn main() -> Result<(), Box<dyn Error>> {
             SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => tracing::info!(?event),
             _ => {}
         }
+    }
+}
+
+/// rust-libp2p's relay defaults, or without any rate limit (and with room for many circuits).
+fn relay_config(no_rate_limits: bool) -> relay::Config {
+    if !no_rate_limits {
+        return relay::Config::default();
+    }
+    relay::Config {
+        reservation_rate_limiters: Vec::new(),
+        circuit_src_rate_limiters: Vec::new(),
+        max_circuits: 1024,
+        max_circuits_per_peer: 1024,
+        ..relay::Config::default()
     }
 }

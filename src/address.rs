@@ -8,6 +8,9 @@ pub(crate) fn relay_peer_id(addr: &Multiaddr) -> Result<PeerId, AddRelayError> {
         return Err(AddRelayError::CircuitAddress);
     }
     let Some(Protocol::P2p(peer_id)) = addr.iter().last() else {
+        if addr.iter().any(|p| matches!(p, Protocol::P2p(_))) {
+            return Err(AddRelayError::PeerIdNotLast);
+        }
         return Err(AddRelayError::MissingPeerId);
     };
     if addr.iter().count() == 1 {
@@ -70,7 +73,7 @@ mod tests {
         );
         assert_eq!(
             relay_peer_id(&addr("/ip4/127.0.0.1/tcp/1/p2p/RELAY/tcp/2")),
-            Err(AddRelayError::MissingPeerId)
+            Err(AddRelayError::PeerIdNotLast)
         );
     }
 

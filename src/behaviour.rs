@@ -1018,6 +1018,33 @@ mod tests {
         (keeper, peer, addr)
     }
 
+    #[test]
+    fn only_direct_connections_to_a_kept_relay_are_kept_alive() {
+        use libp2p::swarm::ConnectionHandler;
+
+        let (mut keeper, peer, addr) = connected(fast());
+        let other_relay = PeerId::random();
+        let local_circuit: Multiaddr = format!("/ip4/192.0.2.1/tcp/1/p2p/{other_relay}/p2p-circuit")
+            .parse()
+            .unwrap();
+        // A relayed inbound connection: its remote address is `/p2p/<source>`, its local one the circuit.
+        let remote: Multiaddr = Multiaddr::empty().with(Protocol::P2p(peer));
+        let relayed = keeper
+            .handle_established_inbound_connection(
+                ConnectionId::new_unchecked(8),
+                peer,
+                &local_circuit,
+                &remote,
+            )
+            .unwrap();
+        assert!(!relayed.connection_keep_alive());
+        let direct_local: Multiaddr = "/ip4/192.0.2.2/tcp/4001".parse().unwrap();
+        let direct = keeper
+            .handle_established_inbound_connection(ConnectionId::new_unchecked(9), peer, &direct_local, &addr)
+            .unwrap();
+        assert!(direct.connection_keep_alive());
+    }
+
     #[tokio::test]
     async fn redials_relay_when_connection_closes() {
         let (mut keeper, peer, addr) = connected(fast());

@@ -6,6 +6,9 @@ use std::fmt;
 pub enum AddRelayError {
     /// The address does not end in `/p2p/<relay peer id>`, so the keeper cannot tell which relay it is.
     MissingPeerId,
+    /// The address has a `/p2p/<peer id>` part, but not at its end, where the keeper (and libp2p's dialing)
+    /// expects the relay's peer id.
+    PeerIdNotLast,
     /// The address is a circuit address (it contains `/p2p-circuit`); the keeper wants the relay's own address.
     CircuitAddress,
     /// The address is only `/p2p/<relay peer id>`, with no transport part to dial.
@@ -19,6 +22,9 @@ impl fmt::Display for AddRelayError {
         match self {
             AddRelayError::MissingPeerId => f.write_str(
                 "relay address has no peer id: append /p2p/<relay peer id>, e.g. /ip4/198.51.100.1/tcp/4001/p2p/12D3KooW...",
+            ),
+            AddRelayError::PeerIdNotLast => f.write_str(
+                "relay address has its peer id in the wrong place: /p2p/<relay peer id> must come last, e.g. /ip4/198.51.100.1/tcp/4001/p2p/12D3KooW...",
             ),
             AddRelayError::CircuitAddress => f.write_str(
                 "relay address contains /p2p-circuit: pass the relay's own address, ending in /p2p/<relay peer id>; the keeper adds /p2p-circuit itself",

@@ -2,20 +2,24 @@
 //!
 //! A node behind NAT is reachable only through circuit relay v2 reservations, and a reservation dies with
 //! the connection to its relay: a relay restart, a network blip or a laptop going to sleep, and the node is
-//! gone. rust-libp2p neither re-dials the relay nor re-reserves. [`RelayKeeper`] does both, with exponential
-//! backoff and full jitter, until the reservation is back.
+//! gone. rust-libp2p neither re-dials the relay nor re-reserves, and notices a relay link that died silently
+//! only minutes later. [`RelayKeeper`] probes its relay links, re-dials and re-reserves with exponential
+//! backoff and full jitter until the reservation is back, and says whether the node is reachable.
 //!
 //! # Usage
 //!
-//! Put the keeper beside [`libp2p::relay::client::Behaviour`] in a derived behaviour and name the relays:
+//! Put the keeper beside [`libp2p::relay::client::Behaviour`] and [`libp2p::identify::Behaviour`] in a derived
+//! behaviour and name the relays. identify is needed: a rust-libp2p relay offers reservations only once it
+//! knows its external address, which it learns from its clients' identify.
 //!
 //! ```
-//! use libp2p::{noise, relay, swarm::NetworkBehaviour, tcp, yamux, Multiaddr};
+//! use libp2p::{identify, noise, relay, swarm::NetworkBehaviour, tcp, yamux, Multiaddr};
 //! use libp2p_relay_keeper::{Config, RelayKeeper};
 //!
 //! #[derive(NetworkBehaviour)]
 //! struct Behaviour {
 //!     relay: relay::client::Behaviour,
+//!     identify: identify::Behaviour,
 //!     keeper: RelayKeeper,
 //! }
 //!
@@ -25,8 +29,9 @@
 //!     .with_tokio()
 //!     .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
 //!     .with_relay_client(noise::Config::new, yamux::Config::default)?
-//!     .with_behaviour(|_key, relay| Behaviour {
+//!     .with_behaviour(|key, relay| Behaviour {
 //!         relay,
+//!         identify: identify::Behaviour::new(identify::Config::new("/my-app/1.0.0".into(), key.public())),
 //!         keeper: RelayKeeper::new(Config::default()),
 //!     })?
 //!     .build();
@@ -35,7 +40,8 @@
 //!     "/ip4/198.51.100.7/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN".parse()?;
 //! let relay_id = swarm.behaviour_mut().keeper.add_relay(relay)?;
 //! assert!(swarm.behaviour().keeper.status(&relay_id).is_some());
-//! // Drive the swarm as usual; `BehaviourEvent::Keeper(libp2p_relay_keeper::Event)` says what happened.
+//! // Drive the swarm as usual; `BehaviourEvent::Keeper(libp2p_relay_keeper::Event)` says what happened,
+//! // and `keeper.circuit_addrs()` where the node is reachable.
 //! # Ok(())
 //! # }
 //! ```
@@ -67,8 +73,18 @@
 //! - Retries of one outage, re-dials and re-reservations alike, are numbered 1, 2, ...; the wait before retry
 //!   `n` is uniform in `[0, Config::backoff_bound(n))`. The dial made by `add_relay` is not a retry.
 //! - A connection loss is the last direct connection to the relay closing; relayed connections do not count.
-//!   The keeper dials with [`PeerCondition::DisconnectedAndNotDialing`](libp2p::swarm::dial_opts::PeerCondition),
-//!   so it never races a dial of the application's.
+//!   The keeper probes each direct connection to a kept relay with the ping protocol's echo
+//!   ([`Config::with_probe`], every 2 s with a 2 s timeout by default) and closes one that stops answering: a
+//!   relay whose host vanished, whose route became a black hole, or that restarted under QUIC (whose new
+//!   process silently drops the old connection's packets) is noticed within 4 s instead of minutes.
+//! - The keeper dials only the addresses it was given for the relay, limited in time
+//!   ([`Config::with_dial_timeout`]), with
+//!   [`PeerCondition::DisconnectedAndNotDialing`](libp2p::swarm::dial_opts::PeerCondition), so it never races
+//!   a dial of the application's; if the relay is connected already, the relay client reserves on that
+//!   connection.
+//! - Each scheduled retry says why ([`Cause`]). A mistake that no retry cures (a wrong peer id, an address the
+//!   swarm has no transport for) stops the dialing of that address at once and gives up with a
+//!   [`GiveUpReason`] when no address is left; one `warn!` names the fix.
 //! - Once connected it raises [`ToSwarm::ListenOn`](libp2p::swarm::ToSwarm) for `<relay addr>/p2p-circuit`:
 //!   re-dialing alone does not bring a reservation back in rust-libp2p.
 //! - A freshly restarted relay refuses reservations until it has a confirmed external address. With identify
@@ -79,29 +95,13 @@
 //! - A new listen address of the node (or [`RelayKeeper::network_changed`]) retries every waiting or given-up
 //!   relay at once with its backoff reset, once per outage, so a laptop waking from sleep is reachable again
 //!   without waiting out a long backoff, while a relay that keeps failing still backs off.
-//! - With [`Config::with_cooldown`] a relay that gave up is tried again after the cool-down.
-//! - With the `metrics` feature, [`RelayKeeper::with_metrics`] registers Prometheus metrics.
+//! - With [`Config::with_cooldown`] a relay that gave up after too many retries is tried again after the
+//!   cool-down.
+//! - [`RelayKeeper::circuit_addrs`] lists the circuit addresses live right now; [`Event::Reachable`] and
+//!   [`Event::Unreachable`] say when the first comes up and the last goes away.
+//! - With the `metrics` feature, `RelayKeeper::with_metrics` registers Prometheus metrics.
 //! - One timer serves all relays: [`NetworkBehaviour::poll`](libp2p::swarm::NetworkBehaviour::poll) pops
 //!   queued actions, then fires due retries in deadline order; it never scans every relay.
-//!
-//! # Half-open links
-//!
-//! libp2p's ping reports failures but never closes a connection, and the keeper's handler keeps relay
-//! connections alive, so a black-holed link can look up for a long time. Close the connection on a ping
-//! failure and the keeper takes it from there:
-//!
-//! ```
-//! use libp2p::{ping, swarm::NetworkBehaviour, Swarm};
-//!
-//! /// Call this with every `ping::Event` your swarm reports.
-//! fn on_ping<B: NetworkBehaviour>(swarm: &mut Swarm<B>, event: ping::Event) {
-//!     // `Unsupported` only says the peer does not speak ping; its link may be fine.
-//!     if let Err(failure @ (ping::Failure::Timeout | ping::Failure::Other { .. })) = event.result {
-//!         tracing::debug!(peer = %event.peer, %failure, "ping failed; closing the connection");
-//!         swarm.close_connection(event.connection);
-//!     }
-//! }
-//! ```
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]

@@ -49,11 +49,12 @@ fn circuit_address() {
 
 #[test]
 fn peer_id_not_at_the_end() {
-    assert_rejected(
-        &format!("/ip4/198.51.100.7/tcp/4001/p2p/{RELAY}/tcp/1"),
-        AddRelayError::MissingPeerId,
-        "/p2p/",
-    );
+    for addr in [
+        format!("/ip4/198.51.100.7/tcp/4001/p2p/{RELAY}/tcp/1"),
+        format!("/p2p/{RELAY}/ip4/198.51.100.7/tcp/4001"),
+    ] {
+        assert_rejected(&addr, AddRelayError::PeerIdNotLast, "must come last");
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::process::{example_binary, free_port, Process, LOOPBACK};
+use common::process::{example_binary, free_port, quic_addr, Process, LOOPBACK};
 
 #[tokio::test]
 async fn listener_stays_reachable_across_a_killed_relay_then_gives_up() {
@@ -49,6 +49,52 @@ async fn listener_stays_reachable_across_a_killed_relay_then_gives_up() {
     listener.kill().await;
 }
 
+/// A restarted QUIC relay never resets the old connection (its new process does not recognise it), so only
+/// the keeper's probe notices that it is gone.
+#[tokio::test]
+async fn a_listener_kept_on_a_quic_relay_is_reachable_again_after_a_restart() {
+    let port = free_port();
+    let (relay, relay_tcp) = LOOPBACK.relay_server(port, &[]).await;
+    let relay_quic = quic_addr(&relay_tcp);
+    let relay_id = relay_tcp.rsplit('/').next().unwrap().to_owned();
+    let flags = [
+        "--backoff-base-ms",
+        "50",
+        "--backoff-max-ms",
+        "400",
+        "--probe-interval-ms",
+        "300",
+        "--probe-timeout-ms",
+        "500",
+    ];
+    let mut listener = LOOPBACK.dcutr("listen", "1", &relay_quic, &flags);
+    let listener_id = listener.wait_prefix("peer_id=").await;
+    let reserved = format!("keeper reserved relay={relay_id} addr={}/p2p-circuit", relay_quic);
+    listener
+        .wait_line("the reservation over QUIC", |l| {
+            l.starts_with(&reserved).then_some(())
+        })
+        .await;
+
+    relay.kill().await;
+    let (relay, _) = LOOPBACK.relay_server(port, &[]).await;
+    let cause = listener
+        .wait_line("the loss", |l| {
+            l.starts_with("keeper reconnect_scheduled")
+                .then(|| l.rsplit("cause=").next().unwrap().to_owned())
+        })
+        .await;
+    assert_eq!(cause, "probe_timeout");
+    listener
+        .wait_line("the restored reservation over QUIC", |l| {
+            l.starts_with(&reserved).then_some(())
+        })
+        .await;
+    LOOPBACK.reach(&relay_tcp, "3", &listener_id).await;
+    relay.kill().await;
+    listener.kill().await;
+}
+
 #[test]
 fn dcutr_rejects_a_relay_address_without_peer_id_with_a_clear_error() {
     let output = std::process::Command::new(example_binary("dcutr"))
@@ -71,12 +117,51 @@ fn dcutr_rejects_a_relay_address_without_peer_id_with_a_clear_error() {
 }
 
 #[tokio::test]
-async fn demo_restores_the_reservation_and_exits_zero() {
+async fn demo_restores_the_reservation_exits_zero_and_prints_what_the_readme_shows() {
     let mut demo = Process::spawn("demo", &[]);
     demo.wait_line("the restored reservation", |l| {
         l.contains("reached the client through the relay again")
             .then_some(())
     })
     .await;
+    let printed: Vec<String> = demo.seen.iter().map(|l| shape(l)).collect();
     assert!(demo.exits_successfully().await);
+
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let sample = readme
+        .split("```text\n")
+        .nth(1)
+        .and_then(|block| block.split("```").next())
+        .expect("README.md shows the demo's output in its first text block");
+    for line in sample.lines() {
+        assert!(
+            printed.contains(&shape(line)),
+            "README.md shows a line the demo does not print:\n{line}\nThe demo printed:\n{}",
+            printed.join("\n")
+        );
+    }
+}
+
+/// A line with its peer ids and numbers made generic, so a sample from one run
+/// matches another run's line of the same kind.
+fn shape(line: &str) -> String {
+    let mut shaped = String::new();
+    let mut rest = line.trim_end();
+    while let Some(c) = rest.chars().next() {
+        if rest.starts_with("12D3KooW") {
+            shaped.push_str("<id>");
+            rest = rest.trim_start_matches(|c: char| c.is_ascii_alphanumeric());
+        } else if c.is_ascii_digit() {
+            shaped.push('N');
+            rest = rest.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+        } else if c == ' ' && rest.trim_start().starts_with(|c: char| c.is_ascii_digit()) {
+            // Right-aligned numbers are padded to different widths.
+            shaped.push(' ');
+            rest = rest.trim_start();
+        } else {
+            shaped.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    shaped
 }

@@ -25,7 +25,8 @@ async fn one_outage_is_counted_exactly() {
     // A wait long enough for the relay to be back before retry 1 fires, so the outage takes one retry.
     let config = fast_config()
         .with_base_delay(Duration::from_millis(500))
-        .with_jitter(false);
+        .with_jitter(false)
+        .with_probe(Some((Duration::from_millis(50), Duration::from_secs(2))));
     let keeper = RelayKeeper::new(config).with_metrics(&mut registry);
     let mut client = Client::with_keeper(Net::Tcp, keeper, false);
     let relay = RelayServer::spawn(Net::Tcp).await;
@@ -39,7 +40,7 @@ async fn one_outage_is_counted_exactly() {
     let samples = scrape(&registry);
     let expected = [
         "relay_keeper_relays{status=\"reserved\"} 1",
-        "relay_keeper_reconnect_attempts_total 1",
+        "relay_keeper_reconnect_attempts_total{cause=\"connection_lost\"} 1",
         "relay_keeper_reconnects_total 1",
         "relay_keeper_reservations_restored_total 1",
         "relay_keeper_give_ups_total 0",
@@ -52,6 +53,11 @@ async fn one_outage_is_counted_exactly() {
             samples.join("\n")
         );
     }
+    let probes = samples
+        .iter()
+        .find_map(|s| s.strip_prefix("relay_keeper_probe_rtt_seconds_count "))
+        .and_then(|count| count.parse::<u64>().ok());
+    assert!(probes.is_some_and(|n| n > 0), "no probe round trip: {samples:?}");
     for status in ["connecting", "connected", "waiting", "gave_up", "stopped"] {
         let sample = format!("relay_keeper_relays{{status=\"{status}\"}} ");
         assert!(

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
 pub mod drive;
+pub mod netns;
 pub mod process;
 
 use std::{

@@ -101,6 +101,13 @@ impl Process {
         })
     }
 
+    /// The next line the process prints; `None` once it exited.
+    pub async fn next_line(&mut self) -> Option<String> {
+        let line = self.lines.recv().await?;
+        self.seen.push(line.clone());
+        Some(line)
+    }
+
     /// Reads every line printed so far without looking at it, so that the next wait sees only what comes after.
     pub fn skip_printed(&mut self) {
         while let Ok(line) = self.lines.try_recv() {
@@ -172,9 +179,13 @@ impl Host<'_> {
         let mut relay = self.spawn("relay_server", &args);
         let id = relay.wait_prefix("peer_id=").await;
         let tcp = format!("/ip4/{}/tcp/{port}", self.ip);
-        let listening = format!("listening addr={tcp}");
+        let quic = format!("/ip4/{}/udp/{port}/quic-v1", self.ip);
+        let mut missing = vec![format!("listening addr={tcp}"), format!("listening addr={quic}")];
         relay
-            .wait_line("its TCP address", |l| (l == listening).then_some(()))
+            .wait_line("its TCP and QUIC addresses", |l| {
+                missing.retain(|m| m != l);
+                missing.is_empty().then_some(())
+            })
             .await;
         (relay, format!("{tcp}/p2p/{id}"))
     }
@@ -206,4 +217,12 @@ impl Host<'_> {
             .await;
         dialer.kill().await;
     }
+}
+
+/// The QUIC address of a relay started by [`Host::relay_server`], from its TCP address (same port).
+pub fn quic_addr(tcp: &str) -> String {
+    let (transport, id) = tcp
+        .split_once("/p2p/")
+        .expect("a relay address ends in /p2p/<id>");
+    format!("{}/quic-v1/p2p/{id}", transport.replace("/tcp/", "/udp/"))
 }

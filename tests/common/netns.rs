@@ -1,0 +1,215 @@
+//! Network namespaces made by a test: the relay in one, the kept client in another, joined by a veth pair.
+//! Needs root and iproute2; where they are missing the lab is `None` (with a message), but under `CI=true`
+//! that fails instead.
+
+use std::process::Command;
+
+/// Addresses of this test's own hosts, inside its own namespaces (RFC 2544's benchmarking range).
+pub const RELAY_IP: &str = "198.18.0.1";
+pub const CLIENT_IP: &str = "198.18.0.2";
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// Two namespaces joined by a veth pair; deleted (with the pair) when dropped, on failure too.
+pub struct Lab {
+    pub relay_ns: String,
+    pub client_ns: String,
+    pub client_if: String,
+}
+
+impl Lab {
+    fn new() -> Result<Self, String> {
+        // Unique per lab, so tests in one binary can run side by side.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let id = (std::process::id() % 100_000) * 10
+            + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
+        let lab = Lab {
+            relay_ns: format!("rk{id}r"),
+            client_ns: format!("rk{id}c"),
+            client_if: format!("rk{id}c0"),
+        };
+        let relay_if = format!("rk{id}r0");
+        ip(&["netns", "add", &lab.relay_ns])?;
+        ip(&["netns", "add", &lab.client_ns])?;
+        ip(&[
+            "link",
+            "add",
+            &relay_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &lab.client_if,
+        ])?;
+        ip(&["link", "set", &relay_if, "netns", &lab.relay_ns])?;
+        ip(&["link", "set", &lab.client_if, "netns", &lab.client_ns])?;
+        for (ns, dev, addr) in [
+            (&lab.relay_ns, &relay_if, RELAY_IP),
+            (&lab.client_ns, &lab.client_if, CLIENT_IP),
+        ] {
+            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(lab)
+    }
+
+    /// Runs `ip <args>` inside the client's namespace.
+    pub fn client(&self, args: &[&str]) -> Result<(), String> {
+        let mut full = vec!["-n", self.client_ns.as_str()];
+        full.extend_from_slice(args);
+        ip(&full)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in [&self.relay_ns, &self.client_ns] {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+}
+
+/// The lab, or `None` (with a message) where namespaces cannot be made; under `CI=true` that fails instead.
+pub fn lab() -> Option<Lab> {
+    or_skip(Lab::new(), "root and iproute2")
+}
+
+fn or_skip<T>(made: Result<T, String>, needs: &str) -> Option<T> {
+    match made {
+        Ok(lab) => Some(lab),
+        Err(error) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("network namespaces are needed in CI ({needs}): {error}")
+        }
+        Err(error) => {
+            eprintln!("skipping: cannot create network namespaces ({needs}): {error}");
+            None
+        }
+    }
+}
+
+/// Where the hosts of a [`NatLab`] are.
+pub const NAT_RELAY_IP: &str = "198.18.10.1";
+pub const NAT_LISTENER_IP: &str = "198.18.1.2";
+pub const NAT_DIALER_IP: &str = "198.18.2.2";
+
+/// Two private networks, each behind its own NAT router (nftables masquerade), and the relay on the
+/// network between the routers, which has no route into either private network:
+///
+/// ```text
+/// listener 198.18.1.2 ── nat1 ── relay 198.18.10.1 / 198.18.20.1 ── nat2 ── 198.18.2.2 dialer
+/// ```
+///
+/// Needs root, iproute2 and nftables. Every namespace is deleted when dropped, on failure too.
+pub struct NatLab {
+    pub relay_ns: String,
+    pub listener_ns: String,
+    pub dialer_ns: String,
+    namespaces: Vec<String>,
+}
+
+impl NatLab {
+    pub fn new() -> Result<Self, String> {
+        let id = std::process::id() % 100_000;
+        let ns = |name: &str| format!("rk{id}{name}");
+        let mut lab = NatLab {
+            relay_ns: ns("w"),
+            listener_ns: ns("l"),
+            dialer_ns: ns("d"),
+            namespaces: Vec::new(),
+        };
+        let (nat1, nat2) = (ns("n1"), ns("n2"));
+        for name in [&lab.relay_ns, &lab.listener_ns, &lab.dialer_ns, &nat1, &nat2] {
+            ip(&["netns", "add", name])?;
+            lab.namespaces.push(name.clone());
+            ip(&["-n", name, "link", "set", "lo", "up"])?;
+        }
+        let link = |a: (&str, &str, &str), b: (&str, &str, &str)| -> Result<(), String> {
+            ip(&["link", "add", a.1, "type", "veth", "peer", "name", b.1])?;
+            for (netns, dev, addr) in [a, b] {
+                ip(&["link", "set", dev, "netns", netns])?;
+                ip(&["-n", netns, "addr", "add", &format!("{addr}/24"), "dev", dev])?;
+                ip(&["-n", netns, "link", "set", dev, "up"])?;
+            }
+            Ok(())
+        };
+        let dev = |name: &str| format!("rk{id}{name}");
+        link(
+            (&lab.listener_ns, &dev("l0"), NAT_LISTENER_IP),
+            (&nat1, &dev("n1i"), "198.18.1.1"),
+        )?;
+        link(
+            (&nat1, &dev("n1o"), "198.18.10.2"),
+            (&lab.relay_ns, &dev("w1"), NAT_RELAY_IP),
+        )?;
+        link(
+            (&nat2, &dev("n2o"), "198.18.20.2"),
+            (&lab.relay_ns, &dev("w2"), "198.18.20.1"),
+        )?;
+        link(
+            (&lab.dialer_ns, &dev("d0"), NAT_DIALER_IP),
+            (&nat2, &dev("n2i"), "198.18.2.1"),
+        )?;
+        for (netns, via) in [
+            (&lab.listener_ns, "198.18.1.1"),
+            (&lab.dialer_ns, "198.18.2.1"),
+            (&nat1, NAT_RELAY_IP),
+            (&nat2, "198.18.20.1"),
+        ] {
+            ip(&["-n", netns, "route", "add", "default", "via", via])?;
+        }
+        for (router, outside) in [(&nat1, dev("n1o")), (&nat2, dev("n2o"))] {
+            run_in(router, &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
+            let ruleset = format!(
+                "table ip nat {{ chain post {{ type nat hook postrouting priority 100; oifname \"{outside}\" masquerade; }} }}"
+            );
+            run_in(router, &["nft", &ruleset])?;
+        }
+        Ok(lab)
+    }
+}
+
+impl Drop for NatLab {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+}
+
+/// Runs a command inside namespace `netns`.
+pub fn run_in(netns: &str, command: &[&str]) -> Result<(), String> {
+    let output = Command::new("ip")
+        .args(["netns", "exec", netns])
+        .args(command)
+        .output()
+        .map_err(|e| format!("{}: {e}", command.join(" ")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} in {netns}: {}",
+            command.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// The NAT lab, or `None` (with a message) where it cannot be made; under `CI=true` that fails instead.
+pub fn nat_lab() -> Option<NatLab> {
+    or_skip(NatLab::new(), "root, iproute2 and nftables")
+}

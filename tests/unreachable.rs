@@ -1,0 +1,407 @@
+//! How long a node stays unreachable, end to end, measured with the examples as real processes: a
+//! `relay_server`, a `dcutr --mode listen` node kept by the keeper, and a new `dcutr --mode dial` process
+//! every 250 ms that tries to reach the listener through the relay. Faults: the relay SIGKILLed and restarted
+//! 2 s later on loopback; its route black-holed for 6 s between two network namespaces (root and iproute2).
+//!
+//! A measurement, not a check: it prints the table in BENCHMARKS.md and draws `docs/time-unreachable.svg`.
+//!
+//! ```text
+//! cargo build --release --examples && cargo test --release --test unreachable -- --ignored --nocapture
+//! ```
+
+mod common;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use common::{
+    netns::{lab, Lab, CLIENT_IP, RELAY_IP},
+    process::{free_port, quic_addr, Host, Process, LOOPBACK},
+};
+use plotters::prelude::*;
+
+/// The listener's settings besides the setup's own: the issue's backoff, and never giving up.
+const LISTENER: [&str; 6] = [
+    "--backoff-base-ms",
+    "200",
+    "--backoff-max-ms",
+    "1000",
+    "--max-attempts",
+    "1000",
+];
+
+/// What is compared: the keeper with its default probe, with a faster one, without a probe, and no keeper;
+/// each with the listener's flags and the relay's. Without the keeper the node would never reserve on a fresh
+/// upstream relay at all (it refuses until identify told it its address, and nothing retries), so for that
+/// baseline the relay takes its listen address as external at once.
+struct Setup {
+    name: &'static str,
+    listener: &'static [&'static str],
+    relay: &'static [&'static str],
+}
+
+const SETUPS: [Setup; 4] = [
+    Setup {
+        name: "keeper, probe 2 s / 2 s (default)",
+        listener: &[],
+        relay: &["--no-rate-limits"],
+    },
+    Setup {
+        name: "keeper, probe 0.5 s / 1 s",
+        listener: &["--probe-interval-ms", "500", "--probe-timeout-ms", "1000"],
+        relay: &["--no-rate-limits"],
+    },
+    Setup {
+        name: "keeper, no probe",
+        listener: &["--no-probe"],
+        relay: &["--no-rate-limits"],
+    },
+    Setup {
+        name: "no keeper",
+        listener: &["--no-keeper"],
+        relay: &["--no-rate-limits", "--assume-reachable"],
+    },
+];
+
+const ROUNDS: usize = 3;
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+/// How long a probe may take; a circuit on loopback takes milliseconds.
+const PROBE_LIMIT: Duration = Duration::from_secs(3);
+const RESTART_AFTER: Duration = Duration::from_secs(2);
+const BLACK_HOLE_FOR: Duration = Duration::from_secs(6);
+/// How long after the fault ended the node gets to be reachable again before the round counts as "never".
+const OBSERVE: Duration = Duration::from_secs(12);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    Restart,
+    SilentDeath,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Transport {
+    Tcp,
+    Quic,
+}
+
+/// What one round showed, in seconds after the fault began (`loss`, `relay_noticed`) or ended (`reachable`).
+#[derive(Debug, Default)]
+struct Round {
+    loss: Option<f64>,
+    relay_noticed: Option<f64>,
+    reachable: Option<f64>,
+    /// Every probe, in seconds after the fault began: when it reached the listener, or when it started if it
+    /// did not.
+    probes: Vec<(f64, bool)>,
+    fault_lasted: f64,
+}
+
+/// A process whose lines are collected with the instant each arrived.
+struct Watched {
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watched {
+    fn new(mut process: Process) -> Self {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let task = tokio::spawn(async move {
+            while let Some(line) = process.next_line().await {
+                sink.lock().unwrap().push((Instant::now(), line));
+            }
+        });
+        Self { lines, task }
+    }
+
+    /// When a line starting with `prefix` first came at or after `since`.
+    fn first(&self, prefix: &str, since: Instant) -> Option<Instant> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(at, line)| *at >= since && line.starts_with(prefix))
+            .map(|(at, _)| *at)
+    }
+
+    /// Waits (polling every 20 ms, at most `limit`) for a line containing `part`.
+    async fn wait_for(&self, part: &str, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.lines.lock().unwrap().iter().any(|(_, l)| l.contains(part)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    fn stop(self) {
+        // Dropping the process inside the task kills it.
+        self.task.abort();
+    }
+}
+
+/// When a probe started, and when it reached the listener if it did.
+type ProbeResult = (Instant, Option<Instant>);
+
+/// Probes started every [`PROBE_EVERY`]: each a fresh `dcutr --mode dial` process on `host`.
+struct Prober {
+    results: Arc<Mutex<Vec<ProbeResult>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Prober {
+    fn start(host: Host<'static>, relay: String, target: String) -> Self {
+        let results = Arc::new(Mutex::new(Vec::new()));
+        let sink = results.clone();
+        let task = tokio::spawn(async move {
+            let mut seed: u8 = 10;
+            loop {
+                seed = seed.wrapping_add(1).max(10);
+                let (relay, target, sink) = (relay.clone(), target.clone(), sink.clone());
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let seed = seed.to_string();
+                    let mut dialer = host.dcutr("dial", &seed, &relay, &["--remote-peer-id", &target]);
+                    let connected = format!("connected peer={target} relayed=true");
+                    let reached = tokio::time::timeout(PROBE_LIMIT, async {
+                        while let Some(line) = dialer.next_line().await {
+                            if line == connected {
+                                return Some(Instant::now());
+                            }
+                        }
+                        None
+                    })
+                    .await
+                    .ok()
+                    .flatten();
+                    sink.lock().unwrap().push((started, reached));
+                });
+                tokio::time::sleep(PROBE_EVERY).await;
+            }
+        });
+        Self { results, task }
+    }
+
+    /// When the first probe started at or after `since` reached the listener.
+    fn reached_after(&self, since: Instant) -> Option<Instant> {
+        let results = self.results.lock().unwrap();
+        results
+            .iter()
+            .filter(|(started, _)| *started >= since)
+            .filter_map(|(_, reached)| *reached)
+            .min()
+    }
+
+    async fn stop(self) -> Vec<ProbeResult> {
+        self.task.abort();
+        // Probes in flight finish within their limit.
+        tokio::time::sleep(PROBE_LIMIT).await;
+        std::mem::take(&mut *self.results.lock().unwrap())
+    }
+}
+
+/// Where the processes of one round run.
+struct Place<'a> {
+    relay: Host<'static>,
+    listener: Host<'static>,
+    lab: Option<&'a Lab>,
+}
+
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
+async fn round(place: &Place<'_>, fault: Fault, transport: Transport, setup: &Setup) -> Round {
+    let port = match place.lab {
+        Some(_) => 4001,
+        None => free_port(),
+    };
+    let relay_flags = setup.relay;
+    let (relay, relay_tcp) = place.relay.relay_server(port, relay_flags).await;
+    let relay_given = match transport {
+        Transport::Tcp => relay_tcp.clone(),
+        Transport::Quic => quic_addr(&relay_tcp),
+    };
+    let mut args: Vec<&str> = LISTENER.to_vec();
+    args.extend_from_slice(setup.listener);
+    let mut listener = place.listener.dcutr("listen", "1", &relay_given, &args);
+    let listener_id = listener.wait_prefix("peer_id=").await;
+    let listener = Watched::new(listener);
+    let mut relay = Watched::new(relay);
+    let reserved = listener.wait_for("/p2p-circuit", Duration::from_secs(10)).await;
+    assert!(reserved, "the listener reserved a circuit before the fault");
+    let prober = Prober::start(place.relay, relay_tcp.clone(), listener_id.clone());
+    for _ in 0..40 {
+        if prober
+            .reached_after(Instant::now() - Duration::from_secs(5))
+            .is_some()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let began = Instant::now();
+    match fault {
+        Fault::Restart => {
+            relay.stop();
+            tokio::time::sleep(RESTART_AFTER).await;
+            relay = Watched::new(place.relay.relay_server(port, relay_flags).await.0);
+        }
+        Fault::SilentDeath => {
+            let lab = place.lab.expect("a silent death needs the namespaces");
+            let route = format!("{RELAY_IP}/32");
+            lab.client(&["route", "add", "blackhole", &route]).unwrap();
+            tokio::time::sleep(BLACK_HOLE_FOR).await;
+            lab.client(&["route", "del", "blackhole", &route]).unwrap();
+        }
+    }
+    let ended = Instant::now();
+    while ended.elapsed() < OBSERVE && prober.reached_after(ended).is_none() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let secs = |at: Instant, from: Instant| at.saturating_duration_since(from).as_secs_f64();
+    let mut result = Round {
+        loss: listener
+            .first("keeper reconnect_scheduled", began)
+            .map(|at| secs(at, began)),
+        relay_noticed: relay
+            .first(&format!("dead_link peer={listener_id}"), began)
+            .map(|at| secs(at, began)),
+        reachable: prober.reached_after(ended).map(|at| secs(at, ended)),
+        probes: Vec::new(),
+        fault_lasted: secs(ended, began),
+    };
+    result.probes = prober
+        .stop()
+        .await
+        .into_iter()
+        .map(|(started, reached)| match reached {
+            Some(at) => (secs(at, began), true),
+            None => (secs(started, began), false),
+        })
+        .collect();
+    listener.stop();
+    relay.stop();
+    result
+}
+
+fn figures(values: impl Iterator<Item = Option<f64>>) -> String {
+    values
+        .map(|v| v.map_or("never".to_owned(), |s| format!("{s:.2}")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One panel per fault and transport; one row of probes per setup, green where the listener was reached.
+fn draw(panels: &[(String, Vec<(&str, Round)>)]) -> Result<(), Box<dyn std::error::Error>> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/time-unreachable.svg");
+    std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/docs"))?;
+    let root = SVGBackend::new(path, (1200, 200 + 180 * panels.len() as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let areas = root.split_evenly((panels.len(), 1));
+    for ((title, rows), area) in panels.iter().zip(areas) {
+        let end = rows
+            .iter()
+            .flat_map(|(_, r)| r.probes.iter().map(|(t, _)| *t))
+            .fold(0.0, f64::max);
+        let mut chart = ChartBuilder::on(&area)
+            .caption(title, ("sans-serif", 18))
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(230)
+            .build_cartesian_2d(-0.5..end + 0.5, -0.5..(rows.len() as f64 - 0.5))?;
+        let names: Vec<&str> = rows.iter().map(|(name, _)| *name).collect();
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(rows.len())
+            .y_label_formatter(&|y| {
+                let i = y.round() as usize;
+                names.get(i).map_or(String::new(), |n| n.to_string())
+            })
+            .x_desc("seconds since the fault began: green, a peer reached the node through the relay; red, a try failed")
+            .draw()?;
+        for (i, (_, round)) in rows.iter().enumerate() {
+            chart.draw_series(round.probes.iter().map(|(t, ok)| {
+                let colour = if *ok { GREEN.filled() } else { RED.filled() };
+                Circle::new((*t, i as f64), 4, colour)
+            }))?;
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![
+                    (round.fault_lasted, i as f64 - 0.4),
+                    (round.fault_lasted, i as f64 + 0.4),
+                ],
+                BLACK.stroke_width(2),
+            )))?;
+        }
+    }
+    root.present()?;
+    println!("picture: {path}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement of several minutes; see the module docs"]
+async fn time_unreachable() {
+    let netns = lab();
+    let mut places = vec![(
+        Fault::Restart,
+        Place {
+            relay: LOOPBACK,
+            listener: LOOPBACK,
+            lab: None,
+        },
+    )];
+    if let Some(lab) = &netns {
+        places.push((
+            Fault::SilentDeath,
+            Place {
+                relay: Host {
+                    netns: Some(leak(&lab.relay_ns)),
+                    ip: RELAY_IP,
+                },
+                listener: Host {
+                    netns: Some(leak(&lab.client_ns)),
+                    ip: CLIENT_IP,
+                },
+                lab: Some(lab),
+            },
+        ));
+    }
+    println!("| fault | transport | setup | loss reported after (s) | relay noticed after (s) | reachable again after (s) |");
+    println!("|---|---|---|---|---|---|");
+    let mut panels = Vec::new();
+    for (fault, place) in &places {
+        for transport in [Transport::Tcp, Transport::Quic] {
+            let mut rows = Vec::new();
+            for setup in &SETUPS {
+                let mut rounds = Vec::new();
+                for _ in 0..ROUNDS {
+                    rounds.push(round(place, *fault, transport, setup).await);
+                }
+                println!(
+                    "| {fault:?} | {transport:?} | {} | {} | {} | {} |",
+                    setup.name,
+                    figures(rounds.iter().map(|r| r.loss)),
+                    match fault {
+                        Fault::Restart => "(killed)".to_owned(),
+                        Fault::SilentDeath => figures(rounds.iter().map(|r| r.relay_noticed)),
+                    },
+                    figures(rounds.iter().map(|r| r.reachable)),
+                );
+                rows.push((setup.name, rounds.swap_remove(0)));
+            }
+            let what = match fault {
+                Fault::Restart => "relay SIGKILLed, restarted 2 s later (black line)",
+                Fault::SilentDeath => "relay's route black-holed for 6 s (until the black line)",
+            };
+            panels.push((format!("{transport:?}: {what}"), rows));
+        }
+    }
+    draw(&panels).unwrap();
+}
