@@ -6,15 +6,17 @@
 //! ```
 //!
 //! It prints one line per fact on stdout: `peer_id=<id>` first, then `listening addr=<multiaddr>` per address,
-//! `dead_link peer=<id>` when a ping failed and `connection_closed peer=<id>` when a connection ends. Unlike
-//! upstream, it closes a connection whose ping fails (pinging every 500 ms), so a client behind a half-open
-//! link does not keep a stale reservation alive here; `--no-rate-limits` lifts the relay's limits for tests that dial through it often.
+//! `dead_link peer=<id>` when it closed a silent connection and `connection_closed peer=<id>` when a
+//! connection ends. Unlike upstream, it probes every connection (`LinkProbe`, every 1 s, 2 s timeout) and
+//! closes one that stopped answering, so a client behind a dead link does not keep a stale reservation
+//! alive here and no circuit is routed into it; `--no-rate-limits` lifts the relay's limits for tests that dial through it often.
 
 mod common;
 
 use std::{
     error::Error,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
 };
 
 use clap::Parser;
@@ -23,6 +25,7 @@ use libp2p::{
     identify, multiaddr::Protocol, noise, ping, relay, swarm::NetworkBehaviour, swarm::SwarmEvent, tcp,
     yamux, Multiaddr,
 };
+use libp2p_relay_keeper::{LinkProbe, SilentLinkClosed};
 
 #[derive(Debug, Parser)]
 #[command(name = "relay_server", about = "A libp2p circuit relay v2 server")]
@@ -53,8 +56,13 @@ struct Opts {
     #[arg(long)]
     assume_reachable: bool,
 
-    #[command(flatten)]
-    ping: common::PingOpts,
+    /// How often to probe each connection, in milliseconds (`LinkProbe`).
+    #[arg(long, default_value_t = 1_000)]
+    probe_interval_ms: u64,
+
+    /// How long a probe may wait for its answer before the connection is closed as dead, in milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    probe_timeout_ms: u64,
 }
 
 #[derive(NetworkBehaviour)]
@@ -62,6 +70,7 @@ struct Behaviour {
     relay: relay::Behaviour,
     ping: ping::Behaviour,
     identify: identify::Behaviour,
+    probe: LinkProbe,
 }
 
 #[tokio::main]
@@ -76,11 +85,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .with_quic()
             .with_behaviour(|key| Behaviour {
                 relay: relay::Behaviour::new(key.public().to_peer_id(), relay_config(opts.no_rate_limits)),
-                ping: opts.ping.behaviour(),
+                ping: ping::Behaviour::default(),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/relay-keeper/relay/1".into(),
                     key.public(),
                 )),
+                probe: LinkProbe::new(
+                    Duration::from_millis(opts.probe_interval_ms),
+                    Duration::from_millis(opts.probe_timeout_ms),
+                ),
             })?
             .build();
     common::say(format_args!("peer_id={}", swarm.local_peer_id()));
@@ -108,7 +121,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { info, .. })) => {
                 swarm.add_external_address(info.observed_addr);
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => common::close_dead_link(&mut swarm, event),
+            SwarmEvent::Behaviour(BehaviourEvent::Probe(SilentLinkClosed { peer, .. })) => {
+                common::say(format_args!("dead_link peer={peer}"))
+            }
             SwarmEvent::ConnectionClosed { peer_id, .. } => {
                 common::say(format_args!("connection_closed peer={peer_id}"))
             }

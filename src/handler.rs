@@ -70,7 +70,10 @@ enum ProbeState {
 
 /// Connection handler of [`RelayKeeper`](crate::RelayKeeper).
 pub struct Handler {
-    kept: bool,
+    /// Probe the connection; for the keeper, while the relay is kept.
+    probing: bool,
+    /// Keep the connection alive: the keeper's relay connections are, a [`LinkProbe`](crate::LinkProbe)'s not.
+    keep_alive: bool,
     probe: Option<Probe>,
     probe_state: ProbeState,
     /// The remote answered a ping stream with "unsupported"; it is never probed again.
@@ -82,22 +85,39 @@ pub struct Handler {
 
 impl Handler {
     pub(crate) fn new(kept: bool, probe: Option<Probe>) -> Self {
-        let mut handler = Self {
-            kept: false,
+        let mut handler = Self::unkept(probe);
+        handler.set_kept(kept);
+        handler
+    }
+
+    /// A handler that probes the connection but does not keep it alive, for [`LinkProbe`](crate::LinkProbe).
+    pub(crate) fn probe_only(probe: Probe) -> Self {
+        let mut handler = Self::unkept(Some(probe));
+        handler.set_probing(true);
+        handler
+    }
+
+    fn unkept(probe: Option<Probe>) -> Self {
+        Self {
+            probing: false,
+            keep_alive: false,
             probe,
             probe_state: ProbeState::Off,
             ping_unsupported: false,
             hop: false,
             hop_enabled: false,
             identify_runs: None,
-        };
-        handler.set_kept(kept);
-        handler
+        }
     }
 
     fn set_kept(&mut self, kept: bool) {
-        self.kept = kept;
-        match (kept, self.probe, &self.probe_state) {
+        self.keep_alive = kept;
+        self.set_probing(kept);
+    }
+
+    fn set_probing(&mut self, probing: bool) {
+        self.probing = probing;
+        match (probing, self.probe, &self.probe_state) {
             (true, Some(probe), ProbeState::Off) if !self.ping_unsupported => {
                 self.probe_state = ProbeState::Idle(Delay::new(probe.interval))
             }
@@ -109,7 +129,7 @@ impl Handler {
     /// Schedules the next probe after an answer (or a reset, which proves the remote alive just as well).
     fn next_probe(&mut self) {
         self.probe_state = match self.probe {
-            Some(probe) if self.kept => ProbeState::Idle(Delay::new(probe.interval)),
+            Some(probe) if self.probing => ProbeState::Idle(Delay::new(probe.interval)),
             _ => ProbeState::Off,
         };
     }
@@ -134,7 +154,7 @@ impl libp2p::swarm::ConnectionHandler for Handler {
     }
 
     fn connection_keep_alive(&self) -> bool {
-        self.kept
+        self.keep_alive
     }
 
     fn poll(

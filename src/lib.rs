@@ -114,6 +114,7 @@ mod config;
 mod error;
 mod event;
 mod handler;
+mod link_probe;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod mistake;
@@ -127,5 +128,6 @@ pub use cause::{Cause, CauseKind};
 pub use config::Config;
 pub use error::AddRelayError;
 pub use event::Event;
+pub use link_probe::{LinkProbe, SilentLinkClosed};
 pub use mistake::GiveUpReason;
 pub use status::RelayStatus;

@@ -77,6 +77,7 @@ async fn a_listener_kept_on_a_quic_relay_is_reachable_again_after_a_restart() {
         .await;
 
     relay.kill().await;
+    let began = std::time::Instant::now();
     let (relay, _) = LOOPBACK.relay_server(port, &[]).await;
     let cause = listener
         .wait_line("the loss", |l| {
@@ -85,6 +86,10 @@ async fn a_listener_kept_on_a_quic_relay_is_reachable_again_after_a_restart() {
         })
         .await;
     assert_eq!(cause, "probe_timeout");
+    println!(
+        "QUIC restart: loss reported {:.2?} after the fault",
+        began.elapsed()
+    );
     listener
         .wait_line("the restored reservation over QUIC", |l| {
             l.starts_with(&reserved).then_some(())

@@ -2,7 +2,7 @@
 //! pair. Needs root and iproute2; skipped with a message elsewhere, but a skip fails when `CI=true`.
 //!
 //! The keeper probes the relay connection (every 500 ms, 1 s timeout) and closes it when the probe goes
-//! unanswered; then it restores the reservation. The relay pings its clients likewise.
+//! unanswered; then it restores the reservation. The relay probes its clients likewise (`LinkProbe`).
 
 mod common;
 
@@ -26,7 +26,7 @@ async fn reservation_survives_link_down_blackhole_and_a_relay_moving_address() {
         netns: Some(&lab.client_ns),
         ip: CLIENT_IP,
     };
-    let relay_ping = ["--ping-interval-ms", "500", "--ping-timeout-ms", "1000"];
+    let relay_ping = ["--probe-interval-ms", "500", "--probe-timeout-ms", "1000"];
     let (mut relay, _) = relay_host.relay_server(4001, &relay_ping).await;
     let mut client = client_host.dcutr(
         "listen",
@@ -74,7 +74,7 @@ async fn reservation_survives_link_down_blackhole_and_a_relay_moving_address() {
     client
         .wait_line("the reservation after the black hole", reserved_on(4001))
         .await;
-    // The relay's end of the old connection is half-open too; once its ping notices, the relay can no longer
+    // The relay's end of the old connection is half-open too; once its probe notices, the relay can no longer
     // route a circuit into the dead connection.
     let closed = format!("connection_closed peer={client_id}");
     relay
@@ -138,6 +138,7 @@ async fn a_black_holed_quic_relay_is_noticed_by_the_probe_and_restored() {
 
     let route = format!("{RELAY_IP}/32");
     lab.client(&["route", "add", "blackhole", &route]).unwrap();
+    let began = std::time::Instant::now();
     let cause = client
         .wait_line("the loss", |l| {
             l.starts_with("keeper reconnect_scheduled")
@@ -145,6 +146,10 @@ async fn a_black_holed_quic_relay_is_noticed_by_the_probe_and_restored() {
         })
         .await;
     assert_eq!(cause, "probe_timeout");
+    println!(
+        "QUIC black hole: loss reported {:.2?} after the fault",
+        began.elapsed()
+    );
     lab.client(&["route", "del", "blackhole", &route]).unwrap();
     client
         .wait_line("the reservation after the black hole", |l| {
