@@ -59,8 +59,9 @@ pub struct RelayKeeper {
     actions: Vec<Action>,
     /// The live circuit addresses of the keeper's (and adopted) listeners: what the node is reachable at.
     circuit_addrs: HashMap<ListenerId, Vec<Multiaddr>>,
-    /// Connections the keeper closed because their probe timed out, until the swarm reports them closed.
-    probe_closed: HashSet<ConnectionId>,
+    /// Connections the keeper closed because their probe timed out, with their peer, until the swarm reports
+    /// them closed.
+    probe_closed: HashMap<ConnectionId, PeerId>,
     /// Causes whose fix was logged already; each is logged once.
     fixes_logged: HashSet<CauseKind>,
     /// A connection reported that this swarm runs identify, so relays can learn their external address.
@@ -119,7 +120,7 @@ impl RelayKeeper {
             pending: VecDeque::new(),
             actions: Vec::new(),
             circuit_addrs: HashMap::new(),
-            probe_closed: HashSet::new(),
+            probe_closed: HashMap::new(),
             fixes_logged: HashSet::new(),
             identify_runs: false,
             stopped: false,
@@ -495,7 +496,7 @@ impl RelayKeeper {
         if endpoint.is_relayed() {
             return;
         }
-        let cause = if self.probe_closed.remove(&connection_id) {
+        let cause = if self.probe_closed.remove(&connection_id).is_some() {
             Cause::probe_timeout()
         } else {
             Cause::connection_lost(cause.map(|e| e as &dyn std::error::Error))
@@ -638,6 +639,13 @@ impl RelayKeeper {
         if self.circuit_addrs.remove(&listener_id).is_some() {
             self.on_circuit_removed(peer);
         }
+        // The relay client closes a reservation's listener when its connection goes, sometimes before the
+        // swarm reports the connection closed: if the keeper closed a silent one, that is the cause.
+        let cause = match reason {
+            Err(error) => Cause::from_listener_error(error),
+            Ok(()) if self.probe_closed.values().any(|p| *p == peer) => Cause::probe_timeout(),
+            Ok(()) => Cause::reservation_lost(),
+        };
         match reason {
             Ok(()) => tracing::debug!(relay = %peer, listener = ?listener_id, "circuit listener closed"),
             Err(error) => {
@@ -648,7 +656,8 @@ impl RelayKeeper {
             peer,
             Input::ListenerClosed {
                 listener: listener_id,
-                refused: reason.err().map(Cause::from_listener_error),
+                refused: reason.is_err(),
+                cause,
             },
         );
     }
@@ -671,7 +680,8 @@ impl RelayKeeper {
                 peer,
                 Input::ListenerClosed {
                     listener: listener_id,
-                    refused: Some(Cause::new(CauseKind::ProtocolError, err)),
+                    refused: true,
+                    cause: Cause::new(CauseKind::ProtocolError, err),
                 },
             );
             return;
@@ -772,7 +782,7 @@ impl NetworkBehaviour for RelayKeeper {
                     return;
                 }
                 tracing::debug!(relay = %peer, %connection, "probe timed out; closing the silent connection");
-                self.probe_closed.insert(connection);
+                self.probe_closed.insert(connection, peer);
                 self.pending.push_back(ToSwarm::CloseConnection {
                     peer_id: peer,
                     connection: CloseConnection::One(connection),

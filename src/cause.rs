@@ -22,8 +22,8 @@ pub enum CauseKind {
     /// A dial to the relay took longer than [`Config::with_dial_timeout`](crate::Config::with_dial_timeout);
     /// the keeper aborted it.
     DialTimeout,
-    /// The reservation's listener closed while the relay stayed connected: the connection that held it closed,
-    /// or another listener on the same relay replaced it.
+    /// The reservation's listener closed without an error: the connection that held it is closing (the relay
+    /// client may say so before the swarm does), or another listener on the same relay replaced it.
     ReservationLost,
     /// The relay answered the reservation request with `RESERVATION_REFUSED`.
     ReservationRefused,
@@ -125,7 +125,7 @@ impl Cause {
     pub(crate) fn reservation_lost() -> Self {
         Self::new(
             CauseKind::ReservationLost,
-            "circuit listener closed while the relay stayed connected",
+            "circuit listener closed without an error: its connection is closing, or another listener replaced it",
         )
     }
 

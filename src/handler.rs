@@ -7,13 +7,17 @@ use std::{
     time::{Duration, Instant},
 };
 
+use either::Either;
 use futures_timer::Delay;
 use libp2p::{
     core::upgrade::{DeniedUpgrade, ReadyUpgrade},
     futures::{future::BoxFuture, AsyncReadExt, AsyncWriteExt, FutureExt},
     relay::HOP_PROTOCOL_NAME,
     swarm::{
-        handler::{ConnectionEvent, DialUpgradeError, FullyNegotiatedOutbound, ProtocolsChange},
+        handler::{
+            ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound,
+            ProtocolsChange,
+        },
         ConnectionHandlerEvent, StreamProtocol, StreamUpgradeError, SubstreamProtocol,
     },
     Stream,
@@ -78,6 +82,8 @@ pub struct Handler {
     probe_state: ProbeState,
     /// The remote answered a ping stream with "unsupported"; it is never probed again.
     ping_unsupported: bool,
+    /// The echo of the remote's ping on a kept relay's connection; one at a time, as libp2p-ping answers.
+    answering: Option<BoxFuture<'static, io::Result<()>>>,
     hop: bool,
     hop_enabled: bool,
     identify_runs: Option<bool>,
@@ -104,6 +110,7 @@ impl Handler {
             probe,
             probe_state: ProbeState::Off,
             ping_unsupported: false,
+            answering: None,
             hop: false,
             hop_enabled: false,
             identify_runs: None,
@@ -138,13 +145,21 @@ impl Handler {
 impl libp2p::swarm::ConnectionHandler for Handler {
     type FromBehaviour = FromBehaviour;
     type ToBehaviour = ToBehaviour;
-    type InboundProtocol = DeniedUpgrade;
+    type InboundProtocol = Either<ReadyUpgrade<StreamProtocol>, DeniedUpgrade>;
     type OutboundProtocol = ReadyUpgrade<StreamProtocol>;
     type InboundOpenInfo = ();
     type OutboundOpenInfo = ();
 
+    /// On a kept relay's connection the keeper answers pings itself. A relay's `ping::Behaviour` that found
+    /// this node without ping stops answering pings too (libp2p-ping 0.48 goes inactive both ways), which
+    /// would starve the probe; answering keeps it active, whether the application runs ping or not.
     fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol> {
-        SubstreamProtocol::new(DeniedUpgrade, ())
+        let upgrade = if self.keep_alive {
+            Either::Left(ReadyUpgrade::new(PING_PROTOCOL))
+        } else {
+            Either::Right(DeniedUpgrade)
+        };
+        SubstreamProtocol::new(upgrade, ())
     }
 
     fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
@@ -167,6 +182,11 @@ impl libp2p::swarm::ConnectionHandler for Handler {
         if self.identify_runs == Some(true) {
             self.identify_runs = Some(false);
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::IdentifyRuns));
+        }
+        if let Some(answering) = &mut self.answering {
+            if answering.poll_unpin(cx).is_ready() {
+                self.answering = None;
+            }
         }
         let timeout = self.probe.map_or(Duration::ZERO, |probe| probe.timeout);
         match &mut self.probe_state {
@@ -265,8 +285,15 @@ impl libp2p::swarm::ConnectionHandler for Handler {
                 }
                 StreamUpgradeError::Apply(never) => libp2p::core::util::unreachable(never),
             },
-            ConnectionEvent::FullyNegotiatedInbound(inbound) => {
-                libp2p::core::util::unreachable(inbound.protocol)
+            ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol, .. }) => {
+                match protocol {
+                    // The negotiated output is the futures crate's `Either`, though the upgrade is `either`'s.
+                    libp2p::futures::future::Either::Left(mut stream) => {
+                        stream.ignore_for_keep_alive();
+                        self.answering = Some(answer(stream).boxed());
+                    }
+                    libp2p::futures::future::Either::Right(never) => libp2p::core::util::unreachable(never),
+                }
             }
             _ => {}
         }
@@ -291,4 +318,14 @@ async fn echo(mut stream: Stream) -> io::Result<Duration> {
     }
     let _ = stream.close().await;
     Ok(rtt)
+}
+
+/// Answers the remote's pings on `stream` until it closes: every payload goes straight back.
+async fn answer(mut stream: Stream) -> io::Result<()> {
+    let mut payload = [0u8; PING_SIZE];
+    loop {
+        stream.read_exact(&mut payload).await?;
+        stream.write_all(&payload).await?;
+        stream.flush().await?;
+    }
 }

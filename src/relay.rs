@@ -77,7 +77,8 @@ pub(crate) enum Input {
     /// because its connection closed or another listener on the relay replaced it.
     ListenerClosed {
         listener: ListenerId,
-        refused: Option<Cause>,
+        refused: bool,
+        cause: Cause,
     },
     /// `listener` could not be opened because the swarm has no relay client transport.
     ListenerUnsupported { listener: ListenerId },
@@ -341,27 +342,19 @@ impl Relay {
                 Input::ListenerClosed {
                     listener: id,
                     refused,
+                    cause,
                 },
             ) if listener == id && connected => {
                 // Only a refusal is known to be cured by HOP; a replacement must back off, or the keeper
                 // would answer the application's listener with one of its own.
-                let immediately = hop_since && refused.is_some();
-                self.fail(
-                    attempt,
-                    immediately,
-                    refused.unwrap_or_else(Cause::reservation_lost),
-                    env,
-                )
+                self.fail(attempt, hop_since && refused, cause, env)
             }
             (
                 State::Reserved { listener, .. },
                 Input::ListenerClosed {
-                    listener: id,
-                    refused,
+                    listener: id, cause, ..
                 },
-            ) if listener == id && connected => {
-                self.fail(0, false, refused.unwrap_or_else(Cause::reservation_lost), env)
-            }
+            ) if listener == id && connected => self.fail(0, false, cause, env),
             (
                 State::Reserving {
                     listener, attempt, ..
@@ -733,7 +726,8 @@ mod tests {
             let listener = self.last_listener.expect("a reservation was requested");
             self.feed(Input::ListenerClosed {
                 listener,
-                refused: Some(Cause::new(CauseKind::ReservationRefused, "refused")),
+                refused: true,
+                cause: Cause::new(CauseKind::ReservationRefused, "refused"),
             });
         }
 
@@ -742,7 +736,8 @@ mod tests {
             let listener = self.last_listener.expect("a reservation was requested");
             self.feed(Input::ListenerClosed {
                 listener,
-                refused: None,
+                refused: false,
+                cause: Cause::reservation_lost(),
             });
         }
 
@@ -1115,7 +1110,8 @@ mod tests {
         // Losing the adopted listener is handled like losing our own.
         driver.feed(Input::ListenerClosed {
             listener: theirs,
-            refused: None,
+            refused: false,
+            cause: Cause::reservation_lost(),
         });
         assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
     }
@@ -1148,7 +1144,8 @@ mod tests {
         driver.connect_ours();
         driver.feed(Input::ListenerClosed {
             listener: old.unwrap(),
-            refused: None,
+            refused: false,
+            cause: Cause::reservation_lost(),
         });
         assert_eq!(driver.relay.status(), RelayStatus::Connected);
         assert_eq!(driver.relay.deadline(), None);

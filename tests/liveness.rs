@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{fast_config, within, Client, External, Net, RelayServer};
+use common::{fast_config, within, Client, External, Net, RelayServer, SilentLink};
 use libp2p::{identity::Keypair, relay, Multiaddr};
 use libp2p_relay_keeper::{CauseKind, Event, RelayKeeper, RelayStatus};
 
@@ -22,16 +22,18 @@ async fn next_cause(client: &mut Client, what: &str) -> CauseKind {
 #[tokio::test]
 async fn a_relay_that_falls_silent_is_noticed_by_the_probe_and_restored() {
     let relay = RelayServer::spawn(Net::Tcp).await;
+    let link = SilentLink::in_front_of(&relay).await;
     let config = fast_config().with_probe(Some((Duration::from_millis(100), Duration::from_millis(300))));
     let mut client = Client::new(Net::Tcp, config, false);
-    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    let relay_id = client.keeper().add_relay(link.addr.clone()).unwrap();
     client.wait_reserved(relay_id).await;
 
     // The connection stays open and TCP keeps acknowledging, but nothing answers: only a probe can tell.
-    relay.freeze();
+    link.silence();
     assert_eq!(next_cause(&mut client, "the loss").await, CauseKind::ProbeTimeout);
 
-    let relay = relay.restart(Net::Tcp, External::AtStart).await;
+    // The relay is still there at its own address.
+    client.keeper().add_relay(relay.addr.clone()).unwrap();
     client.wait_reserved(relay_id).await;
     relay.kill().await;
 }
@@ -39,11 +41,12 @@ async fn a_relay_that_falls_silent_is_noticed_by_the_probe_and_restored() {
 #[tokio::test]
 async fn without_the_probe_a_silent_relay_goes_unnoticed() {
     let relay = RelayServer::spawn(Net::Tcp).await;
+    let link = SilentLink::in_front_of(&relay).await;
     let mut client = Client::new(Net::Tcp, fast_config().with_probe(None), false);
-    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    let relay_id = client.keeper().add_relay(link.addr.clone()).unwrap();
     client.wait_reserved(relay_id).await;
 
-    relay.freeze();
+    link.silence();
     client.serve_for(Duration::from_secs(1)).await;
     assert_eq!(client.keeper().status(&relay_id), Some(RelayStatus::Reserved));
     relay.kill().await;
@@ -60,6 +63,21 @@ async fn a_relay_without_ping_is_never_disconnected_for_it() {
     client.serve_for(Duration::from_secs(1)).await;
     assert_eq!(client.count(|e| matches!(e, Event::ReconnectScheduled { .. })), 0);
     assert_eq!(client.keeper().status(&relay_id), Some(RelayStatus::Reserved));
+    relay.kill().await;
+}
+
+/// libp2p-ping 0.48 stops answering pings on a connection whose other end does not answer its own, so a
+/// relay running `ping::Behaviour` would starve the probe of a client that runs none; the keeper answers.
+#[tokio::test]
+async fn a_client_without_ping_is_still_answered_by_a_relay_that_pings() {
+    let relay = RelayServer::spawn(Net::Tcp).await;
+    let config = fast_config().with_probe(Some((Duration::from_millis(100), Duration::from_millis(300))));
+    let mut client = Client::new(Net::Tcp, config, false);
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+
+    client.serve_for(Duration::from_secs(2)).await;
+    assert_eq!(client.count(|e| matches!(e, Event::ReconnectScheduled { .. })), 0);
     relay.kill().await;
 }
 

@@ -37,6 +37,22 @@ async fn one_outage_is_counted_exactly() {
     client.wait_reserved(relay_id).await;
     assert_eq!(client.count(|e| matches!(e, Event::ReconnectScheduled { .. })), 1);
 
+    let probes = |registry: &Registry| {
+        scrape(registry)
+            .iter()
+            .find_map(|s| {
+                s.strip_prefix("relay_keeper_probe_rtt_seconds_count ")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    common::within("a probe round trip", async {
+        while probes(&registry) == 0 {
+            client.serve_for(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     let samples = scrape(&registry);
     let expected = [
         "relay_keeper_relays{status=\"reserved\"} 1",
@@ -53,11 +69,6 @@ async fn one_outage_is_counted_exactly() {
             samples.join("\n")
         );
     }
-    let probes = samples
-        .iter()
-        .find_map(|s| s.strip_prefix("relay_keeper_probe_rtt_seconds_count "))
-        .and_then(|count| count.parse::<u64>().ok());
-    assert!(probes.is_some_and(|n| n > 0), "no probe round trip: {samples:?}");
     for status in ["connecting", "connected", "waiting", "gave_up", "stopped"] {
         let sample = format!("relay_keeper_relays{{status=\"{status}\"}} ");
         assert!(

@@ -108,7 +108,7 @@ async fn a_black_holed_quic_relay_is_noticed_by_the_probe_and_restored() {
         netns: Some(&lab.client_ns),
         ip: CLIENT_IP,
     };
-    let (relay, relay_tcp) = relay_host.relay_server(4001, &[]).await;
+    let (mut relay, relay_tcp) = relay_host.relay_server(4001, &[]).await;
     let relay_quic = quic_addr(&relay_tcp);
     let mut client = client_host.dcutr(
         "listen",
@@ -137,6 +137,7 @@ async fn a_black_holed_quic_relay_is_noticed_by_the_probe_and_restored() {
         .await;
 
     let route = format!("{RELAY_IP}/32");
+    relay.skip_printed();
     lab.client(&["route", "add", "blackhole", &route]).unwrap();
     let began = std::time::Instant::now();
     let cause = client
@@ -154,6 +155,13 @@ async fn a_black_holed_quic_relay_is_noticed_by_the_probe_and_restored() {
     client
         .wait_line("the reservation after the black hole", |l| {
             l.starts_with(&reserved).then_some(())
+        })
+        .await;
+    // Until the relay's own probe closes its end of the dead connection, it may route circuits into it.
+    let closed = format!("connection_closed peer={client_id}");
+    relay
+        .wait_line("the relay dropping the dead connection", |l| {
+            (l == closed).then_some(())
         })
         .await;
     relay_host.reach(&relay_tcp, "3", &client_id).await;

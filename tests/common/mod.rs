@@ -98,15 +98,6 @@ pub struct RelayBehaviour {
     ping: Toggle<ping::Behaviour>,
 }
 
-/// What the test does to a running relay.
-enum Control {
-    /// Drop the swarm with every connection.
-    Kill,
-    /// Stop polling the swarm but keep it: every connection stays open and answers nothing, as a relay whose
-    /// host vanished or whose route became a black hole.
-    Freeze,
-}
-
 /// How a relay learns the external address it needs before it offers HOP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum External {
@@ -125,7 +116,7 @@ pub struct RelayServer {
     pub addr: Multiaddr,
     /// When the relay got its external address, i.e. started to accept reservations.
     pub external_at: Arc<Mutex<Option<Instant>>>,
-    control: tokio::sync::mpsc::UnboundedSender<Control>,
+    kill: tokio::sync::oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
 
@@ -182,16 +173,11 @@ impl RelayServer {
             *external_at.lock().unwrap() = Some(Instant::now());
         }
         let external_set = external_at.clone();
-        let (control, mut commands) = tokio::sync::mpsc::unbounded_channel();
+        let (kill, mut killed) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    command = commands.recv() => {
-                        if let Some(Control::Freeze) = command {
-                            while let Some(Control::Freeze) = commands.recv().await {}
-                        }
-                        break;
-                    }
+                    _ = &mut killed => break,
                     event = swarm.select_next_some() => match event {
                         SwarmEvent::Behaviour(RelayBehaviourEvent::Identify(identify::Event::Received {
                             info, ..
@@ -212,7 +198,7 @@ impl RelayServer {
             peer_id,
             addr: transport_addr.with(Protocol::P2p(peer_id)),
             external_at,
-            control,
+            kill,
             task,
         }
     }
@@ -236,15 +222,10 @@ impl RelayServer {
         addr
     }
 
-    /// The relay falls silent: its connections stay open but nothing on them is answered any more.
-    pub fn freeze(&self) {
-        let _ = self.control.send(Control::Freeze);
-    }
-
     /// Kills the relay: its swarm, with every connection, is dropped at once.
     pub async fn kill(self) -> (Keypair, Multiaddr) {
         let transport_addr = self.transport_addr();
-        let _ = self.control.send(Control::Kill);
+        let _ = self.kill.send(());
         let _ = self.task.await;
         (self.key, transport_addr)
     }
@@ -454,4 +435,85 @@ pub async fn within<F: Future>(what: &str, work: F) -> F::Output {
     tokio::time::timeout(TIMEOUT, work)
         .await
         .unwrap_or_else(|_| panic!("timed out after {TIMEOUT:?} waiting for {what}"))
+}
+
+/// A TCP forwarder on 127.0.0.1 in front of a relay that can fall silent: every connection through it stays
+/// open, but no byte passes any more, in either direction, as when the relay's host vanished or its route
+/// became a black hole. (Stopping the relay's swarm would not do: libp2p runs each connection in a task of
+/// its own, which keeps answering.)
+pub struct SilentLink {
+    /// The relay's address through the forwarder, ending in `/p2p/<relay id>`.
+    pub addr: Multiaddr,
+    silent: Arc<std::sync::atomic::AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl SilentLink {
+    pub async fn in_front_of(relay: &RelayServer) -> Self {
+        let target =
+            relay
+                .transport_addr()
+                .iter()
+                .fold((std::net::Ipv4Addr::LOCALHOST, 0), |(ip, port), p| match p {
+                    Protocol::Ip4(ip) => (ip, port),
+                    Protocol::Tcp(port) => (ip, port),
+                    _ => (ip, port),
+                });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = silent.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                let (in_read, in_write) = inbound.into_split();
+                let (out_read, out_write) = outbound.into_split();
+                tokio::spawn(forward(in_read, out_write, flag.clone()));
+                tokio::spawn(forward(out_read, in_write, flag.clone()));
+            }
+        });
+        Self {
+            addr: format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", relay.peer_id)
+                .parse()
+                .unwrap(),
+            silent,
+            task,
+        }
+    }
+
+    /// From now on nothing passes; the connections stay open.
+    pub fn silence(&self) {
+        self.silent.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for SilentLink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies bytes until either side closes, or holds both sides open without copying once `silent` is set.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    silent: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if silent.load(std::sync::atomic::Ordering::SeqCst) {
+            // Hold both halves: the peer sees an open connection that never answers.
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }

@@ -175,7 +175,7 @@ impl NatLab {
         for (router, outside) in [(&nat1, dev("n1o")), (&nat2, dev("n2o"))] {
             run_in(router, &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
             let ruleset = format!(
-                "table ip nat {{ chain post {{ type nat hook postrouting priority 100; oifname \"{outside}\" masquerade; }} }}"
+                "table ip nat {{ chain post {{ type nat hook postrouting priority 100; oifname \"{outside}\" masquerade; }}; }}"
             );
             run_in(router, &["nft", &ruleset])?;
         }
