@@ -8,7 +8,7 @@
 //!
 //! # Usage
 //!
-//! Put the keeper beside [`libp2p::relay::client::Behaviour`] and [`libp2p::identify::Behaviour`] in a derived
+//! Put the keeper beside [`libp2p::relay::client::Behaviour`] and `libp2p::identify::Behaviour` in a derived
 //! behaviour and name the relays. identify is needed: a rust-libp2p relay offers reservations only once it
 //! knows its external address, which it learns from its clients' identify.
 //!
