@@ -76,12 +76,7 @@ async fn reservation_survives_link_down_blackhole_and_a_relay_moving_address() {
         .await;
     // The relay's end of the old connection is half-open too; once its probe notices, the relay can no longer
     // route a circuit into the dead connection.
-    let closed = format!("connection_closed peer={client_id}");
-    relay
-        .wait_line("the relay dropping the half-open connection", |l| {
-            (l == closed).then_some(())
-        })
-        .await;
+    relay.wait_connection_closed(&client_id).await;
     relay_host.reach(&first, "4", &client_id).await;
 
     // (c) The relay comes back on its other address.
@@ -140,13 +135,7 @@ async fn a_black_holed_quic_relay_is_noticed_by_the_probe_and_restored() {
     relay.skip_printed();
     lab.client(&["route", "add", "blackhole", &route]).unwrap();
     let began = std::time::Instant::now();
-    let cause = client
-        .wait_line("the loss", |l| {
-            l.starts_with("keeper reconnect_scheduled")
-                .then(|| l.rsplit("cause=").next().unwrap().to_owned())
-        })
-        .await;
-    assert_eq!(cause, "probe_timeout");
+    assert_eq!(client.next_cause().await, "probe_timeout");
     println!(
         "QUIC black hole: loss reported {:.2?} after the fault",
         began.elapsed()
@@ -157,13 +146,7 @@ async fn a_black_holed_quic_relay_is_noticed_by_the_probe_and_restored() {
             l.starts_with(&reserved).then_some(())
         })
         .await;
-    // Until the relay's own probe closes its end of the dead connection, it may route circuits into it.
-    let closed = format!("connection_closed peer={client_id}");
-    relay
-        .wait_line("the relay dropping the dead connection", |l| {
-            (l == closed).then_some(())
-        })
-        .await;
+    relay.wait_connection_closed(&client_id).await;
     relay_host.reach(&relay_tcp, "3", &client_id).await;
     relay.kill().await;
     client.kill().await;

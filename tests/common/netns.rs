@@ -193,20 +193,9 @@ impl Drop for NatLab {
 
 /// Runs a command inside namespace `netns`.
 pub fn run_in(netns: &str, command: &[&str]) -> Result<(), String> {
-    let output = Command::new("ip")
-        .args(["netns", "exec", netns])
-        .args(command)
-        .output()
-        .map_err(|e| format!("{}: {e}", command.join(" ")))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} in {netns}: {}",
-            command.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
+    let mut args = vec!["netns", "exec", netns];
+    args.extend_from_slice(command);
+    ip(&args)
 }
 
 /// The NAT lab, or `None` (with a message) where it cannot be made; under `CI=true` that fails instead.

@@ -121,6 +121,25 @@ impl Process {
             .await
     }
 
+    /// Waits for the keeper's next `reconnect_scheduled` line and returns its cause.
+    pub async fn next_cause(&mut self) -> String {
+        self.wait_line("the keeper's next scheduled retry", |l| {
+            l.starts_with("keeper reconnect_scheduled")
+                .then(|| l.rsplit("cause=").next().unwrap_or_default().to_owned())
+        })
+        .await
+    }
+
+    /// Waits until a relay says its connection to `peer` closed: until then it may route circuits into a
+    /// dead one.
+    pub async fn wait_connection_closed(&mut self, peer: &str) {
+        let closed = format!("connection_closed peer={peer}");
+        self.wait_line("the relay dropping the old connection", |l| {
+            (l == closed).then_some(())
+        })
+        .await
+    }
+
     /// How many lines read so far start with `prefix`.
     pub fn count(&self, prefix: &str) -> usize {
         self.seen.iter().filter(|l| l.starts_with(prefix)).count()
