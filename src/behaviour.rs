@@ -58,7 +58,8 @@ pub struct RelayKeeper {
     /// Scratch space for the actions of one transition, kept to avoid an allocation per event.
     actions: Vec<Action>,
     /// The live circuit addresses of the keeper's (and adopted) listeners: what the node is reachable at.
-    circuit_addrs: HashMap<ListenerId, Vec<Multiaddr>>,
+    /// Per relay, so a relay's loss drops them at once, before the relay client closes the listeners.
+    circuit_addrs: HashMap<PeerId, Vec<(ListenerId, Multiaddr)>>,
     /// Connections the keeper closed because their probe timed out, with their peer, until the swarm reports
     /// them closed.
     probe_closed: HashMap<ConnectionId, PeerId>,
@@ -222,18 +223,9 @@ impl RelayKeeper {
         if let Some(metrics) = &self.metrics {
             metrics.on_transition(Some(self.status_of(&removed)), None, None, self.now());
         }
-        let reachable_before = !self.circuit_addrs.is_empty();
-        self.listeners.retain(|id, peer| {
-            let ours = peer == relay;
-            if ours {
-                self.circuit_addrs.remove(id);
-            }
-            !ours
-        });
+        self.listeners.retain(|_, peer| peer != relay);
         self.pending.retain(|action| !concerns(action, relay));
-        if reachable_before {
-            self.on_circuit_removed(*relay);
-        }
+        self.forget_circuits(*relay, |_, _| false);
         if let Some(id) = removed.own_listener() {
             self.pending.push_back(ToSwarm::RemoveListener { id });
         }
@@ -336,7 +328,7 @@ impl RelayKeeper {
     ///
     /// [`Event::Reachable`] and [`Event::Unreachable`] say when this goes from empty to not and back.
     pub fn circuit_addrs(&self) -> impl Iterator<Item = &Multiaddr> + '_ {
-        self.circuit_addrs.values().flatten()
+        self.circuit_addrs.values().flatten().map(|(_, addr)| addr)
     }
 
     /// What the keeper is doing about `relay`; `None` if it is not kept.
@@ -506,6 +498,11 @@ impl RelayKeeper {
             cause,
         };
         if self.drive(peer_id, closed) {
+            // The relay client closes the reservation's listener only after this; the node is unreachable
+            // through the relay from now on.
+            if self.relays[&peer_id].links().is_empty() {
+                self.forget_circuits(peer_id, |_, _| false);
+            }
             return;
         }
         if let Some(connections) = self.connections.get_mut(&peer_id) {
@@ -585,31 +582,22 @@ impl RelayKeeper {
 
     fn on_expired_listen_addr(&mut self, event: ExpiredListenAddr<'_>) {
         let ExpiredListenAddr { listener_id, addr } = event;
-        if let (Some(&peer), Some(addrs)) = (
-            self.listeners.get(&listener_id),
-            self.circuit_addrs.get_mut(&listener_id),
-        ) {
-            addrs.retain(|a| a != addr);
-            if addrs.is_empty() {
-                self.circuit_addrs.remove(&listener_id);
-                self.on_circuit_removed(peer);
-            }
+        if let Some(&peer) = self.listeners.get(&listener_id) {
+            self.forget_circuits(peer, |l, a| l != listener_id || a != addr);
         }
     }
 
     /// Records a live circuit address; the first one of all makes the node reachable.
     fn add_circuit_addr(&mut self, peer: PeerId, listener: ListenerId, addr: &Multiaddr) {
+        let entry = (listener, addr.clone());
         if self.stopped
             || !self.listeners.contains_key(&listener)
-            || self
-                .circuit_addrs
-                .get(&listener)
-                .is_some_and(|a| a.contains(addr))
+            || self.circuit_addrs.get(&peer).is_some_and(|a| a.contains(&entry))
         {
             return;
         }
         let reachable_before = !self.circuit_addrs.is_empty();
-        self.circuit_addrs.entry(listener).or_default().push(addr.clone());
+        self.circuit_addrs.entry(peer).or_default().push(entry);
         if !reachable_before {
             self.emit(Event::Reachable {
                 relay: peer,
@@ -618,10 +606,18 @@ impl RelayKeeper {
         }
     }
 
-    /// A listener's last circuit address went away; if it was the node's last, the node is unreachable.
-    fn on_circuit_removed(&mut self, peer: PeerId) {
-        if self.circuit_addrs.is_empty() && !self.stopped {
-            self.emit(Event::Unreachable { relay: peer });
+    /// Drops the circuit addresses of `peer` that `keep` rejects; if they were the node's last, the node is
+    /// unreachable.
+    fn forget_circuits(&mut self, peer: PeerId, keep: impl Fn(ListenerId, &Multiaddr) -> bool) {
+        let Some(addrs) = self.circuit_addrs.get_mut(&peer) else {
+            return;
+        };
+        addrs.retain(|(listener, addr)| keep(*listener, addr));
+        if addrs.is_empty() {
+            self.circuit_addrs.remove(&peer);
+            if self.circuit_addrs.is_empty() && !self.stopped {
+                self.emit(Event::Unreachable { relay: peer });
+            }
         }
     }
 
@@ -636,9 +632,7 @@ impl RelayKeeper {
         let Some(peer) = self.listeners.remove(&listener_id) else {
             return;
         };
-        if self.circuit_addrs.remove(&listener_id).is_some() {
-            self.on_circuit_removed(peer);
-        }
+        self.forget_circuits(peer, |l, _| l != listener_id);
         // The relay client closes a reservation's listener when its connection goes, sometimes before the
         // swarm reports the connection closed: if the keeper closed a silent one, that is the cause.
         let cause = match reason {
@@ -667,9 +661,7 @@ impl RelayKeeper {
         let Some(peer) = self.listeners.remove(&listener_id) else {
             return;
         };
-        if self.circuit_addrs.remove(&listener_id).is_some() {
-            self.on_circuit_removed(peer);
-        }
+        self.forget_circuits(peer, |l, _| l != listener_id);
         let unsupported = matches!(
             err.downcast_ref::<TransportError<std::io::Error>>(),
             Some(TransportError::MultiaddrNotSupported(_))

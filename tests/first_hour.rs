@@ -122,6 +122,12 @@ async fn reachable_and_unreachable_follow_the_live_circuit_addresses() {
 
     let relay = relay.restart(Net::Tcp, External::AtStart).await;
     client
+        .wait_for("the loss", |e| {
+            matches!(e, Event::ReconnectScheduled { .. }).then_some(())
+        })
+        .await;
+    assert_eq!(client.keeper().circuit_addrs().count(), 0, "gone with the loss");
+    client
         .wait_for("unreachable", |e| {
             matches!(e, Event::Unreachable { relay } if *relay == relay_id).then_some(())
         })
