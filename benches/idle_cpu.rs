@@ -1,5 +1,6 @@
 //! What a healthy keeper costs: the CPU a client spends in 10 s while it holds reservations on 100 relays
-//! and nothing happens, with the keeper against the same client with hand-written `listen_on` calls.
+//! and nothing happens: the keeper with its default probe (every 2 s), the keeper without the probe, and the
+//! same client with hand-written `listen_on` calls.
 //!
 //! ```text
 //! cargo bench --bench idle_cpu
@@ -76,10 +77,14 @@ async fn hold<B: NetworkBehaviour>(mut swarm: Swarm<B>) -> Duration {
 
 async fn run_child(variant: &str, relays: Vec<Multiaddr>) {
     let cpu = match variant {
-        "keeper" => {
+        "keeper" | "keeper without probe" => {
+            let config = match variant {
+                "keeper" => Config::default(),
+                _ => Config::default().with_probe(None),
+            };
             let mut swarm = client(|relay| Kept {
                 relay,
-                keeper: RelayKeeper::new(Config::default()),
+                keeper: RelayKeeper::new(config),
             });
             for addr in relays {
                 swarm.behaviour_mut().keeper.add_relay(addr).unwrap();
@@ -122,12 +127,16 @@ async fn main() {
         servers.push(RelayServer::spawn(Net::Tcp).await);
     }
     let addrs: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
-    let mut results: [(&str, Vec<Duration>); 2] = [("keeper", Vec::new()), ("listen_on by hand", Vec::new())];
+    let mut results: [(&str, Vec<Duration>); 3] = [
+        ("keeper", Vec::new()),
+        ("keeper without probe", Vec::new()),
+        ("listen_on by hand", Vec::new()),
+    ];
     for _ in 0..RUNS {
         for (variant, samples) in &mut results {
             let exe = std::env::current_exe().unwrap();
             let child = tokio::process::Command::from(Command::new(exe))
-                .env(CHILD, if *variant == "keeper" { "keeper" } else { "manual" })
+                .env(CHILD, *variant)
                 .args(&addrs)
                 .output()
                 .await
