@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{fast_config, Client, External, Net, RelayServer};
+use common::{fast_config, Client, External, LogCapture, Net, RelayServer};
 use libp2p::{identity::Keypair, multiaddr::Protocol, relay, Multiaddr};
 use libp2p_relay_keeper::{CauseKind, Event, GiveUpReason, RelayStatus};
 
@@ -143,31 +143,47 @@ async fn reachable_and_unreachable_follow_the_live_circuit_addresses() {
     relay.kill().await;
 }
 
+/// A fresh rust-libp2p relay offers HOP only once identify told it its address: a client without identify
+/// gets the refusal explained once, with the fix; one with identify does not (its refusal passes by itself).
 #[tokio::test]
 async fn a_relay_waiting_for_identify_is_reported_as_not_offering_hop() {
-    let key = Keypair::generate_ed25519();
-    // Like rust-libp2p's relay-server: HOP only once identify told it its address, which never happens here.
-    let relay = RelayServer::start(
-        Net::Tcp,
-        key,
-        None,
-        External::FromIdentify,
-        relay::Config::default(),
-    )
-    .await;
-    let mut client = Client::new(Net::Tcp, fast_config(), false);
-    client.keeper().add_relay(relay.addr.clone()).unwrap();
-    let cause = client
-        .wait_for("a refusal", |e| match e {
-            Event::ReconnectScheduled { cause, .. } => Some(cause.clone()),
-            _ => None,
-        })
+    for with_identify in [false, true] {
+        let logs = LogCapture::start();
+        let key = Keypair::generate_ed25519();
+        let relay = RelayServer::start(
+            Net::Tcp,
+            key,
+            None,
+            External::FromIdentify,
+            relay::Config::default(),
+        )
         .await;
-    assert_eq!(cause.kind, CauseKind::HopUnsupported);
-    assert!(
-        cause.message.contains("does not offer HOP (yet)"),
-        "{}",
-        cause.message
-    );
-    relay.kill().await;
+        let mut client = Client::new(Net::Tcp, fast_config(), with_identify);
+        let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+        let cause = client
+            .wait_for("a refusal", |e| match e {
+                Event::ReconnectScheduled { cause, .. } => Some(cause.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(cause.kind, CauseKind::HopUnsupported);
+        assert!(
+            cause.message.contains("does not offer HOP (yet)"),
+            "{}",
+            cause.message
+        );
+        if with_identify {
+            client.wait_reserved(relay_id).await;
+        } else {
+            // A second refusal, to see that the fix is named once.
+            client
+                .wait_for("another refusal", |e| {
+                    matches!(e, Event::ReconnectScheduled { attempt: 2, .. }).then_some(())
+                })
+                .await;
+        }
+        let warned = logs.count("this swarm runs no identify");
+        assert_eq!(warned, usize::from(!with_identify), "identify: {with_identify}");
+        relay.kill().await;
+    }
 }
