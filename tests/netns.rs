@@ -7,9 +7,21 @@
 mod common;
 
 use common::{
-    netns::{lab, CLIENT_IP, RELAY_IP},
-    process::{quic_addr, Host},
+    netns::{lab, RELAY_IP},
+    process::quic_addr,
 };
+
+/// The kept client's settings in both tests: a quick backoff and probe.
+const CLIENT_FLAGS: [&str; 8] = [
+    "--backoff-base-ms",
+    "100",
+    "--backoff-max-ms",
+    "1000",
+    "--probe-interval-ms",
+    "500",
+    "--probe-timeout-ms",
+    "1000",
+];
 
 #[tokio::test]
 async fn reservation_survives_link_down_blackhole_and_a_relay_moving_address() {
@@ -18,35 +30,12 @@ async fn reservation_survives_link_down_blackhole_and_a_relay_moving_address() {
     let first = format!("/ip4/{RELAY_IP}/tcp/4001/p2p/{relay_id}");
     let second = format!("/ip4/{RELAY_IP}/tcp/4002/p2p/{relay_id}");
 
-    let relay_host = Host {
-        netns: Some(&lab.relay_ns),
-        ip: RELAY_IP,
-    };
-    let client_host = Host {
-        netns: Some(&lab.client_ns),
-        ip: CLIENT_IP,
-    };
+    let (relay_host, client_host) = (lab.relay_host(), lab.client_host());
     let relay_ping = ["--probe-interval-ms", "500", "--probe-timeout-ms", "1000"];
     let (mut relay, _) = relay_host.relay_server(4001, &relay_ping).await;
-    let mut client = client_host.dcutr(
-        "listen",
-        "1",
-        &first,
-        &[
-            "--relay-address",
-            &second,
-            "--backoff-base-ms",
-            "100",
-            "--backoff-max-ms",
-            "1000",
-            "--max-attempts",
-            "1000",
-            "--probe-interval-ms",
-            "500",
-            "--probe-timeout-ms",
-            "1000",
-        ],
-    );
+    let mut args = vec!["--relay-address", &second, "--max-attempts", "1000"];
+    args.extend(CLIENT_FLAGS);
+    let mut client = client_host.dcutr("listen", "1", &first, &args);
     let client_id = client.wait_prefix("peer_id=").await;
     let reserved = format!("keeper reserved relay={relay_id} ");
     let reserved_on = |port: u16| {
@@ -95,31 +84,10 @@ async fn reservation_survives_link_down_blackhole_and_a_relay_moving_address() {
 #[tokio::test]
 async fn a_black_holed_quic_relay_is_noticed_by_the_probe_and_restored() {
     let Some(lab) = lab() else { return };
-    let relay_host = Host {
-        netns: Some(&lab.relay_ns),
-        ip: RELAY_IP,
-    };
-    let client_host = Host {
-        netns: Some(&lab.client_ns),
-        ip: CLIENT_IP,
-    };
+    let (relay_host, client_host) = (lab.relay_host(), lab.client_host());
     let (mut relay, relay_tcp) = relay_host.relay_server(4001, &[]).await;
     let relay_quic = quic_addr(&relay_tcp);
-    let mut client = client_host.dcutr(
-        "listen",
-        "1",
-        &relay_quic,
-        &[
-            "--backoff-base-ms",
-            "100",
-            "--backoff-max-ms",
-            "1000",
-            "--probe-interval-ms",
-            "500",
-            "--probe-timeout-ms",
-            "1000",
-        ],
-    );
+    let mut client = client_host.dcutr("listen", "1", &relay_quic, &CLIENT_FLAGS);
     let client_id = client.wait_prefix("peer_id=").await;
     let reserved = format!(
         "keeper reserved relay={} addr={relay_quic}/p2p-circuit",

@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+use super::process::Host;
+
 /// Addresses of this test's own hosts, inside its own namespaces (RFC 2544's benchmarking range).
 pub const RELAY_IP: &str = "198.18.0.1";
 pub const CLIENT_IP: &str = "198.18.0.2";
@@ -66,6 +68,22 @@ impl Lab {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
         Ok(lab)
+    }
+
+    /// Where the relay's processes run.
+    pub fn relay_host(&self) -> Host<'_> {
+        Host {
+            netns: Some(&self.relay_ns),
+            ip: RELAY_IP,
+        }
+    }
+
+    /// Where the kept client's processes run.
+    pub fn client_host(&self) -> Host<'_> {
+        Host {
+            netns: Some(&self.client_ns),
+            ip: CLIENT_IP,
+        }
     }
 
     /// Runs `ip <args>` inside the client's namespace.
