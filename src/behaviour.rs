@@ -247,10 +247,7 @@ impl RelayKeeper {
     ///
     /// Returns `false` if the relay is not kept, gave up for a mistake, or the keeper is stopped.
     pub fn retry_now(&mut self, relay: &PeerId) -> bool {
-        let retryable = self
-            .relays
-            .get(relay)
-            .is_some_and(|r| r.gave_up().is_none_or(|reason| reason.is_retryable()));
+        let retryable = self.relays.get(relay).is_some_and(Relay::retryable);
         if self.stopped || !retryable {
             return false;
         }
@@ -424,12 +421,11 @@ impl RelayKeeper {
                     self.pending.push_back(ToSwarm::ListenOn { opts });
                 }
                 Action::Emit(event) => {
-                    self.log(&event);
                     #[cfg(feature = "metrics")]
                     if let Some(metrics) = &self.metrics {
                         metrics.on_event(&event);
                     }
-                    self.pending.push_back(ToSwarm::GenerateEvent(event));
+                    self.emit(event);
                 }
             }
         }

@@ -44,6 +44,16 @@ pub(crate) struct Probe {
     pub(crate) timeout: Duration,
 }
 
+impl Probe {
+    /// Clamps both to [1 ms, one year], so a zero never spins and no `Instant` overflows.
+    pub(crate) fn new(interval: Duration, timeout: Duration) -> Self {
+        Self {
+            interval: interval.clamp(MIN_DELAY, MAX_DELAY),
+            timeout: timeout.clamp(MIN_DELAY, MAX_DELAY),
+        }
+    }
+}
+
 /// The longest a dial may take unless [`Config::with_dial_timeout`] says otherwise (or the cap on the waits is
 /// shorter): a live relay answers within a few round trips, and a QUIC dial to a dead one would otherwise
 /// resend its handshake until libp2p-quic gives up.
@@ -173,10 +183,7 @@ impl Config {
     /// let config = Config::default().with_probe(Some((Duration::from_millis(500), Duration::from_secs(1))));
     /// ```
     pub fn with_probe(mut self, probe: Option<(Duration, Duration)>) -> Self {
-        self.probe = probe.map(|(interval, timeout)| Probe {
-            interval: interval.clamp(MIN_DELAY, MAX_DELAY),
-            timeout: timeout.clamp(MIN_DELAY, MAX_DELAY),
-        });
+        self.probe = probe.map(|(interval, timeout)| Probe::new(interval, timeout));
         self
     }
 

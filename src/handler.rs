@@ -86,7 +86,8 @@ pub struct Handler {
     answering: Option<BoxFuture<'static, io::Result<()>>>,
     hop: bool,
     hop_enabled: bool,
-    identify_runs: Option<bool>,
+    /// This swarm offers identify; to be reported to the behaviour.
+    report_identify: bool,
 }
 
 impl Handler {
@@ -113,7 +114,7 @@ impl Handler {
             answering: None,
             hop: false,
             hop_enabled: false,
-            identify_runs: None,
+            report_identify: false,
         }
     }
 
@@ -179,8 +180,7 @@ impl libp2p::swarm::ConnectionHandler for Handler {
         if std::mem::take(&mut self.hop_enabled) {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::HopEnabled));
         }
-        if self.identify_runs == Some(true) {
-            self.identify_runs = Some(false);
+        if std::mem::take(&mut self.report_identify) {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::IdentifyRuns));
         }
         if let Some(answering) = &mut self.answering {
@@ -250,9 +250,9 @@ impl libp2p::swarm::ConnectionHandler for Handler {
                 self.hop = false;
             }
             ConnectionEvent::LocalProtocolsChange(ProtocolsChange::Added(added))
-                if self.identify_runs.is_none() && added.clone().any(|p| p.as_ref() == IDENTIFY_PROTOCOL) =>
+                if added.clone().any(|p| p.as_ref() == IDENTIFY_PROTOCOL) =>
             {
-                self.identify_runs = Some(true);
+                self.report_identify = true;
             }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
                 protocol: mut stream,

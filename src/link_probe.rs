@@ -63,12 +63,8 @@ impl LinkProbe {
     /// Probes every `interval`, waiting `timeout` for each answer (both clamped like
     /// [`Config::with_probe`](crate::Config::with_probe)'s).
     pub fn new(interval: Duration, timeout: Duration) -> Self {
-        let probe = crate::Config::default()
-            .with_probe(Some((interval, timeout)))
-            .probe()
-            .expect("a probe was just set");
         Self {
-            probe,
+            probe: Probe::new(interval, timeout),
             pending: VecDeque::new(),
             waker: None,
         }

@@ -178,6 +178,11 @@ impl Relay {
         true
     }
 
+    /// Whether a retry can help: not after giving up for a mistake, which waits for a fixed address.
+    pub(crate) fn retryable(&self) -> bool {
+        self.gave_up().is_none_or(|reason| reason.is_retryable())
+    }
+
     /// Why the relay gave up, if it did.
     pub(crate) fn gave_up(&self) -> Option<GiveUpReason> {
         match self.state {
@@ -377,20 +382,17 @@ impl Relay {
                     hop_since: true,
                 };
             }
-            (State::Waiting { .. }, Input::RetryNow) => self.try_now(0, env),
-            (State::GaveUp { reason, .. }, Input::RetryNow) if reason.is_retryable() => self.try_now(0, env),
+            (State::Waiting { .. } | State::GaveUp { .. }, Input::RetryNow) if self.retryable() => {
+                self.try_now(0, env)
+            }
             (
                 State::GaveUp {
                     retry_at: Some(_), ..
                 },
                 Input::TimerFired,
             ) => self.try_now(0, env),
-            (State::Waiting { .. }, Input::NetworkChanged) if !self.network_reset => {
-                self.network_reset = true;
-                self.try_now(0, env);
-            }
-            (State::GaveUp { reason, .. }, Input::NetworkChanged)
-                if !self.network_reset && reason.is_retryable() =>
+            (State::Waiting { .. } | State::GaveUp { .. }, Input::NetworkChanged)
+                if !self.network_reset && self.retryable() =>
             {
                 self.network_reset = true;
                 self.try_now(0, env);
@@ -482,18 +484,19 @@ impl Relay {
         if let Some(mistake) = mistake {
             let before = self.addrs.len();
             self.addrs.retain(|addr| !mistake.covers(addr));
+            if self.addrs.is_empty() {
+                // The give-up's own warning names the fix.
+                self.give_up(attempt, mistake.reason, env);
+                return;
+            }
             if self.addrs.len() < before {
                 tracing::warn!(
                     relay = %env.relay,
                     reason = %mistake.reason,
                     error = %cause.message,
-                    "dropped the relay's address: {}",
+                    "dropped one of the relay's addresses: {}",
                     mistake.reason.fix()
                 );
-            }
-            if self.addrs.is_empty() {
-                self.give_up(attempt, mistake.reason, env);
-                return;
             }
         }
         self.fail(attempt, false, cause, env)
