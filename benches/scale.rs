@@ -17,15 +17,10 @@ use std::{
 };
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
-use libp2p::{
-    core::{transport::PortUse, ConnectedPoint, Endpoint},
-    swarm::{behaviour::ConnectionClosed, ConnectionId, FromSwarm, NetworkBehaviour},
-    Multiaddr, PeerId,
-};
+use libp2p::{core::ConnectedPoint, swarm::NetworkBehaviour, Multiaddr, PeerId};
 use libp2p_relay_keeper::{Config, RelayKeeper};
 
 #[path = "../tests/common/drive.rs"]
-#[allow(dead_code)] // The bench uses part of the tests' helpers.
 mod drive;
 
 /// Counts the heap bytes in use, to report memory per kept relay.
@@ -96,14 +91,7 @@ impl Fleet {
 
     fn keep(relays: Vec<(PeerId, Multiaddr)>, retry_after: Duration) -> Self {
         let keeper = reserved_keeper(&relays, retry_after);
-        let endpoints = relays
-            .iter()
-            .map(|(_, address)| ConnectedPoint::Dialer {
-                address: address.clone(),
-                role_override: Endpoint::Dialer,
-                port_use: PortUse::Reuse,
-            })
-            .collect();
+        let endpoints = relays.iter().map(|(_, address)| drive::dialer(address)).collect();
         Self {
             keeper,
             relays,
@@ -113,14 +101,7 @@ impl Fleet {
 
     fn lose_all(&mut self) {
         for (i, ((peer, _), endpoint)) in self.relays.iter().zip(&self.endpoints).enumerate() {
-            self.keeper
-                .on_swarm_event(FromSwarm::ConnectionClosed(ConnectionClosed {
-                    peer_id: *peer,
-                    connection_id: ConnectionId::new_unchecked(i),
-                    endpoint,
-                    cause: None,
-                    remaining_established: 0,
-                }));
+            drive::disconnect(&mut self.keeper, *peer, i, endpoint);
         }
     }
 }

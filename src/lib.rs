@@ -111,15 +111,13 @@ mod backoff;
 mod behaviour;
 mod cause;
 mod config;
+mod engine;
 mod error;
 mod event;
 mod handler;
 mod link_probe;
-#[cfg(feature = "metrics")]
 mod metrics;
 mod mistake;
-#[cfg(test)]
-mod model_tests;
 mod relay;
 mod status;
 

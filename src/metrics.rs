@@ -1,110 +1,40 @@
 //! Prometheus metrics of a [`RelayKeeper`](crate::RelayKeeper), registered under the `relay_keeper` prefix.
+//! The engine reports to [`Metrics`] whatever the build; without the `metrics` feature it records nothing.
 
 use std::time::{Duration, Instant};
 
-use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{
-        counter::Counter,
-        family::Family,
-        gauge::Gauge,
-        histogram::{exponential_buckets, Histogram},
-    },
-    registry::Registry,
-};
+#[cfg(feature = "metrics")]
+use instruments::Instruments;
+#[cfg(feature = "metrics")]
+use prometheus_client::registry::Registry;
 
 use crate::{Event, RelayStatus};
 
-/// The `status` label: the [`RelayStatus`] variant without its fields, in Prometheus' lower snake case.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-struct Status(&'static str);
+#[cfg(feature = "metrics")]
+mod instruments;
 
-impl From<RelayStatus> for Status {
-    fn from(status: RelayStatus) -> Self {
-        Status(match status {
-            RelayStatus::Connecting => "connecting",
-            RelayStatus::Connected => "connected",
-            RelayStatus::Reserved => "reserved",
-            RelayStatus::Waiting { .. } => "waiting",
-            RelayStatus::GaveUp { .. } => "gave_up",
-            RelayStatus::Stopped => "stopped",
-        })
-    }
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabel {
-    status: &'static str,
-}
-
-/// The `cause` label: [`CauseKind::as_str`](crate::CauseKind::as_str).
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CauseLabel {
-    cause: &'static str,
-}
-
-/// The keeper's instruments; updated from the transitions and events of its relays.
-#[derive(Debug)]
+/// What the engine reports its transitions, events and probe answers to.
+#[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    relays: Family<StatusLabel, Gauge>,
-    reconnect_attempts: Family<CauseLabel, Counter>,
-    reconnects: Counter,
-    reservations_restored: Counter,
-    give_ups: Counter,
-    restore_duration: Histogram,
-    probe_rtt: Histogram,
+    #[cfg(feature = "metrics")]
+    instruments: Option<Instruments>,
 }
 
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 impl Metrics {
-    pub(crate) fn new(registry: &mut Registry) -> Self {
-        let registry = registry.sub_registry_with_prefix("relay_keeper");
-        let metrics = Self {
-            relays: Family::default(),
-            reconnect_attempts: Family::default(),
-            reconnects: Counter::default(),
-            reservations_restored: Counter::default(),
-            give_ups: Counter::default(),
-            // 10 ms to about 45 min.
-            restore_duration: Histogram::new(exponential_buckets(0.01, 2.0, 18)),
-            // 100 µs to about 3 s.
-            probe_rtt: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
-        };
-        registry.register(
-            "relays",
-            "Kept relays, by what the keeper is doing about them",
-            metrics.relays.clone(),
-        );
-        registry.register(
-            "reconnect_attempts",
-            "Retries scheduled, re-dials and re-reservations alike, by the cause of the loss or failure",
-            metrics.reconnect_attempts.clone(),
-        );
-        registry.register(
-            "reconnects",
-            "Connections to a relay restored after a loss",
-            metrics.reconnects.clone(),
-        );
-        registry.register(
-            "reservations_restored",
-            "Reservations live again after an outage",
-            metrics.reservations_restored.clone(),
-        );
-        registry.register(
-            "give_ups",
-            "Relays given up on after max_attempts retries",
-            metrics.give_ups.clone(),
-        );
-        registry.register(
-            "restore_duration_seconds",
-            "Time from a relay leaving its goal state to being back in it",
-            metrics.restore_duration.clone(),
-        );
-        registry.register(
-            "probe_rtt_seconds",
-            "Round trip of the liveness probe on relay connections",
-            metrics.probe_rtt.clone(),
-        );
-        metrics
+    /// Registers the instruments in `registry`; `relays` are the statuses of the relays kept already.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn register(
+        &mut self,
+        registry: &mut Registry,
+        relays: impl Iterator<Item = RelayStatus>,
+        now: Instant,
+    ) {
+        let instruments = Instruments::new(registry);
+        for status in relays {
+            instruments.on_transition(None, Some(status), None, now);
+        }
+        self.instruments = Some(instruments);
     }
 
     /// A relay changed status (`None`: it was not kept before, or is not kept any more). `restored_after`: the
@@ -116,41 +46,23 @@ impl Metrics {
         restored_after: Option<Instant>,
         now: Instant,
     ) {
-        let before = before.map(Status::from);
-        let after = after.map(Status::from);
-        if before != after {
-            if let Some(status) = before {
-                self.relays.get_or_create(&StatusLabel { status: status.0 }).dec();
-            }
-            if let Some(status) = after {
-                self.relays.get_or_create(&StatusLabel { status: status.0 }).inc();
-            }
-        }
-        if let Some(since) = restored_after {
-            self.restore_duration
-                .observe(now.saturating_duration_since(since).as_secs_f64());
-            if after == Some(Status::from(RelayStatus::Reserved)) {
-                self.reservations_restored.inc();
-            }
+        #[cfg(feature = "metrics")]
+        if let Some(instruments) = &self.instruments {
+            instruments.on_transition(before, after, restored_after, now);
         }
     }
 
     pub(crate) fn on_event(&self, event: &Event) {
-        let counter = match event {
-            Event::ReconnectScheduled { cause, .. } => self
-                .reconnect_attempts
-                .get_or_create(&CauseLabel {
-                    cause: cause.kind.as_str(),
-                })
-                .clone(),
-            Event::Reconnected { .. } => self.reconnects.clone(),
-            Event::GaveUp { .. } => self.give_ups.clone(),
-            Event::Reserved { .. } | Event::Reachable { .. } | Event::Unreachable { .. } => return,
-        };
-        counter.inc();
+        #[cfg(feature = "metrics")]
+        if let Some(instruments) = &self.instruments {
+            instruments.on_event(event);
+        }
     }
 
     pub(crate) fn on_probe_answered(&self, rtt: Duration) {
-        self.probe_rtt.observe(rtt.as_secs_f64());
+        #[cfg(feature = "metrics")]
+        if let Some(instruments) = &self.instruments {
+            instruments.probe_rtt.observe(rtt.as_secs_f64());
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::{backoff::Backoff, mistake::Mistake, Cause, Config, Event, GiveUpReas
 
 /// What the relay is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum State {
+enum State {
     /// A dial is in flight: the keeper's own (`Some`), or one made by someone else that the keeper's dial
     /// yielded to (`None`). `attempt` is the retry it belongs to; 0 for a dial that is not a retry. At
     /// `deadline` the dial is aborted and counts as failed.
@@ -90,11 +90,11 @@ pub(crate) enum Input {
     RetryNow,
     /// The node's network changed (a new listen address, or the application said so).
     NetworkChanged,
-    /// The application added the relay again: whatever it gave up for may be fixed.
-    Revive,
+    /// The application added the relay again, at `addr`: whatever it gave up for may be fixed.
+    Added(Multiaddr),
 }
 
-/// What the behaviour must do for the relay.
+/// What the engine must do for the relay.
 #[derive(Debug)]
 pub(crate) enum Action {
     Dial(DialOpts),
@@ -102,7 +102,23 @@ pub(crate) enum Action {
     AbortDials,
     Listen(ListenOpts),
     RemoveListener(ListenerId),
+    /// The application's `listener`, live at `addr`, holds the relay's reservation from now on.
+    Adopt {
+        listener: ListenerId,
+        addr: Multiaddr,
+    },
     Emit(Event),
+}
+
+/// What one input changed about the relay, for the engine's deadline index and the metrics.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Transition {
+    /// The relay's deadline before and after; `None` before for a relay that was just added.
+    pub(crate) deadline: (Option<Instant>, Option<Instant>),
+    /// The relay's status before (`None`: just added) and after.
+    pub(crate) status: (Option<RelayStatus>, RelayStatus),
+    /// The input ended an outage that started then.
+    pub(crate) restored_after: Option<Instant>,
 }
 
 /// What a transition needs besides the relay itself.
@@ -138,7 +154,7 @@ pub(crate) struct Relay {
 
 impl Relay {
     /// Starts keeping the relay at `addr`: reserves on one of its existing connections `links`, or dials.
-    pub(crate) fn new(addr: Multiaddr, links: Vec<Link>, env: &mut Env<'_>) -> Self {
+    pub(crate) fn new(addr: Multiaddr, links: Vec<Link>, env: &mut Env<'_>) -> (Self, Transition) {
         let links = Links::from_vec(links);
         let mut relay = Self {
             addrs: vec![addr],
@@ -152,7 +168,12 @@ impl Relay {
             },
         };
         relay.try_now(0, env);
-        relay
+        let transition = Transition {
+            deadline: (None, relay.deadline()),
+            status: (None, relay.status()),
+            restored_after: None,
+        };
+        (relay, transition)
     }
 
     pub(crate) fn addrs(&self) -> &[Multiaddr] {
@@ -169,15 +190,6 @@ impl Relay {
         self.links.into_vec()
     }
 
-    /// Adds a dialable address; false if it was known.
-    pub(crate) fn add_addr(&mut self, addr: Multiaddr) -> bool {
-        if self.addrs.contains(&addr) {
-            return false;
-        }
-        self.addrs.push(addr);
-        true
-    }
-
     /// Whether a retry can help: not after giving up for a mistake, which waits for a fixed address.
     pub(crate) fn retryable(&self) -> bool {
         self.gave_up().is_none_or(|reason| reason.is_retryable())
@@ -189,10 +201,6 @@ impl Relay {
             State::GaveUp { reason, .. } => Some(reason),
             _ => None,
         }
-    }
-
-    pub(crate) fn state(&self) -> State {
-        self.state
     }
 
     pub(crate) fn status(&self) -> RelayStatus {
@@ -226,8 +234,19 @@ impl Relay {
         }
     }
 
+    /// Feeds `input` to the relay and says what it changed.
+    pub(crate) fn on(&mut self, input: Input, env: &mut Env<'_>) -> Transition {
+        let (deadline, status, outage_since) = (self.deadline(), self.status(), self.outage_since);
+        self.step(input, env);
+        Transition {
+            deadline: (deadline, self.deadline()),
+            status: (Some(status), self.status()),
+            restored_after: outage_since.filter(|_| self.outage_since.is_none()),
+        }
+    }
+
     /// The one place where the relay changes state.
-    pub(crate) fn on(&mut self, input: Input, env: &mut Env<'_>) {
+    fn step(&mut self, input: Input, env: &mut Env<'_>) {
         let connected = !self.links.is_empty();
         match (self.state, input) {
             (state, Input::ConnectionClosed { connection, cause }) => {
@@ -334,9 +353,10 @@ impl Relay {
                 if !was_reserved {
                     env.emit(Event::Reserved {
                         relay: env.relay,
-                        addr,
+                        addr: addr.clone(),
                     });
                 }
+                env.actions.push(Action::Adopt { listener, addr });
             }
             (
                 State::Reserving {
@@ -397,7 +417,15 @@ impl Relay {
                 self.network_reset = true;
                 self.try_now(0, env);
             }
-            (State::GaveUp { .. }, Input::Revive) if !self.addrs.is_empty() => self.try_now(0, env),
+            (state, Input::Added(addr)) => {
+                if !self.addrs.contains(&addr) {
+                    self.addrs.push(addr);
+                    tracing::debug!(relay = %env.relay, addrs = ?self.addrs, "relay address added");
+                }
+                if let State::GaveUp { .. } = state {
+                    self.try_now(0, env);
+                }
+            }
             (State::Dialing { dial, deadline, .. }, Input::RetryNow) => {
                 self.state = State::Dialing {
                     dial,
@@ -419,11 +447,6 @@ impl Relay {
             }
             _ => {}
         }
-    }
-
-    /// When the current outage started; `None` while the relay is in its goal state.
-    pub(crate) fn outage_since(&self) -> Option<Instant> {
-        self.outage_since
     }
 
     fn reach_goal(&mut self) {
@@ -555,879 +578,4 @@ impl Env<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::CauseKind;
-
-    const MS: Duration = Duration::from_millis(1);
-
-    /// One relay driven by hand: the test owns the clock and reads every action.
-    struct Driver {
-        relay: Relay,
-        peer: PeerId,
-        now: Instant,
-        config: Config,
-        backoff: Backoff,
-        dials: usize,
-        listens: usize,
-        events: Vec<Event>,
-        last_dial: Option<ConnectionId>,
-        last_listener: Option<ListenerId>,
-        /// Listeners the relay asked to remove.
-        removed: Vec<ListenerId>,
-        aborts: usize,
-    }
-
-    fn addr() -> Multiaddr {
-        let peer = PeerId::random();
-        format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}").parse().unwrap()
-    }
-
-    fn peer_of(addr: &Multiaddr) -> PeerId {
-        crate::address::relay_peer_id(addr).unwrap()
-    }
-
-    impl Driver {
-        fn new(config: Config, connected: bool) -> Self {
-            let addr = addr();
-            let mut backoff = Backoff::new(&config);
-            let mut actions = Vec::new();
-            let now = Instant::now();
-            let mut env = Env {
-                relay: peer_of(&addr),
-                now,
-                config: &config,
-                backoff: &mut backoff,
-                actions: &mut actions,
-            };
-            let links = if connected {
-                vec![(ConnectionId::new_unchecked(0), Some(addr.clone()))]
-            } else {
-                Vec::new()
-            };
-            let peer = env.relay;
-            let relay = Relay::new(addr, links, &mut env);
-            let mut driver = Self {
-                relay,
-                peer,
-                now,
-                config,
-                backoff,
-                dials: 0,
-                listens: 0,
-                events: Vec::new(),
-                last_dial: None,
-                last_listener: None,
-                removed: Vec::new(),
-                aborts: 0,
-            };
-            driver.record(actions);
-            driver
-        }
-
-        /// A relay with millisecond backoff and no jitter, so that deadlines are exact.
-        fn exact(max_attempts: Option<u32>) -> Self {
-            Self::new(
-                Config::default()
-                    .with_base_delay(MS)
-                    .with_max_delay(100 * MS)
-                    .with_jitter(false)
-                    .with_max_attempts(max_attempts),
-                false,
-            )
-        }
-
-        fn peer_id(&self) -> PeerId {
-            self.peer
-        }
-
-        /// When a dial made now is aborted.
-        fn dial_deadline(&self) -> Option<Instant> {
-            Some(self.now + self.config.dial_timeout())
-        }
-
-        fn feed(&mut self, input: Input) {
-            let mut actions = Vec::new();
-            let mut env = Env {
-                relay: self.peer_id(),
-                now: self.now,
-                config: &self.config,
-                backoff: &mut self.backoff,
-                actions: &mut actions,
-            };
-            self.relay.on(input, &mut env);
-            self.record(actions);
-        }
-
-        fn record(&mut self, actions: Vec<Action>) {
-            for action in actions {
-                match action {
-                    Action::Dial(opts) => {
-                        assert_eq!(opts.get_peer_id(), Some(self.peer_id()));
-                        self.dials += 1;
-                        self.last_dial = Some(opts.connection_id());
-                    }
-                    Action::Listen(opts) => {
-                        assert_eq!(circuit_addr_relay(opts.address()), Some(self.peer_id()));
-                        self.listens += 1;
-                        self.last_listener = Some(opts.listener_id());
-                    }
-                    Action::RemoveListener(listener) => self.removed.push(listener),
-                    Action::AbortDials => self.aborts += 1,
-                    Action::Emit(event) => self.events.push(event),
-                }
-            }
-        }
-
-        /// Lets the clock run to the relay's deadline and fires it.
-        fn elapse(&mut self) -> Duration {
-            let deadline = self.relay.deadline().expect("a retry is scheduled");
-            let waited = deadline - self.now;
-            self.now = deadline;
-            self.feed(Input::TimerFired);
-            waited
-        }
-
-        fn fail_dial(&mut self) {
-            let connection = self.last_dial.expect("a dial was made");
-            self.feed(dial_failed(connection));
-        }
-
-        fn connect(&mut self, connection: ConnectionId) {
-            let dialed = Some(self.relay.addrs()[0].clone());
-            self.feed(Input::ConnectionEstablished { connection, dialed });
-        }
-
-        fn connect_ours(&mut self) {
-            self.connect(self.last_dial.expect("a dial was made"));
-        }
-
-        fn connect_other(&mut self) {
-            self.connect(ConnectionId::new_unchecked(usize::MAX));
-        }
-
-        /// Every direct connection to the relay closes.
-        fn disconnect(&mut self) {
-            let links: Vec<ConnectionId> = self.relay.links().iter().map(|(id, _)| *id).collect();
-            for connection in links {
-                self.feed(Input::ConnectionClosed {
-                    connection,
-                    cause: Cause::connection_lost(None),
-                });
-            }
-        }
-
-        fn reservation_accepted(&mut self) {
-            let listener = self.last_listener.expect("a reservation was requested");
-            let addr = self.relay.addrs()[0].clone().with(Protocol::P2pCircuit);
-            self.feed(Input::ListenAddr { listener, addr });
-        }
-
-        fn reservation_closed(&mut self) {
-            let listener = self.last_listener.expect("a reservation was requested");
-            self.feed(Input::ListenerClosed {
-                listener,
-                refused: true,
-                cause: Cause::new(CauseKind::ReservationRefused, "refused"),
-            });
-        }
-
-        /// Our listener closes without an error while connected: replaced, or its connection went.
-        fn listener_replaced(&mut self) {
-            let listener = self.last_listener.expect("a reservation was requested");
-            self.feed(Input::ListenerClosed {
-                listener,
-                refused: false,
-                cause: Cause::reservation_lost(),
-            });
-        }
-
-        fn take_events(&mut self) -> Vec<Event> {
-            std::mem::take(&mut self.events)
-        }
-
-        fn reserved(config: Config) -> Self {
-            let mut driver = Self::new(config, false);
-            driver.connect_ours();
-            driver.reservation_accepted();
-            driver.take_events();
-            driver
-        }
-    }
-
-    /// A dial `connection` failed the way a dead relay's does.
-    fn dial_failed(connection: ConnectionId) -> Input {
-        Input::DialFailed {
-            connection,
-            cause: Cause::new(CauseKind::DialFailed, "connection refused"),
-            mistake: None,
-        }
-    }
-
-    fn circuit_addr_relay(addr: &Multiaddr) -> Option<PeerId> {
-        crate::address::circuit_relay(addr)
-    }
-
-    fn scheduled(events: &[Event]) -> Vec<u32> {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                Event::ReconnectScheduled { attempt, .. } => Some(*attempt),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_dial_past_its_time_limit_is_aborted_and_counted_with_its_cause() {
-        let mut driver = Driver::exact(Some(3));
-        let waited = driver.elapse();
-        assert_eq!(waited, driver.config.dial_timeout());
-        assert_eq!(driver.aborts, 1);
-        let events = driver.take_events();
-        assert!(
-            matches!(
-                events.as_slice(),
-                [Event::ReconnectScheduled { attempt: 1, cause, .. }] if cause.kind == CauseKind::DialTimeout
-            ),
-            "{events:?}"
-        );
-        // The aborted dial's failure arrives after the keeper moved on and changes nothing.
-        driver.fail_dial();
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
-    }
-
-    #[test]
-    fn a_mistaken_last_address_gives_up_at_once_and_only_revive_tries_again() {
-        let mut driver = Driver::exact(Some(3));
-        let connection = driver.last_dial.unwrap();
-        driver.feed(Input::DialFailed {
-            connection,
-            cause: Cause::new(CauseKind::DialFailed, "wrong peer id"),
-            mistake: Some(Mistake {
-                reason: GiveUpReason::WrongPeerId,
-                addrs: None,
-            }),
-        });
-        let gave_up = RelayStatus::GaveUp {
-            attempts: 0,
-            reason: GiveUpReason::WrongPeerId,
-        };
-        assert_eq!(driver.relay.status(), gave_up);
-        for input in [Input::NetworkChanged, Input::RetryNow, Input::Revive] {
-            driver.feed(input);
-        }
-        assert_eq!(
-            (driver.dials, driver.relay.status()),
-            (1, gave_up),
-            "no address left to dial"
-        );
-        let fixed = format!("/ip4/127.0.0.1/tcp/4002/p2p/{}", driver.peer);
-        driver.relay.add_addr(fixed.parse().unwrap());
-        driver.feed(Input::Revive);
-        assert_eq!(
-            (driver.dials, driver.relay.status()),
-            (2, RelayStatus::Connecting)
-        );
-    }
-
-    #[test]
-    fn add_relay_dials_once_without_counting_a_retry() {
-        let driver = Driver::exact(Some(3));
-        assert_eq!(driver.dials, 1);
-        assert_eq!(driver.relay.status(), RelayStatus::Connecting);
-        assert!(driver.events.is_empty());
-        assert_eq!(
-            driver.relay.deadline(),
-            driver.dial_deadline(),
-            "only the dial's time limit"
-        );
-    }
-
-    #[test]
-    fn add_relay_on_a_live_connection_reserves_without_dialing() {
-        let driver = Driver::new(Config::default(), true);
-        assert_eq!((driver.dials, driver.listens), (0, 1));
-        assert_eq!(driver.relay.status(), RelayStatus::Connected);
-    }
-
-    #[test]
-    fn connection_then_reservation_reaches_the_goal_once() {
-        let mut driver = Driver::exact(Some(3));
-        driver.connect_ours();
-        assert_eq!(driver.listens, 1);
-        driver.reservation_accepted();
-        assert_eq!(driver.relay.status(), RelayStatus::Reserved);
-        let events = driver.take_events();
-        assert!(
-            matches!(events.as_slice(), [Event::Reserved { .. }]),
-            "{events:?}"
-        );
-        // A renewal repeats the address on the same listener: no second event, nothing scheduled.
-        driver.reservation_accepted();
-        assert!(driver.take_events().is_empty());
-        assert_eq!(driver.relay.deadline(), None);
-    }
-
-    #[test]
-    fn backoff_doubles_to_the_cap_then_gives_up_after_max_attempts() {
-        let config = Config::default().with_jitter(false).with_max_attempts(Some(10));
-        let mut driver = Driver::reserved(config);
-        driver.disconnect();
-        let mut waits = Vec::new();
-        while driver.relay.deadline().is_some() {
-            waits.push(driver.elapse().as_secs());
-            driver.fail_dial();
-        }
-        assert_eq!(waits, [5, 10, 20, 40, 60, 60, 60, 60, 60, 60]);
-        assert_eq!(
-            driver.dials,
-            1 + 10,
-            "the first dial plus exactly max_attempts retries"
-        );
-        assert_eq!(
-            driver.relay.status(),
-            RelayStatus::GaveUp {
-                attempts: 10,
-                reason: GiveUpReason::MaxAttempts
-            }
-        );
-        let events = driver.take_events();
-        assert_eq!(scheduled(&events), (1..=10).collect::<Vec<_>>());
-        assert!(matches!(events.last(), Some(Event::GaveUp { attempts: 10, .. })));
-        // Given up means left alone.
-        driver.feed(Input::TimerFired);
-        driver.feed(Input::HopEnabled);
-        assert_eq!(driver.dials, 11);
-    }
-
-    #[test]
-    fn jittered_waits_are_reproducible_with_a_seed_and_within_bounds() {
-        let config = Config::default().with_rng_seed(9).with_max_attempts(Some(8));
-        let run = || {
-            let mut driver = Driver::reserved(config.clone());
-            driver.disconnect();
-            let mut waits = Vec::new();
-            while driver.relay.deadline().is_some() {
-                waits.push(driver.elapse());
-                driver.fail_dial();
-            }
-            waits
-        };
-        let waits = run();
-        assert_eq!(waits, run());
-        for (n, wait) in (1..).zip(&waits) {
-            assert!(*wait < config.backoff_bound(n));
-        }
-    }
-
-    #[test]
-    fn a_successful_retry_ends_the_outage_and_leaves_no_timer() {
-        let mut driver = Driver::exact(Some(10));
-        driver.connect_ours();
-        driver.reservation_accepted();
-        driver.disconnect();
-        driver.elapse();
-        driver.fail_dial();
-        driver.elapse();
-        driver.fail_dial();
-        driver.elapse();
-        driver.connect_ours();
-        assert_eq!(driver.dials, 1 + 3);
-        assert_eq!(driver.relay.deadline(), None);
-        let events = driver.take_events();
-        assert!(
-            events
-                .iter()
-                .any(|e| matches!(e, Event::Reconnected { attempts: 3, .. })),
-            "{events:?}"
-        );
-        driver.reservation_accepted();
-        assert_eq!(driver.relay.status(), RelayStatus::Reserved);
-        // The next outage counts from 1 again.
-        driver.disconnect();
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
-    }
-
-    #[test]
-    fn a_connection_made_by_someone_else_counts_zero_retries_and_cancels_the_wait() {
-        let mut driver = Driver::exact(Some(10));
-        driver.connect_ours();
-        driver.reservation_accepted();
-        driver.disconnect();
-        driver.take_events();
-        driver.connect_other();
-        let events = driver.take_events();
-        assert!(
-            matches!(events.as_slice(), [Event::Reconnected { attempts: 0, .. }]),
-            "{events:?}"
-        );
-        assert_eq!(driver.relay.deadline(), None);
-        assert_eq!(driver.listens, 2, "reserves at once on the new connection");
-    }
-
-    #[test]
-    fn the_first_connection_is_not_reported_as_reconnected() {
-        let mut driver = Driver::exact(Some(10));
-        driver.connect_ours();
-        assert!(driver.take_events().is_empty());
-    }
-
-    #[test]
-    fn relay_down_at_start_is_retried_and_recovers() {
-        let mut driver = Driver::exact(Some(10));
-        driver.fail_dial();
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
-        driver.elapse();
-        driver.fail_dial();
-        driver.elapse();
-        driver.connect_ours();
-        driver.reservation_accepted();
-        assert_eq!(driver.relay.status(), RelayStatus::Reserved);
-        let events = driver.take_events();
-        assert_eq!(scheduled(&events), [1, 2]);
-        assert!(events
-            .iter()
-            .any(|e| matches!(e, Event::Reconnected { attempts: 2, .. })));
-    }
-
-    #[test]
-    fn a_refused_reservation_is_a_counted_retry_on_the_live_connection() {
-        let mut driver = Driver::exact(Some(10));
-        driver.connect_ours();
-        driver.reservation_closed();
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
-        driver.elapse();
-        assert_eq!(
-            (driver.dials, driver.listens),
-            (1, 2),
-            "re-reserves, does not re-dial"
-        );
-        driver.reservation_closed();
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
-    }
-
-    #[test]
-    fn retries_count_across_redials_and_rereservations_until_the_goal() {
-        let mut driver = Driver::exact(Some(10));
-        driver.connect_ours();
-        driver.reservation_accepted();
-        driver.disconnect(); // retry 1 scheduled
-        driver.elapse();
-        driver.connect_ours(); // retry 1 reconnected, reservation requested as part of it
-        driver.reservation_closed(); // refused: retry 2
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
-        driver.elapse();
-        driver.reservation_accepted();
-        driver.disconnect();
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
-    }
-
-    #[test]
-    fn a_connection_lost_while_waiting_to_reserve_dials_when_the_wait_ends() {
-        let mut driver = Driver::exact(Some(10));
-        driver.connect_ours();
-        driver.reservation_closed();
-        driver.disconnect();
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
-        driver.elapse();
-        assert_eq!((driver.dials, driver.listens), (2, 1));
-    }
-
-    #[test]
-    fn hop_announced_while_waiting_reserves_at_once() {
-        let mut driver = Driver::new(Config::default(), true);
-        driver.reservation_closed();
-        assert!(driver.relay.deadline().is_some());
-        driver.feed(Input::HopEnabled);
-        assert_eq!(driver.listens, 2);
-        assert_eq!(driver.relay.deadline(), None);
-        assert_eq!(driver.relay.status(), RelayStatus::Connected);
-    }
-
-    #[test]
-    fn hop_announced_while_a_request_is_in_flight_retries_its_refusal_without_waiting() {
-        let mut driver = Driver::new(Config::default(), true);
-        driver.feed(Input::HopEnabled);
-        driver.reservation_closed();
-        let events = driver.take_events();
-        assert!(
-            matches!(events.as_slice(), [Event::ReconnectScheduled { attempt: 1, delay, .. }] if delay.is_zero()),
-            "{events:?}"
-        );
-        // The announcement is spent: a second refusal backs off as usual.
-        driver.elapse();
-        driver.reservation_closed();
-        let events = driver.take_events();
-        assert!(
-            matches!(events.as_slice(), [Event::ReconnectScheduled { attempt: 2, delay, .. }] if !delay.is_zero())
-        );
-    }
-
-    #[test]
-    fn hop_is_ignored_without_a_connection() {
-        let mut driver = Driver::exact(Some(3));
-        driver.fail_dial();
-        driver.feed(Input::HopEnabled);
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
-    }
-
-    #[test]
-    fn losing_the_listener_while_connected_is_a_counted_retry() {
-        let mut driver = Driver::exact(Some(10));
-        driver.connect_ours();
-        driver.reservation_accepted();
-        driver.reservation_closed();
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
-    }
-
-    #[test]
-    fn the_applications_own_reservation_is_adopted_instead_of_replaced() {
-        let mut driver = Driver::exact(Some(10));
-        driver.connect_ours();
-        driver.reservation_accepted();
-        driver.take_events();
-        // The application listens on the relay itself: ours closes, its address shows.
-        driver.listener_replaced();
-        let theirs = ListenerId::next();
-        let addr = driver.relay.addrs()[0].clone().with(Protocol::P2pCircuit);
-        driver.feed(Input::ForeignReservation {
-            listener: theirs,
-            addr,
-        });
-        assert_eq!(
-            driver.relay.state(),
-            State::Reserved {
-                listener: theirs,
-                adopted: true
-            }
-        );
-        assert_eq!(driver.relay.deadline(), None, "the retry is cancelled");
-        assert_eq!(driver.relay.own_listener(), None);
-        assert_eq!(
-            driver.listens, 1,
-            "never answers a replacement with a replacement"
-        );
-        // Losing the adopted listener is handled like losing our own.
-        driver.feed(Input::ListenerClosed {
-            listener: theirs,
-            refused: false,
-            cause: Cause::reservation_lost(),
-        });
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
-    }
-
-    #[test]
-    fn adopting_over_a_live_reservation_raises_no_second_event() {
-        let mut driver = Driver::exact(Some(10));
-        driver.connect_ours();
-        driver.reservation_accepted();
-        driver.take_events();
-        let addr = driver.relay.addrs()[0].clone().with(Protocol::P2pCircuit);
-        driver.feed(Input::ForeignReservation {
-            listener: ListenerId::next(),
-            addr,
-        });
-        assert!(driver.take_events().is_empty());
-        assert_eq!(driver.relay.status(), RelayStatus::Reserved);
-        // Our replaced listener closing afterwards is stale.
-        driver.reservation_closed();
-        assert_eq!(driver.relay.status(), RelayStatus::Reserved);
-    }
-
-    #[test]
-    fn a_stale_listener_closing_changes_nothing() {
-        let mut driver = Driver::exact(Some(10));
-        driver.connect_ours();
-        let old = driver.last_listener;
-        driver.disconnect();
-        driver.elapse();
-        driver.connect_ours();
-        driver.feed(Input::ListenerClosed {
-            listener: old.unwrap(),
-            refused: false,
-            cause: Cause::reservation_lost(),
-        });
-        assert_eq!(driver.relay.status(), RelayStatus::Connected);
-        assert_eq!(driver.relay.deadline(), None);
-    }
-
-    #[test]
-    fn a_dial_skipped_for_a_live_connection_reserves() {
-        let mut driver = Driver::exact(Some(10));
-        driver.fail_dial();
-        driver.elapse();
-        // Someone else's connection got there between our decision and the swarm's check.
-        driver.relay.links.push((ConnectionId::new_unchecked(7), None));
-        let connection = driver.last_dial.unwrap();
-        driver.feed(Input::DialSkipped { connection });
-        assert_eq!(driver.listens, 1);
-    }
-
-    #[test]
-    fn a_dial_skipped_for_another_dial_takes_that_dials_outcome() {
-        let mut driver = Driver::exact(Some(10));
-        driver.fail_dial();
-        driver.elapse();
-        let connection = driver.last_dial.unwrap();
-        driver.feed(Input::DialSkipped { connection });
-        assert_eq!(driver.relay.status(), RelayStatus::Connecting);
-        // No retry is scheduled; only the other dial's time limit runs.
-        let dial_timeout = driver.config.dial_timeout();
-        assert_eq!(driver.relay.deadline(), Some(driver.now + dial_timeout));
-        driver.feed(dial_failed(ConnectionId::new_unchecked(usize::MAX)));
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
-    }
-
-    #[test]
-    fn a_failure_of_a_foreign_dial_does_not_count_against_ours() {
-        let mut driver = Driver::exact(Some(10));
-        driver.feed(dial_failed(ConnectionId::new_unchecked(usize::MAX)));
-        assert_eq!(driver.relay.status(), RelayStatus::Connecting);
-    }
-
-    #[test]
-    fn zero_max_attempts_gives_up_at_the_loss() {
-        let mut driver = Driver::exact(Some(0));
-        driver.connect_ours();
-        driver.reservation_accepted();
-        driver.disconnect();
-        assert_eq!(
-            driver.relay.status(),
-            RelayStatus::GaveUp {
-                attempts: 0,
-                reason: GiveUpReason::MaxAttempts
-            }
-        );
-        assert_eq!(driver.dials, 1);
-    }
-
-    #[test]
-    fn unlimited_attempts_never_give_up_and_stay_capped() {
-        let mut driver = Driver::exact(None);
-        for _ in 0..1000 {
-            driver.fail_dial();
-            assert!(driver.elapse() <= 100 * MS);
-        }
-        assert_eq!(driver.dials, 1001);
-        assert_eq!(driver.relay.status(), RelayStatus::Connecting);
-    }
-
-    #[test]
-    fn retry_now_revives_a_relay_that_gave_up_with_a_fresh_backoff() {
-        let mut driver = Driver::exact(Some(1));
-        driver.fail_dial();
-        driver.elapse();
-        driver.fail_dial();
-        assert_eq!(
-            driver.relay.status(),
-            RelayStatus::GaveUp {
-                attempts: 1,
-                reason: GiveUpReason::MaxAttempts
-            }
-        );
-        driver.feed(Input::RetryNow);
-        assert_eq!(driver.dials, 3);
-        driver.fail_dial();
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
-    }
-
-    #[test]
-    fn retry_now_skips_the_wait() {
-        let mut driver = Driver::exact(Some(5));
-        driver.fail_dial();
-        driver.elapse();
-        driver.fail_dial();
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
-        driver.feed(Input::RetryNow);
-        assert_eq!(driver.dials, 3);
-        assert_eq!(
-            driver.relay.deadline(),
-            driver.dial_deadline(),
-            "no wait, only the dial's time limit"
-        );
-        driver.fail_dial();
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
-    }
-
-    #[test]
-    fn a_swarm_without_relay_transport_gives_up_instead_of_retrying() {
-        let mut driver = Driver::new(Config::default(), true);
-        let listener = driver.last_listener.unwrap();
-        driver.feed(Input::ListenerUnsupported { listener });
-        assert_eq!(
-            driver.relay.status(),
-            RelayStatus::GaveUp {
-                attempts: 0,
-                reason: GiveUpReason::NoRelayTransport
-            }
-        );
-        assert_eq!(driver.relay.deadline(), None);
-    }
-
-    #[test]
-    fn without_reservations_the_connection_is_the_goal() {
-        let config = Config::default()
-            .with_reservations(false)
-            .with_base_delay(MS)
-            .with_jitter(false);
-        let mut driver = Driver::new(config, false);
-        driver.connect_ours();
-        assert_eq!(driver.listens, 0);
-        assert_eq!(driver.relay.status(), RelayStatus::Connected);
-        driver.disconnect();
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
-        driver.elapse();
-        driver.connect_ours();
-        assert_eq!(driver.relay.status(), RelayStatus::Connected);
-        assert_eq!(driver.listens, 0);
-        let events = driver.take_events();
-        assert!(events
-            .iter()
-            .any(|e| matches!(e, Event::Reconnected { attempts: 1, .. })));
-    }
-
-    #[test]
-    fn a_second_disconnect_schedules_nothing_more() {
-        let mut driver = Driver::exact(Some(10));
-        driver.connect_ours();
-        driver.reservation_accepted();
-        driver.disconnect();
-        let deadline = driver.relay.deadline();
-        driver.disconnect();
-        assert_eq!(driver.relay.deadline(), deadline);
-        assert_eq!(scheduled(&driver.take_events()), [1]);
-    }
-
-    #[test]
-    fn a_cooldown_tries_again_after_giving_up_with_a_fresh_backoff() {
-        let config = Config::default()
-            .with_base_delay(MS)
-            .with_jitter(false)
-            .with_max_attempts(Some(2))
-            .with_cooldown(Some(Duration::from_secs(600)));
-        let mut driver = Driver::new(config, false);
-        driver.fail_dial();
-        driver.elapse();
-        driver.fail_dial();
-        driver.elapse();
-        driver.fail_dial();
-        assert_eq!(
-            driver.relay.status(),
-            RelayStatus::GaveUp {
-                attempts: 2,
-                reason: GiveUpReason::MaxAttempts
-            }
-        );
-        assert_eq!(
-            driver.elapse(),
-            Duration::from_secs(600),
-            "the cool-down, not a backoff wait"
-        );
-        assert_eq!(driver.dials, 4);
-        driver.fail_dial();
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
-        assert_eq!(driver.elapse(), MS, "the backoff starts over");
-    }
-
-    #[test]
-    fn without_a_cooldown_giving_up_is_final() {
-        let mut driver = Driver::exact(Some(0));
-        driver.fail_dial();
-        assert_eq!(
-            driver.relay.status(),
-            RelayStatus::GaveUp {
-                attempts: 0,
-                reason: GiveUpReason::MaxAttempts
-            }
-        );
-        assert_eq!(driver.relay.deadline(), None);
-    }
-
-    #[test]
-    fn a_network_change_retries_a_waiting_relay_at_once_with_the_backoff_reset() {
-        let mut driver = Driver::exact(Some(10));
-        for _ in 0..3 {
-            driver.fail_dial();
-            driver.elapse();
-        }
-        driver.fail_dial();
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 4 });
-        driver.feed(Input::NetworkChanged);
-        assert_eq!(driver.dials, 5, "dialed at once");
-        driver.fail_dial();
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
-    }
-
-    #[test]
-    fn a_relay_that_keeps_failing_still_backs_off_however_often_the_network_changes() {
-        let mut driver = Driver::exact(Some(10));
-        driver.fail_dial();
-        driver.feed(Input::NetworkChanged);
-        driver.fail_dial();
-        for _ in 0..5 {
-            driver.feed(Input::NetworkChanged);
-        }
-        assert_eq!(driver.dials, 2, "one reset per outage");
-        driver.elapse();
-        driver.fail_dial();
-        assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
-    }
-
-    #[test]
-    fn a_network_change_revives_a_relay_that_gave_up_and_resets_for_the_next_outage() {
-        let mut driver = Driver::exact(Some(0));
-        driver.fail_dial();
-        driver.feed(Input::NetworkChanged);
-        assert_eq!(driver.dials, 2);
-        driver.connect_ours();
-        driver.reservation_accepted();
-        driver.disconnect();
-        assert_eq!(
-            driver.relay.status(),
-            RelayStatus::GaveUp {
-                attempts: 0,
-                reason: GiveUpReason::MaxAttempts
-            }
-        );
-        driver.feed(Input::NetworkChanged);
-        assert_eq!(driver.dials, 3, "a new outage gets its own reset");
-    }
-
-    #[test]
-    fn a_network_change_leaves_relays_in_their_goal_alone() {
-        let mut driver = Driver::exact(Some(3));
-        driver.connect_ours();
-        driver.reservation_accepted();
-        driver.feed(Input::NetworkChanged);
-        assert_eq!((driver.dials, driver.listens), (1, 1));
-        assert_eq!(driver.relay.status(), RelayStatus::Reserved);
-    }
-
-    #[test]
-    fn a_replaced_listener_backs_off_even_after_hop_was_announced() {
-        let mut driver = Driver::new(Config::default(), true);
-        driver.feed(Input::HopEnabled);
-        driver.listener_replaced();
-        let events = driver.take_events();
-        assert!(
-            matches!(events.as_slice(), [Event::ReconnectScheduled { attempt: 1, delay, .. }] if !delay.is_zero()),
-            "an immediate retry would answer the application's listener with a replacement: {events:?}"
-        );
-    }
-
-    #[test]
-    fn adopting_while_our_request_is_in_flight_withdraws_it() {
-        let mut driver = Driver::new(Config::default(), true);
-        let ours = driver.last_listener.unwrap();
-        let addr = driver.relay.addrs()[0].clone().with(Protocol::P2pCircuit);
-        driver.feed(Input::ForeignReservation {
-            listener: ListenerId::next(),
-            addr,
-        });
-        assert_eq!(driver.removed, [ours]);
-        assert_eq!(driver.relay.own_listener(), None);
-    }
-}
+mod tests;

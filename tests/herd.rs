@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::drive::{accept_reservations, connect, disconnect};
+use common::drive::{accept_reservations, connect, dialer, disconnect};
 use libp2p::{Multiaddr, PeerId};
 use libp2p_relay_keeper::{Config, Event, RelayKeeper};
 
@@ -29,7 +29,7 @@ fn first_retry_waits(config: impl Fn(usize) -> Config) -> Vec<Duration> {
             keeper.add_relay(addr.clone()).unwrap();
             connect(&mut keeper, relay, 1, &addr);
             accept_reservations(&mut keeper);
-            disconnect(&mut keeper, relay, 1, &addr);
+            disconnect(&mut keeper, relay, 1, &dialer(&addr));
             accept_reservations(&mut keeper)
                 .into_iter()
                 .find_map(|action| match action {

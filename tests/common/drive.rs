@@ -1,5 +1,5 @@
-//! Driving a `RelayKeeper` by hand with the swarm events it would see, for simulations and benchmarks that
-//! need no network.
+//! Feeding a `NetworkBehaviour` the swarm events it would see, by hand, for unit tests, simulations and
+//! benchmarks that need no network.
 
 use std::task::{Context, Poll, Waker};
 
@@ -11,11 +11,12 @@ use libp2p::{
     },
     Multiaddr, PeerId,
 };
-use libp2p_relay_keeper::{Event, RelayKeeper};
 
-pub type Action = ToSwarm<Event, THandlerInEvent<RelayKeeper>>;
+/// What a behaviour `B` asks of the swarm.
+pub type Action<B> = ToSwarm<<B as NetworkBehaviour>::ToSwarm, THandlerInEvent<B>>;
 
-fn endpoint(addr: &Multiaddr) -> ConnectedPoint {
+/// An outbound connection dialed at `addr`.
+pub fn dialer(addr: &Multiaddr) -> ConnectedPoint {
     ConnectedPoint::Dialer {
         address: addr.clone(),
         role_override: Endpoint::Dialer,
@@ -23,10 +24,10 @@ fn endpoint(addr: &Multiaddr) -> ConnectedPoint {
     }
 }
 
-/// Everything the keeper has to do right now, without waiting for any timer.
-pub fn drain(keeper: &mut RelayKeeper) -> Vec<Action> {
+/// Everything the behaviour has to do right now, without waiting for any timer.
+pub fn drain<B: NetworkBehaviour>(behaviour: &mut B) -> Vec<Action<B>> {
     let mut cx = Context::from_waker(Waker::noop());
-    std::iter::from_fn(|| match keeper.poll(&mut cx) {
+    std::iter::from_fn(|| match behaviour.poll(&mut cx) {
         Poll::Ready(action) => Some(action),
         Poll::Pending => None,
     })
@@ -34,35 +35,40 @@ pub fn drain(keeper: &mut RelayKeeper) -> Vec<Action> {
 }
 
 /// A direct connection `id` to `peer`, dialed at `addr`, is up.
-pub fn connect(keeper: &mut RelayKeeper, peer: PeerId, id: usize, addr: &Multiaddr) {
-    keeper.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+pub fn connect<B: NetworkBehaviour>(behaviour: &mut B, peer: PeerId, id: usize, addr: &Multiaddr) {
+    behaviour.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
         peer_id: peer,
         connection_id: ConnectionId::new_unchecked(id),
-        endpoint: &endpoint(addr),
+        endpoint: &dialer(addr),
         failed_addresses: &[],
         other_established: 0,
     }));
 }
 
-/// The last direct connection `id` to `peer` closed.
-pub fn disconnect(keeper: &mut RelayKeeper, peer: PeerId, id: usize, addr: &Multiaddr) {
-    keeper.on_swarm_event(FromSwarm::ConnectionClosed(ConnectionClosed {
+/// The last connection `id` to `peer`, made as `endpoint`, closed.
+pub fn disconnect<B: NetworkBehaviour>(
+    behaviour: &mut B,
+    peer: PeerId,
+    id: usize,
+    endpoint: &ConnectedPoint,
+) {
+    behaviour.on_swarm_event(FromSwarm::ConnectionClosed(ConnectionClosed {
         peer_id: peer,
         connection_id: ConnectionId::new_unchecked(id),
-        endpoint: &endpoint(addr),
+        endpoint,
         cause: None,
         remaining_established: 0,
     }));
 }
 
-/// Answers every reservation the keeper requested with its circuit address; returns the other actions.
-pub fn accept_reservations(keeper: &mut RelayKeeper) -> Vec<Action> {
+/// Answers every reservation the behaviour requested with its circuit address; returns the other actions.
+pub fn accept_reservations<B: NetworkBehaviour>(behaviour: &mut B) -> Vec<Action<B>> {
     let mut others = Vec::new();
-    for action in drain(keeper) {
+    for action in drain(behaviour) {
         match action {
             ToSwarm::ListenOn { opts } => {
                 let addr = opts.address().clone();
-                keeper.on_swarm_event(FromSwarm::NewListenAddr(NewListenAddr {
+                behaviour.on_swarm_event(FromSwarm::NewListenAddr(NewListenAddr {
                     listener_id: opts.listener_id(),
                     addr: &addr,
                 }));
@@ -70,6 +76,6 @@ pub fn accept_reservations(keeper: &mut RelayKeeper) -> Vec<Action> {
             other => others.push(other),
         }
     }
-    others.extend(drain(keeper));
+    others.extend(drain(behaviour));
     others
 }

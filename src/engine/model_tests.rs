@@ -1,37 +1,26 @@
-//! Model-based property tests of [`RelayKeeper`]: random sequences of swarm events and API calls drive the
-//! behaviour on a clock the test owns, a separately written model of the rules predicts its statuses and
-//! events, and invariants are checked after every step. Shrunk counterexamples live on as regression tests
-//! at the bottom.
+//! Model-based property tests of the [`Engine`]: random sequences of swarm events and API calls drive it on a
+//! clock the test owns, a separately written model of the rules predicts its statuses, events and deadlines,
+//! and invariants are checked after every step. Shrunk counterexamples live on as regression tests at the
+//! bottom.
 
 use std::{
     collections::HashMap,
-    task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
 
 use libp2p::{
-    core::{
-        transport::{ListenerId, PortUse, TransportError},
-        ConnectedPoint, Endpoint,
-    },
+    core::transport::{ListenerId, TransportError},
     identity::Keypair,
-    multiaddr::Protocol,
-    swarm::{
-        behaviour::{
-            ConnectionClosed, ConnectionEstablished, DialFailure, ListenerClosed, ListenerError,
-            NewListenAddr,
-        },
-        CloseConnection, ConnectionId, DialError, FromSwarm, NetworkBehaviour, ToSwarm,
-    },
+    swarm::{CloseConnection, ConnectionId, DialError},
     Multiaddr, PeerId,
 };
 use proptest::prelude::*;
 
-use crate::{
-    address::circuit_relay,
-    handler::{FromBehaviour, ToBehaviour},
-    Config, Event, GiveUpReason, RelayKeeper, RelayStatus,
+use super::{
+    harness::{circuit, dialer, Harness},
+    Command,
 };
+use crate::{address::circuit_relay, handler::ToBehaviour, Config, Event, GiveUpReason, RelayStatus};
 
 /// Relays 0..RELAYS may be kept; peer RELAYS never is.
 const RELAYS: usize = 3;
@@ -409,6 +398,23 @@ impl Model {
         }
     }
 
+    /// The earliest instant at which a relay's wait, dial time limit or cool-down ends; `None` if nothing is
+    /// timed, as after stop.
+    fn next_deadline(&self, connected: impl Fn(usize) -> bool) -> Option<Instant> {
+        if self.stopped {
+            return None;
+        }
+        self.relays
+            .iter()
+            .filter_map(|(r, relay)| match relay.phase {
+                Phase::Waiting { due, .. } => due,
+                Phase::Trying { dial_due, .. } if !connected(*r) => dial_due,
+                Phase::GaveUp { revive_at, .. } => revive_at,
+                Phase::Trying { .. } | Phase::Goal { .. } => None,
+            })
+            .min()
+    }
+
     /// Matches an event of the keeper against what the model owes; `Err` says what did not match.
     fn on_event(&mut self, r: usize, event: &Event, now: Instant) -> Result<(), String> {
         let config = self.config.clone();
@@ -487,9 +493,8 @@ impl Model {
 
 /// The swarm around the keeper, simplified to what the keeper sees.
 struct World {
-    keeper: RelayKeeper,
+    harness: Harness,
     model: Model,
-    now: Instant,
     peers: Vec<PeerId>,
     addrs: Vec<Multiaddr>,
     next_id: usize,
@@ -526,17 +531,13 @@ impl World {
                     .unwrap()
             })
             .collect();
-        let now = Instant::now();
-        let mut keeper = RelayKeeper::new(config.clone());
-        keeper.manual_clock = Some(now);
         Self {
-            keeper,
+            harness: Harness::new(config.clone()),
             model: Model {
                 config,
                 relays: HashMap::new(),
                 stopped: false,
             },
-            now,
             peers,
             addrs,
             next_id: 0,
@@ -572,15 +573,15 @@ impl World {
     }
 
     fn circuit(&self, r: usize) -> Multiaddr {
-        self.addrs[r].clone().with(Protocol::P2pCircuit)
+        circuit(&self.addrs[r])
     }
 
     fn apply(&mut self, op: &Op) -> Step {
-        let now = self.now;
+        let now = self.harness.now;
         match *op {
             Op::AddRelay(r) => {
                 let connected = self.connected(r);
-                let result = self.keeper.add_relay(self.addrs[r].clone());
+                let result = self.harness.engine.add_relay(self.addrs[r].clone(), now);
                 if self.model.stopped != result.is_err() {
                     return Err(format!(
                         "add_relay: {result:?} while stopped={}",
@@ -591,7 +592,7 @@ impl World {
                 self.settle()
             }
             Op::RemoveRelay(r) => {
-                let removed = self.keeper.remove_relay(&self.peers[r]);
+                let removed = self.harness.engine.remove_relay(&self.peers[r], now);
                 if removed != self.model.relays.remove(&r).is_some() {
                     return Err("remove_relay disagrees on whether the relay was kept".into());
                 }
@@ -600,7 +601,7 @@ impl World {
             }
             Op::RetryNow(r) => {
                 let connected = self.connected(r);
-                let retried = self.keeper.retry_now(&self.peers[r]);
+                let retried = self.harness.engine.retry_now(&self.peers[r], now);
                 let could = self.model.relays.get(&r).is_some_and(|relay| match relay.phase {
                     Phase::GaveUp { reason, .. } => reason.is_retryable(),
                     _ => true,
@@ -612,12 +613,12 @@ impl World {
                 self.settle()
             }
             Op::Stop => {
-                self.keeper.stop();
+                self.harness.engine.stop(now);
                 self.model.stopped = true;
                 self.settle()
             }
             Op::NetworkChanged => {
-                self.keeper.network_changed();
+                self.harness.engine.network_changed(now);
                 let connected: Vec<bool> = (0..PEERS).map(|p| self.connected(p)).collect();
                 self.model.network_changed(|r| connected[r], now);
                 self.settle()
@@ -653,16 +654,10 @@ impl World {
                     return Ok(());
                 }
                 let (id, p, relayed) = self.connections.remove(i % self.connections.len());
-                let remaining = self.connections.iter().filter(|(_, peer, _)| *peer == p).count();
                 let endpoint = self.endpoint(p, relayed);
-                self.keeper
-                    .on_swarm_event(FromSwarm::ConnectionClosed(ConnectionClosed {
-                        peer_id: self.peers[p],
-                        connection_id: id,
-                        endpoint: &endpoint,
-                        cause: None,
-                        remaining_established: remaining,
-                    }));
+                self.harness
+                    .engine
+                    .on_connection_closed(self.peers[p], id, &endpoint, None, now);
                 if relayed || self.connected(p) {
                     return self.settle();
                 }
@@ -682,11 +677,7 @@ impl World {
                     return Ok(());
                 };
                 let addr = self.circuit(r);
-                self.keeper
-                    .on_swarm_event(FromSwarm::NewListenAddr(NewListenAddr {
-                        listener_id: listener,
-                        addr: &addr,
-                    }));
+                self.harness.engine.on_new_listen_addr(listener, &addr, now);
                 self.model.reservation_accepted(r);
                 self.settle()
             }
@@ -696,11 +687,7 @@ impl World {
                 };
                 let io_error = std::io::Error::other("reservation refused");
                 let reason = if error { Err(&io_error) } else { Ok(()) };
-                self.keeper
-                    .on_swarm_event(FromSwarm::ListenerClosed(ListenerClosed {
-                        listener_id: listener,
-                        reason,
-                    }));
+                self.harness.engine.on_listener_closed(listener, reason, now);
                 self.model.own_listener_closed(r, now);
                 self.settle()
             }
@@ -713,11 +700,7 @@ impl World {
                 } else {
                     TransportError::Other(std::io::Error::other("listener failed"))
                 };
-                self.keeper
-                    .on_swarm_event(FromSwarm::ListenerError(ListenerError {
-                        listener_id: listener,
-                        err: &error,
-                    }));
+                self.harness.engine.on_listener_error(listener, &error, now);
                 if unsupported {
                     self.model.listener_unsupported(r);
                 } else {
@@ -731,31 +714,19 @@ impl World {
                 }
                 // A new listener on a relay replaces the old ones, which close first.
                 if let Some(listener) = self.own_listeners.remove(&r) {
-                    self.keeper
-                        .on_swarm_event(FromSwarm::ListenerClosed(ListenerClosed {
-                            listener_id: listener,
-                            reason: Ok(()),
-                        }));
+                    self.harness.engine.on_listener_closed(listener, Ok(()), now);
                     self.model.own_listener_closed(r, now);
                     self.settle()?;
                 }
                 if let Some(listener) = self.foreign_listeners.remove(&r) {
-                    self.keeper
-                        .on_swarm_event(FromSwarm::ListenerClosed(ListenerClosed {
-                            listener_id: listener,
-                            reason: Ok(()),
-                        }));
+                    self.harness.engine.on_listener_closed(listener, Ok(()), now);
                     self.model.foreign_listener_closed(r, now);
                     self.settle()?;
                 }
                 let listener = ListenerId::next();
                 self.foreign_listeners.insert(r, listener);
                 let addr = self.circuit(r);
-                self.keeper
-                    .on_swarm_event(FromSwarm::NewListenAddr(NewListenAddr {
-                        listener_id: listener,
-                        addr: &addr,
-                    }));
+                self.harness.engine.on_new_listen_addr(listener, &addr, now);
                 self.model.foreign_reservation(r);
                 self.settle()
             }
@@ -763,11 +734,7 @@ impl World {
                 let Some(listener) = self.foreign_listeners.remove(&r) else {
                     return Ok(());
                 };
-                self.keeper
-                    .on_swarm_event(FromSwarm::ListenerClosed(ListenerClosed {
-                        listener_id: listener,
-                        reason: Ok(()),
-                    }));
+                self.harness.engine.on_listener_closed(listener, Ok(()), now);
                 if self.connected(r) {
                     self.model.foreign_listener_closed(r, now);
                 }
@@ -781,29 +748,24 @@ impl World {
                 else {
                     return Ok(());
                 };
-                self.keeper
-                    .on_connection_handler_event(self.peers[r], id, ToBehaviour::HopEnabled);
+                self.harness
+                    .engine
+                    .on_handler_event(self.peers[r], id, ToBehaviour::HopEnabled, now);
                 self.model.hop(r);
                 self.settle()
             }
             Op::Advance(ms) => {
-                self.now += Duration::from_millis(ms);
-                self.keeper.manual_clock = Some(self.now);
+                self.harness.advance(Duration::from_millis(ms));
                 self.settle()
             }
         }
     }
 
-    fn endpoint(&self, p: usize, relayed: bool) -> ConnectedPoint {
-        let address = if relayed {
-            self.circuit(p)
+    fn endpoint(&self, p: usize, relayed: bool) -> libp2p::core::ConnectedPoint {
+        if relayed {
+            dialer(&self.circuit(p))
         } else {
-            self.addrs[p].clone()
-        };
-        ConnectedPoint::Dialer {
-            address,
-            role_override: Endpoint::Dialer,
-            port_use: PortUse::Reuse,
+            dialer(&self.addrs[p])
         }
     }
 
@@ -816,14 +778,9 @@ impl World {
         }
         self.connections.push((id, p, relayed));
         let endpoint = self.endpoint(p, relayed);
-        self.keeper
-            .on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
-                peer_id: self.peers[p],
-                connection_id: id,
-                endpoint: &endpoint,
-                failed_addresses: &[],
-                other_established: 0,
-            }));
+        self.harness
+            .engine
+            .on_connection_established(self.peers[p], id, &endpoint, self.harness.now);
         if first {
             self.model.connected(p, ours);
         }
@@ -831,41 +788,30 @@ impl World {
     }
 
     fn feed_dial_failure(&mut self, r: usize, id: ConnectionId, error: &DialError) -> Step {
-        self.keeper.on_swarm_event(FromSwarm::DialFailure(DialFailure {
-            peer_id: Some(self.peers[r]),
-            error,
-            connection_id: id,
-        }));
+        self.harness.fail_dial(self.peers[r], id, error);
         Ok(())
     }
 
     fn close_listener(&mut self, listener: ListenerId) -> Step {
-        self.keeper
-            .on_swarm_event(FromSwarm::ListenerClosed(ListenerClosed {
-                listener_id: listener,
-                reason: Ok(()),
-            }));
+        self.harness
+            .engine
+            .on_listener_closed(listener, Ok(()), self.harness.now);
         self.settle()
     }
 
-    /// Polls the keeper until it is idle, checks every action, matches events against the model, lets the
-    /// model's due waits elapse, and compares statuses.
+    /// Takes the engine's commands until it is idle, firing its due deadlines, checks every command,
+    /// matches events against the model, lets the model's due waits elapse, and compares statuses and
+    /// deadlines.
     fn settle(&mut self) -> Step {
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut actions = Vec::new();
-        while let Poll::Ready(action) = self.keeper.poll(&mut cx) {
-            actions.push(action);
-            if actions.len() > 1000 {
-                return Err("poll never returns Pending".into());
-            }
-        }
-        self.model.expire_dials(self.now);
-        for action in actions {
-            self.check_action(action)?;
+        let commands = self.harness.drain();
+        let now = self.harness.now;
+        self.model.expire_dials(now);
+        for command in commands {
+            self.check_command(command)?;
         }
         self.model.settled()?;
         let connected: Vec<bool> = (0..PEERS).map(|p| self.connected(p)).collect();
-        self.model.elapse(self.now, |r| connected[r]);
+        self.model.elapse(now, |r| connected[r]);
         self.check_invariants()
     }
 
@@ -879,9 +825,9 @@ impl World {
         Ok(())
     }
 
-    fn check_action(&mut self, action: ToSwarm<Event, FromBehaviour>) -> Step {
-        match action {
-            ToSwarm::Dial { opts } => {
+    fn check_command(&mut self, command: Command) -> Step {
+        match command {
+            Command::Dial(opts) => {
                 let r = self.index_of(&opts.get_peer_id().ok_or("dial without peer id")?);
                 self.kept(r)?;
                 if self.dials.contains_key(&r) {
@@ -892,7 +838,7 @@ impl World {
                 }
                 self.dials.insert(r, opts.connection_id());
             }
-            ToSwarm::ListenOn { opts } => {
+            Command::Listen(opts) => {
                 let r =
                     self.index_of(&circuit_relay(opts.address()).ok_or("listen on a non-circuit address")?);
                 self.kept(r)?;
@@ -904,20 +850,20 @@ impl World {
                 }
                 self.own_listeners.insert(r, opts.listener_id());
             }
-            ToSwarm::RemoveListener { id } => {
+            Command::RemoveListener(id) => {
                 if let Some((&r, _)) = self.own_listeners.iter().find(|(_, l)| **l == id) {
                     self.own_listeners.remove(&r);
                     self.close_listener(id)?;
                 }
             }
-            ToSwarm::GenerateEvent(Event::Reachable { .. }) if !self.reachable && !self.model.stopped => {
+            Command::Emit(Event::Reachable { .. }) if !self.reachable && !self.model.stopped => {
                 self.reachable = true;
             }
             // Removing the relay whose reservation was the last one makes the node unreachable too.
-            ToSwarm::GenerateEvent(Event::Unreachable { .. }) if self.reachable && !self.model.stopped => {
+            Command::Emit(Event::Unreachable { .. }) if self.reachable && !self.model.stopped => {
                 self.reachable = false;
             }
-            ToSwarm::GenerateEvent(event) => {
+            Command::Emit(event) => {
                 let r = self.index_of(&event.relay());
                 self.kept(r)?;
                 let attempts = match event {
@@ -928,14 +874,14 @@ impl World {
                 if self.model.config.max_attempts().is_some_and(|max| attempts > max) {
                     return Err(format!("{event:?} exceeds max_attempts"));
                 }
-                self.model.on_event(r, &event, self.now)?;
+                self.model.on_event(r, &event, self.harness.now)?;
             }
-            ToSwarm::NotifyHandler { .. } => {}
-            ToSwarm::CloseConnection {
-                peer_id,
+            Command::KeepAlive { .. } => {}
+            Command::Close {
+                peer,
                 connection: CloseConnection::All,
             } => {
-                let r = self.index_of(&peer_id);
+                let r = self.index_of(&peer);
                 self.kept(r)?;
                 if self.connected(r) {
                     return Err(format!("aborting the dials of relay {r}, which is connected"));
@@ -943,22 +889,14 @@ impl World {
                 // The swarm aborts the pending dial; its `DialFailure` reaches a keeper that moved on.
                 self.dials.remove(&r);
             }
-            other => return Err(format!("unexpected action {other:?}")),
+            other => return Err(format!("unexpected command {other:?}")),
         }
         Ok(())
     }
 
     fn check_invariants(&self) -> Step {
-        let mut timers = HashMap::new();
-        for (deadline, peer) in &self.keeper.deadlines {
-            if timers.insert(*peer, *deadline).is_some() {
-                return Err(format!("two timers for {peer}"));
-            }
-        }
-        if self.model.stopped && !timers.is_empty() {
-            return Err("a timer after stop".into());
-        }
-        let live = self.keeper.circuit_addrs().next().is_some();
+        let engine = &self.harness.engine;
+        let live = engine.circuit_addrs().next().is_some();
         if !self.model.stopped && live != self.reachable {
             return Err(format!(
                 "circuit addresses live: {live}, but the events said reachable: {}",
@@ -966,23 +904,20 @@ impl World {
             ));
         }
         for r in 0..RELAYS {
-            let status = self.keeper.status(&self.peers[r]);
+            let status = engine.status(&self.peers[r]);
             let expected = self.model.status(r, self.connected(r));
             if status != expected {
                 return Err(format!(
                     "relay {r}: keeper says {status:?}, model says {expected:?}"
                 ));
             }
-            let relay = self.keeper.relays.get(&self.peers[r]);
-            let deadline = relay
-                .and_then(|relay| relay.deadline())
-                .filter(|_| !self.model.stopped);
-            if timers.get(&self.peers[r]).copied() != deadline {
-                return Err(format!(
-                    "relay {r}: timer {:?} but deadline {deadline:?}",
-                    timers.get(&self.peers[r])
-                ));
-            }
+        }
+        let expected = self.model.next_deadline(|r| self.connected(r));
+        if engine.poll_timeout() != expected {
+            return Err(format!(
+                "the engine wants the clock at {:?}, the model at {expected:?}",
+                engine.poll_timeout()
+            ));
         }
         Ok(())
     }

@@ -1,0 +1,684 @@
+//! The keeper's sans-IO engine: every kept relay, the connections and listeners it knows of, the deadlines and
+//! the queue of commands for the swarm. It has no timer, waker or swarm of its own: inputs and API calls come
+//! with the current instant, [`Engine::poll_timeout`] says when it next needs [`Engine::handle_timeout`], and
+//! [`Engine::poll_action`] hands out what to do, in the style of quinn-proto's `Connection`.
+//!
+//! [`RelayKeeper`](crate::RelayKeeper) is the adapter that feeds it from the swarm; tests drive it directly
+//! on a clock they own.
+
+use std::{
+    collections::{BTreeSet, HashMap, HashSet, VecDeque},
+    time::Instant,
+};
+
+use libp2p::{
+    core::{
+        transport::{ListenerId, TransportError},
+        ConnectedPoint,
+    },
+    multiaddr::Protocol,
+    swarm::{dial_opts::DialOpts, CloseConnection, ConnectionId, DialError, ListenOpts},
+    Multiaddr, PeerId,
+};
+
+use crate::{
+    address::{circuit_relay, relay_peer_id},
+    backoff::Backoff,
+    handler::ToBehaviour,
+    metrics::Metrics,
+    mistake::Mistake,
+    relay::{Action, Env, Input, Link, Relay, Transition},
+    AddRelayError, Cause, CauseKind, Config, Event, GiveUpReason, RelayStatus,
+};
+
+/// What the engine asks of the swarm.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Dial(DialOpts),
+    Listen(ListenOpts),
+    RemoveListener(ListenerId),
+    /// Close `connection` to `peer`: a silent one, or every pending dial.
+    Close {
+        peer: PeerId,
+        connection: CloseConnection,
+    },
+    /// Tell the handler of `connection` to `peer` whether to keep the connection alive.
+    KeepAlive {
+        peer: PeerId,
+        connection: ConnectionId,
+        on: bool,
+    },
+    Emit(Event),
+}
+
+impl Command {
+    /// Whether the command is on behalf of `relay`.
+    fn concerns(&self, relay: &PeerId) -> bool {
+        match self {
+            Command::Dial(opts) => opts.get_peer_id() == Some(*relay),
+            Command::Listen(opts) => circuit_relay(opts.address()) == Some(*relay),
+            Command::Emit(event) => event.relay() == *relay,
+            Command::KeepAlive { peer, .. } => peer == relay,
+            Command::RemoveListener(_) | Command::Close { .. } => false,
+        }
+    }
+}
+
+/// What every relay's transitions share, apart from the relays, so a transition can borrow both.
+struct Shared {
+    config: Config,
+    backoff: Backoff,
+    /// Scratch space for the actions of one transition, kept to avoid an allocation per input.
+    actions: Vec<Action>,
+}
+
+impl Shared {
+    fn env(&mut self, relay: PeerId, now: Instant) -> Env<'_> {
+        Env {
+            relay,
+            now,
+            config: &self.config,
+            backoff: &mut self.backoff,
+            actions: &mut self.actions,
+        }
+    }
+}
+
+/// Every kept relay on an explicit clock.
+pub(crate) struct Engine {
+    shared: Shared,
+    relays: HashMap<PeerId, Relay>,
+    /// Direct (not relayed) connections of every peer that is not a kept relay (a kept relay holds its own),
+    /// with the address each was dialed at; a relay may be connected before it is added.
+    connections: HashMap<PeerId, Vec<Link>>,
+    /// Circuit listeners the keeper opened or adopted, and their relay.
+    listeners: HashMap<ListenerId, PeerId>,
+    /// Every relay's deadline, earliest first; at most one per relay.
+    deadlines: BTreeSet<(Instant, PeerId)>,
+    commands: VecDeque<Command>,
+    /// The live circuit addresses of the keeper's (and adopted) listeners: what the node is reachable at.
+    /// Per relay, so a relay's loss drops them at once, before the relay client closes the listeners.
+    circuit_addrs: HashMap<PeerId, Vec<(ListenerId, Multiaddr)>>,
+    /// Connections the keeper closed because their probe timed out, with their peer, until the swarm reports
+    /// them closed.
+    probe_closed: HashMap<ConnectionId, PeerId>,
+    /// Causes whose fix was logged already; each is logged once.
+    fixes_logged: HashSet<CauseKind>,
+    /// A connection reported that this swarm runs identify, so relays can learn their external address.
+    identify_runs: bool,
+    missing_transport_logged: bool,
+    stopped: bool,
+    metrics: Metrics,
+}
+
+impl Engine {
+    pub(crate) fn new(config: Config) -> Self {
+        Self {
+            shared: Shared {
+                backoff: Backoff::new(&config),
+                config,
+                actions: Vec::new(),
+            },
+            relays: HashMap::new(),
+            connections: HashMap::new(),
+            listeners: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            commands: VecDeque::new(),
+            circuit_addrs: HashMap::new(),
+            probe_closed: HashMap::new(),
+            fixes_logged: HashSet::new(),
+            identify_runs: false,
+            missing_transport_logged: false,
+            stopped: false,
+            metrics: Metrics::default(),
+        }
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    #[cfg(feature = "metrics")]
+    pub(crate) fn register_metrics(
+        &mut self,
+        registry: &mut prometheus_client::registry::Registry,
+        now: Instant,
+    ) {
+        let statuses: Vec<RelayStatus> = self.relays.values().map(|relay| self.status_of(relay)).collect();
+        self.metrics.register(registry, statuses.into_iter(), now);
+    }
+
+    // The API, as `RelayKeeper` documents it.
+
+    pub(crate) fn add_relay(&mut self, addr: Multiaddr, now: Instant) -> Result<PeerId, AddRelayError> {
+        if self.stopped {
+            return Err(AddRelayError::Stopped);
+        }
+        let peer = relay_peer_id(&addr)?;
+        if self.relays.contains_key(&peer) {
+            self.drive(peer, Input::Added(addr), now);
+            return Ok(peer);
+        }
+        // A kept relay owns its connections; they may have been made before it was added.
+        let links = self.connections.remove(&peer).unwrap_or_default();
+        self.keep_alive(peer, &links, true);
+        tracing::debug!(relay = %peer, %addr, connected = !links.is_empty(), "relay added");
+        let (relay, transition) = Relay::new(addr, links, &mut self.shared.env(peer, now));
+        self.relays.insert(peer, relay);
+        self.apply(peer, transition, now);
+        Ok(peer)
+    }
+
+    pub(crate) fn remove_relay(&mut self, relay: &PeerId, now: Instant) -> bool {
+        let Some(removed) = self.relays.remove(relay) else {
+            return false;
+        };
+        if let Some(deadline) = removed.deadline() {
+            self.deadlines.remove(&(deadline, *relay));
+        }
+        self.metrics
+            .on_transition(Some(self.status_of(&removed)), None, None, now);
+        self.listeners.retain(|_, peer| peer != relay);
+        self.commands.retain(|command| !command.concerns(relay));
+        self.forget_circuits(*relay, |_, _| false);
+        if let Some(id) = removed.own_listener() {
+            self.commands.push_back(Command::RemoveListener(id));
+        }
+        let links = removed.into_links();
+        if !self.stopped {
+            self.keep_alive(*relay, &links, false);
+        }
+        if !links.is_empty() {
+            self.connections.insert(*relay, links);
+        }
+        tracing::debug!(%relay, "relay removed");
+        true
+    }
+
+    pub(crate) fn retry_now(&mut self, relay: &PeerId, now: Instant) -> bool {
+        let retryable = self.relays.get(relay).is_some_and(Relay::retryable);
+        if self.stopped || !retryable {
+            return false;
+        }
+        self.drive(*relay, Input::RetryNow, now);
+        true
+    }
+
+    pub(crate) fn stop(&mut self, now: Instant) {
+        if self.stopped {
+            return;
+        }
+        for relay in self.relays.values() {
+            self.metrics
+                .on_transition(Some(relay.status()), Some(RelayStatus::Stopped), None, now);
+        }
+        self.stopped = true;
+        self.deadlines.clear();
+        self.commands
+            .retain(|command| matches!(command, Command::KeepAlive { .. } | Command::RemoveListener(_)));
+        let relays = std::mem::take(&mut self.relays);
+        for (peer, relay) in &relays {
+            self.keep_alive(*peer, relay.links(), false);
+        }
+        self.relays = relays;
+        tracing::debug!(relays = self.relays.len(), "relay keeper stopped");
+    }
+
+    pub(crate) fn network_changed(&mut self, now: Instant) -> usize {
+        if self.stopped {
+            return 0;
+        }
+        let peers: Vec<PeerId> = self.relays.keys().copied().collect();
+        let retried = peers
+            .into_iter()
+            .filter_map(|peer| self.drive(peer, Input::NetworkChanged, now))
+            .filter(|transition| transition.status.0 != Some(transition.status.1))
+            .count();
+        if retried > 0 {
+            tracing::info!(relays = retried, "network changed: retrying relays now");
+        }
+        retried
+    }
+
+    pub(crate) fn circuit_addrs(&self) -> impl Iterator<Item = &Multiaddr> + '_ {
+        self.circuit_addrs.values().flatten().map(|(_, addr)| addr)
+    }
+
+    pub(crate) fn status(&self, relay: &PeerId) -> Option<RelayStatus> {
+        self.relays.get(relay).map(|r| self.status_of(r))
+    }
+
+    pub(crate) fn relays(&self) -> impl Iterator<Item = (PeerId, RelayStatus)> + '_ {
+        self.relays
+            .iter()
+            .map(|(peer, relay)| (*peer, self.status_of(relay)))
+    }
+
+    /// The addresses to dial `peer` at: a kept relay's own; none for other peers.
+    pub(crate) fn addrs_of(&self, peer: &PeerId) -> &[Multiaddr] {
+        self.relays.get(peer).map(Relay::addrs).unwrap_or_default()
+    }
+
+    /// Whether a new connection to `peer` at `addr` (its remote address if outbound, its local one if
+    /// inbound) is to be kept alive: a direct connection to a kept relay while the keeper runs.
+    pub(crate) fn keeps_alive(&self, peer: &PeerId, addr: &Multiaddr) -> bool {
+        !self.stopped && self.relays.contains_key(peer) && !is_relayed(addr)
+    }
+
+    // The clock.
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due next; `None` while nothing is timed.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(deadline, _)| *deadline)
+    }
+
+    /// Fires every deadline up to `now`.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(deadline, relay)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.drive(relay, Input::TimerFired, now);
+        }
+    }
+
+    /// The next thing the swarm must do, oldest first.
+    pub(crate) fn poll_action(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    // What the swarm reports.
+
+    pub(crate) fn on_connection_established(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        endpoint: &ConnectedPoint,
+        now: Instant,
+    ) {
+        if endpoint.is_relayed() {
+            return;
+        }
+        let dialed = match endpoint {
+            ConnectedPoint::Dialer { address, .. } => Some(address.clone()),
+            ConnectedPoint::Listener { .. } => None,
+        };
+        if self.relays.contains_key(&peer) {
+            self.drive(peer, Input::ConnectionEstablished { connection, dialed }, now);
+            return;
+        }
+        // Most peers have one connection; a default Vec would reserve room for four.
+        self.connections
+            .entry(peer)
+            .or_insert_with(|| Vec::with_capacity(1))
+            .push((connection, dialed));
+    }
+
+    pub(crate) fn on_connection_closed(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        endpoint: &ConnectedPoint,
+        error: Option<&dyn std::error::Error>,
+        now: Instant,
+    ) {
+        if endpoint.is_relayed() {
+            return;
+        }
+        let cause = if self.probe_closed.remove(&connection).is_some() {
+            Cause::probe_timeout()
+        } else {
+            Cause::connection_lost(error)
+        };
+        if self.relays.contains_key(&peer) {
+            self.drive(peer, Input::ConnectionClosed { connection, cause }, now);
+            // The relay client closes the reservation's listener only after this; the node is unreachable
+            // through the relay from now on.
+            if self.relays[&peer].links().is_empty() {
+                self.forget_circuits(peer, |_, _| false);
+            }
+            return;
+        }
+        if let Some(links) = self.connections.get_mut(&peer) {
+            links.retain(|(id, _)| *id != connection);
+            if links.is_empty() {
+                self.connections.remove(&peer);
+            }
+        }
+    }
+
+    pub(crate) fn on_dial_failure(
+        &mut self,
+        peer: Option<PeerId>,
+        connection: ConnectionId,
+        error: &DialError,
+        now: Instant,
+    ) {
+        let Some(peer) = peer.filter(|peer| self.relays.contains_key(peer)) else {
+            return;
+        };
+        let input = if let DialError::DialPeerConditionFalse(_) = error {
+            Input::DialSkipped { connection }
+        } else {
+            tracing::debug!(relay = %peer, %connection, %error, "dial to relay failed");
+            Input::DialFailed {
+                connection,
+                cause: Cause::dial_failed(error),
+                mistake: Mistake::of(error),
+            }
+        };
+        self.drive(peer, input, now);
+    }
+
+    pub(crate) fn on_new_listen_addr(&mut self, listener: ListenerId, addr: &Multiaddr, now: Instant) {
+        if !is_relayed(addr) {
+            tracing::debug!(%addr, "new listen address");
+            self.network_changed(now);
+            return;
+        }
+        if let Some(&peer) = self.listeners.get(&listener) {
+            let addr = addr.clone();
+            self.drive(
+                peer,
+                Input::ListenAddr {
+                    listener,
+                    addr: addr.clone(),
+                },
+                now,
+            );
+            self.add_circuit_addr(peer, listener, addr);
+            return;
+        }
+        if let Some(peer) = circuit_relay(addr).filter(|peer| self.relays.contains_key(peer)) {
+            let addr = addr.clone();
+            self.drive(peer, Input::ForeignReservation { listener, addr }, now);
+        }
+    }
+
+    pub(crate) fn on_expired_listen_addr(&mut self, listener: ListenerId, addr: &Multiaddr) {
+        if let Some(&peer) = self.listeners.get(&listener) {
+            self.forget_circuits(peer, |l, a| l != listener || a != addr);
+        }
+    }
+
+    pub(crate) fn on_listener_closed(
+        &mut self,
+        listener: ListenerId,
+        reason: Result<(), &std::io::Error>,
+        now: Instant,
+    ) {
+        let Some(peer) = self.listeners.remove(&listener) else {
+            return;
+        };
+        self.forget_circuits(peer, |l, _| l != listener);
+        // The relay client closes a reservation's listener when its connection goes, sometimes before the
+        // swarm reports the connection closed: if the keeper closed a silent one, that is the cause.
+        let cause = match reason {
+            Err(error) => {
+                tracing::debug!(relay = %peer, ?listener, %error, "reservation refused or lost");
+                Cause::from_listener_error(error)
+            }
+            Ok(()) if self.probe_closed.values().any(|p| *p == peer) => Cause::probe_timeout(),
+            Ok(()) => {
+                tracing::debug!(relay = %peer, ?listener, "circuit listener closed");
+                Cause::reservation_lost()
+            }
+        };
+        let refused = reason.is_err();
+        self.drive(
+            peer,
+            Input::ListenerClosed {
+                listener,
+                refused,
+                cause,
+            },
+            now,
+        );
+    }
+
+    pub(crate) fn on_listener_error(
+        &mut self,
+        listener: ListenerId,
+        error: &(dyn std::error::Error + 'static),
+        now: Instant,
+    ) {
+        let Some(peer) = self.listeners.remove(&listener) else {
+            return;
+        };
+        self.forget_circuits(peer, |l, _| l != listener);
+        let unsupported = matches!(
+            error.downcast_ref::<TransportError<std::io::Error>>(),
+            Some(TransportError::MultiaddrNotSupported(_))
+        );
+        if !unsupported {
+            tracing::debug!(relay = %peer, ?listener, %error, "circuit listener failed");
+            let cause = Cause::new(CauseKind::ProtocolError, error);
+            let refused = true;
+            self.drive(
+                peer,
+                Input::ListenerClosed {
+                    listener,
+                    refused,
+                    cause,
+                },
+                now,
+            );
+            return;
+        }
+        if !self.missing_transport_logged {
+            self.missing_transport_logged = true;
+            tracing::error!(
+                relay = %peer,
+                "cannot reserve a circuit on the relay: the swarm has no relay client transport. {}",
+                GiveUpReason::NoRelayTransport.fix()
+            );
+        }
+        self.drive(peer, Input::ListenerUnsupported { listener }, now);
+    }
+
+    /// What the keeper's connection handler reports.
+    pub(crate) fn on_handler_event(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        event: ToBehaviour,
+        now: Instant,
+    ) {
+        match event {
+            ToBehaviour::HopEnabled => {
+                tracing::debug!(relay = %peer, "peer offers the relay HOP protocol");
+                self.drive(peer, Input::HopEnabled, now);
+            }
+            ToBehaviour::IdentifyRuns => self.identify_runs = true,
+            ToBehaviour::ProbeAnswered(rtt) => {
+                tracing::trace!(relay = %peer, %connection, ?rtt, "probe answered");
+                self.metrics.on_probe_answered(rtt);
+            }
+            ToBehaviour::ProbeTimedOut => {
+                if self.stopped || !self.relays.contains_key(&peer) {
+                    return;
+                }
+                tracing::debug!(relay = %peer, %connection, "probe timed out; closing the silent connection");
+                self.probe_closed.insert(connection, peer);
+                self.commands.push_back(Command::Close {
+                    peer,
+                    connection: CloseConnection::One(connection),
+                });
+            }
+        }
+    }
+
+    // Carrying out transitions.
+
+    fn status_of(&self, relay: &Relay) -> RelayStatus {
+        if self.stopped {
+            RelayStatus::Stopped
+        } else {
+            relay.status()
+        }
+    }
+
+    /// Feeds `input` to the relay `peer` while the keeper runs; `None` if it does not run or `peer` is not
+    /// kept.
+    fn drive(&mut self, peer: PeerId, input: Input, now: Instant) -> Option<Transition> {
+        if self.stopped {
+            return None;
+        }
+        let relay = self.relays.get_mut(&peer)?;
+        let transition = relay.on(input, &mut self.shared.env(peer, now));
+        self.apply(peer, transition, now);
+        Some(transition)
+    }
+
+    /// Carries out what a transition of `peer` changed and asked for.
+    fn apply(&mut self, peer: PeerId, transition: Transition, now: Instant) {
+        let (before, after) = transition.deadline;
+        if before != after {
+            if let Some(deadline) = before {
+                self.deadlines.remove(&(deadline, peer));
+            }
+            if let Some(deadline) = after {
+                self.deadlines.insert((deadline, peer));
+            }
+        }
+        let (before, after) = transition.status;
+        self.metrics
+            .on_transition(before, Some(after), transition.restored_after, now);
+        let mut actions = std::mem::take(&mut self.shared.actions);
+        for action in actions.drain(..) {
+            match action {
+                Action::Dial(opts) => {
+                    tracing::debug!(relay = %peer, connection = %opts.connection_id(), "dialing relay");
+                    self.commands.push_back(Command::Dial(opts));
+                }
+                Action::AbortDials => {
+                    tracing::debug!(relay = %peer, "dial to relay timed out; aborting it");
+                    self.commands.push_back(Command::Close {
+                        peer,
+                        connection: CloseConnection::All,
+                    });
+                }
+                Action::RemoveListener(id) => {
+                    tracing::debug!(relay = %peer, listener = ?id, "withdrawing the keeper's reservation request");
+                    self.listeners.remove(&id);
+                    self.commands.push_back(Command::RemoveListener(id));
+                }
+                Action::Listen(opts) => {
+                    tracing::debug!(relay = %peer, addr = %opts.address(), "requesting circuit reservation");
+                    self.listeners.insert(opts.listener_id(), peer);
+                    self.commands.push_back(Command::Listen(opts));
+                }
+                Action::Adopt { listener, addr } => {
+                    tracing::debug!(relay = %peer, ?listener, "adopted the application's circuit listener");
+                    self.listeners.insert(listener, peer);
+                    self.add_circuit_addr(peer, listener, addr);
+                }
+                Action::Emit(event) => self.emit(event),
+            }
+        }
+        // Hands the emptied buffer back, so the next transition needs no allocation.
+        self.shared.actions = actions;
+    }
+
+    /// Tells the handlers of `links`, connections to `peer`, to keep them alive or not.
+    fn keep_alive(&mut self, peer: PeerId, links: &[Link], on: bool) {
+        self.commands
+            .extend(links.iter().map(|(connection, _)| Command::KeepAlive {
+                peer,
+                connection: *connection,
+                on,
+            }));
+    }
+
+    /// Records a live circuit address; the first one of all makes the node reachable.
+    fn add_circuit_addr(&mut self, peer: PeerId, listener: ListenerId, addr: Multiaddr) {
+        if self.stopped || !self.listeners.contains_key(&listener) {
+            return;
+        }
+        let reachable_before = !self.circuit_addrs.is_empty();
+        let addrs = self.circuit_addrs.entry(peer).or_default();
+        if addrs.iter().any(|(l, a)| *l == listener && *a == addr) {
+            return;
+        }
+        addrs.push((listener, addr.clone()));
+        if !reachable_before {
+            self.emit(Event::Reachable { relay: peer, addr });
+        }
+    }
+
+    /// Drops the circuit addresses of `peer` that `keep` rejects; if they were the node's last, the node is
+    /// unreachable.
+    fn forget_circuits(&mut self, peer: PeerId, keep: impl Fn(ListenerId, &Multiaddr) -> bool) {
+        let Some(addrs) = self.circuit_addrs.get_mut(&peer) else {
+            return;
+        };
+        addrs.retain(|(listener, addr)| keep(*listener, addr));
+        if addrs.is_empty() {
+            self.circuit_addrs.remove(&peer);
+            if self.circuit_addrs.is_empty() && !self.stopped {
+                self.emit(Event::Unreachable { relay: peer });
+            }
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.log(&event);
+        self.metrics.on_event(&event);
+        self.commands.push_back(Command::Emit(event));
+    }
+
+    /// Logs an event, and once per cause the fix for a cause that retrying alone does not cure.
+    fn log(&mut self, event: &Event) {
+        match event {
+            Event::ReconnectScheduled {
+                relay,
+                attempt,
+                delay,
+                cause,
+            } => {
+                tracing::debug!(%relay, attempt, ?delay, cause = %cause.kind, error = %cause.message, "relay retry scheduled");
+                let fix = match cause.kind {
+                    CauseKind::HopUnsupported if !self.identify_runs => Some(
+                        "this swarm runs no identify: a rust-libp2p relay offers HOP only once it knows its \
+                         external address, which it learns from its clients' identify; add \
+                         libp2p::identify::Behaviour to your behaviour (relay operators: or set the relay's \
+                         status with relay::Behaviour::set_status)",
+                    ),
+                    kind => kind.fix(),
+                };
+                if let Some(fix) = fix {
+                    if self.fixes_logged.insert(cause.kind) {
+                        tracing::warn!(%relay, cause = %cause.kind, error = %cause.message, "{fix}");
+                    }
+                }
+            }
+            Event::Reconnected { relay, attempts } => {
+                tracing::info!(%relay, attempts, "relay connection restored")
+            }
+            Event::Reserved { relay, addr } => tracing::info!(%relay, %addr, "relay reservation live"),
+            Event::GaveUp {
+                relay,
+                attempts,
+                reason,
+            } => tracing::warn!(%relay, attempts, %reason, "gave up on relay: {}", reason.fix()),
+            Event::Reachable { relay, addr } => {
+                tracing::info!(%relay, %addr, "node reachable through a relay")
+            }
+            Event::Unreachable { relay } => {
+                tracing::warn!(%relay, "node no longer reachable through any relay")
+            }
+        }
+    }
+}
+
+fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| p == Protocol::P2pCircuit)
+}
+
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,505 @@
+//! The engine's unit tests, on a clock the tests own. They read only what the swarm and users see: the
+//! commands, the events, `status()`, `circuit_addrs()` and when the engine next needs the clock.
+//!
+//! The seed's tests (MetaMask ocap-kernel PR #860 and #918) and where each is proven here:
+//!
+//! | # | seed test | here |
+//! |---|-----------|------|
+//! | 1 | re-dials relay when connection closes | [`redials_relay_when_connection_closes`], and `behaviour::tests::a_lost_relay_is_redialed_when_the_timer_fires` through the adapter's timer |
+//! | 2 | does not re-dial for non-relay peer | [`does_not_redial_for_non_relay_peer`] |
+//! | 3 | applies exponential backoff on consecutive failures | `relay::tests::backoff_doubles_to_the_cap_then_gives_up_after_max_attempts` |
+//! | 4 | stops retrying after max attempts | same test, and `tests/relay.rs::relay_down_for_good_gives_up_after_max_attempts` |
+//! | 5 | clears pending reconnects on stop | [`stop_clears_pending_retries`] |
+//! | 6 | no reconnects for close events during stop | [`close_events_after_stop_schedule_nothing`] |
+//! | 7 | stops retrying after a successful reconnect | `relay::tests::a_successful_retry_ends_the_outage_and_leaves_no_timer` |
+//! | 8 | no duplicate reconnects for the same relay | [`one_retry_per_relay_however_many_connections_close`] |
+//! | 9 | no reconnect when the abort signal is already aborted | [`a_stopped_keeper_takes_no_relays`] |
+//! | 10 | cleans up the pending entry when the outer catch fires | N/A: a dial cannot throw here; every dial error arrives as `DialFailure` and is a counted failure ([`any_dial_error_is_a_counted_failure`]) |
+//! | 11 | no leaked timer when stop() runs during an in-flight dial | [`stop_during_an_inflight_dial_leaves_nothing`] |
+//! | 12 | schedules reconnect for relay not connected on startup | [`relay_unreachable_at_start_is_retried`] |
+//! | 13 | schedules reconnect for all relays when none are connected | [`every_unreachable_relay_gets_its_own_retry`] |
+//! | 14 | recovers relay that was down on startup once it is up | `relay::tests::relay_down_at_start_is_retried_and_recovers`, and `tests/relay.rs::relay_started_late_is_reached` |
+//! | 15 | no duplicate startup reconnect when the relay also fires close | [`startup_failure_and_a_close_schedule_one_retry`] |
+
+use libp2p::{
+    core::transport::{ListenerId, TransportError},
+    swarm::{CloseConnection, ConnectionId, DialError},
+};
+
+use super::{
+    harness::{circuit, dialer, dials, events, fast, relay_addr, Harness},
+    *,
+};
+use crate::handler::ToBehaviour;
+
+fn id(n: usize) -> ConnectionId {
+    ConnectionId::new_unchecked(n)
+}
+
+/// A harness keeping one relay, connected through connection 1, with its reservation requested.
+fn connected() -> (Harness, PeerId, Multiaddr) {
+    let (_, addr) = relay_addr();
+    let mut harness = Harness::new(fast());
+    let peer = harness.connected_relay(&addr);
+    (harness, peer, addr)
+}
+
+/// The listener of the one reservation request among `commands`.
+fn listener(commands: &[Command]) -> ListenerId {
+    let listeners: Vec<ListenerId> = commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Listen(opts) => Some(opts.listener_id()),
+            _ => None,
+        })
+        .collect();
+    let [listener] = listeners[..] else {
+        panic!("one reservation request: {commands:?}")
+    };
+    listener
+}
+
+/// A harness keeping one relay whose reservation is live on connection 1, with the listener holding it.
+fn reserved() -> (Harness, PeerId, Multiaddr, ListenerId) {
+    let (_, addr) = relay_addr();
+    let mut harness = Harness::new(fast());
+    let peer = harness.add_relay(&addr);
+    harness.connect(peer, id(1), &addr);
+    let listener = listener(&harness.drain());
+    harness
+        .engine
+        .on_new_listen_addr(listener, &circuit(&addr), harness.now);
+    harness.drain();
+    (harness, peer, addr, listener)
+}
+
+#[test]
+fn redials_relay_when_connection_closes() {
+    let (mut harness, peer, addr) = connected();
+    harness.close(peer, id(1), &addr);
+    assert_eq!(
+        harness.engine.status(&peer),
+        Some(RelayStatus::Waiting { attempt: 1 })
+    );
+    assert!(dials(&harness.drain()).is_empty(), "not before the wait");
+    harness.advance_to_timeout();
+    let commands = harness.drain();
+    let [Command::Dial(opts)] = &commands[..] else {
+        panic!("{commands:?}")
+    };
+    assert_eq!(opts.get_peer_id(), Some(peer));
+    assert_eq!(harness.engine.addrs_of(&peer), [addr], "the dial's addresses");
+}
+
+#[test]
+fn dials_yield_to_existing_connections_and_dials() {
+    let (peer, addr) = relay_addr();
+    let mut harness = Harness::new(fast());
+    harness.add_relay(&addr);
+    let commands = harness.drain();
+    let [Command::Dial(opts)] = &commands[..] else {
+        panic!("{commands:?}")
+    };
+    assert_eq!(opts.get_peer_id(), Some(peer));
+    // The condition has no public getter; its debug form names it.
+    assert!(
+        format!("{opts:?}").contains("DisconnectedAndNotDialing"),
+        "{opts:?}"
+    );
+}
+
+#[test]
+fn does_not_redial_for_non_relay_peer() {
+    let (mut harness, ..) = connected();
+    let (other, other_addr) = relay_addr();
+    harness.connect(other, id(7), &other_addr);
+    harness.close(other, id(7), &other_addr);
+    assert!(harness.drain().is_empty());
+    assert_eq!(harness.engine.poll_timeout(), None);
+}
+
+#[test]
+fn relayed_connections_are_not_connections_to_the_relay() {
+    let (mut harness, peer, addr) = connected();
+    let relayed = circuit(&addr);
+    harness.connect(peer, id(2), &relayed);
+    harness.close(peer, id(1), &addr);
+    assert_eq!(
+        harness.engine.status(&peer),
+        Some(RelayStatus::Waiting { attempt: 1 }),
+        "the direct connection is gone: retry scheduled"
+    );
+    let deadline = harness.engine.poll_timeout();
+    harness.close(peer, id(2), &relayed);
+    assert_eq!(harness.engine.poll_timeout(), deadline);
+    assert_eq!(events(&harness.drain()).len(), 1, "one retry scheduled");
+}
+
+#[test]
+fn stop_clears_pending_retries() {
+    let (mut harness, peer, addr) = connected();
+    harness.close(peer, id(1), &addr);
+    harness.engine.stop(harness.now);
+    assert_eq!(harness.engine.poll_timeout(), None);
+    let commands = harness.drain();
+    assert!(
+        commands
+            .iter()
+            .all(|c| matches!(c, Command::KeepAlive { on: false, .. })),
+        "{commands:?}"
+    );
+    assert_eq!(harness.engine.status(&peer), Some(RelayStatus::Stopped));
+    assert!(!harness.engine.retry_now(&peer, harness.now));
+    harness.engine.stop(harness.now);
+    assert!(harness.drain().is_empty(), "stop is idempotent");
+}
+
+#[test]
+fn close_events_after_stop_schedule_nothing() {
+    let (mut harness, peer, addr) = connected();
+    harness.engine.stop(harness.now);
+    harness.drain();
+    harness.close(peer, id(1), &addr);
+    assert!(harness.drain().is_empty());
+    assert_eq!(harness.engine.poll_timeout(), None);
+}
+
+#[test]
+fn one_retry_per_relay_however_many_connections_close() {
+    let (mut harness, peer, addr) = connected();
+    harness.connect(peer, id(2), &addr);
+    harness.close(peer, id(1), &addr);
+    assert_eq!(
+        harness.engine.poll_timeout(),
+        None,
+        "another direct connection remains"
+    );
+    harness.close(peer, id(2), &addr);
+    harness.close(peer, id(2), &addr);
+    let commands = harness.drain();
+    let scheduled = events(&commands)
+        .into_iter()
+        .filter(|e| matches!(e, Event::ReconnectScheduled { .. }))
+        .count();
+    assert_eq!(scheduled, 1);
+}
+
+#[test]
+fn a_stopped_keeper_takes_no_relays() {
+    let mut harness = Harness::new(fast());
+    harness.engine.stop(harness.now);
+    let (_, addr) = relay_addr();
+    assert_eq!(
+        harness.engine.add_relay(addr, harness.now),
+        Err(AddRelayError::Stopped)
+    );
+    assert_eq!(harness.engine.relays().count(), 0);
+    assert!(harness.drain().is_empty());
+}
+
+#[test]
+fn any_dial_error_is_a_counted_failure() {
+    let (peer, addr) = relay_addr();
+    let mut harness = Harness::new(fast());
+    harness.add_relay(&addr);
+    let dial = dials(&harness.drain())[0];
+    harness.fail_dial(peer, dial, &DialError::NoAddresses);
+    assert_eq!(
+        harness.engine.status(&peer),
+        Some(RelayStatus::Waiting { attempt: 1 })
+    );
+    assert!(harness.engine.poll_timeout().is_some());
+}
+
+#[test]
+fn stop_during_an_inflight_dial_leaves_nothing() {
+    let (mut harness, peer, addr) = connected();
+    harness.close(peer, id(1), &addr);
+    harness.advance_to_timeout();
+    let dial = dials(&harness.drain())[0];
+    harness.engine.stop(harness.now);
+    harness.drain();
+    harness.fail_dial(peer, dial, &DialError::Aborted);
+    harness.connect(peer, id(3), &addr);
+    assert!(harness.drain().is_empty(), "no dial, listen or event after stop");
+    assert_eq!(harness.engine.poll_timeout(), None, "no timer left");
+}
+
+#[test]
+fn queued_work_is_dropped_by_stop() {
+    let (peer, addr) = relay_addr();
+    let mut harness = Harness::new(fast());
+    harness.add_relay(&addr);
+    harness.engine.stop(harness.now);
+    assert!(harness.drain().is_empty(), "the queued first dial is not raised");
+    assert_eq!(harness.engine.status(&peer), Some(RelayStatus::Stopped));
+}
+
+#[test]
+fn relay_unreachable_at_start_is_retried() {
+    let (peer, addr) = relay_addr();
+    let mut harness = Harness::new(fast());
+    harness.add_relay(&addr);
+    let dial = dials(&harness.drain())[0];
+    harness.fail_dial(peer, dial, &DialError::Aborted);
+    let commands = harness.drain();
+    assert!(
+        matches!(
+            commands.as_slice(),
+            [Command::Emit(Event::ReconnectScheduled { attempt: 1, .. })]
+        ),
+        "{commands:?}"
+    );
+}
+
+#[test]
+fn every_unreachable_relay_gets_its_own_retry() {
+    let mut harness = Harness::new(fast());
+    let relays: Vec<PeerId> = (0..3).map(|_| harness.add_relay(&relay_addr().1)).collect();
+    for command in harness.drain() {
+        let Command::Dial(opts) = command else { continue };
+        harness.fail_dial(
+            opts.get_peer_id().unwrap(),
+            opts.connection_id(),
+            &DialError::Aborted,
+        );
+    }
+    for relay in &relays {
+        assert_eq!(
+            harness.engine.status(relay),
+            Some(RelayStatus::Waiting { attempt: 1 })
+        );
+    }
+    harness.advance_to_timeout();
+    assert_eq!(dials(&harness.drain()).len(), 3, "every retry fires");
+}
+
+#[test]
+fn startup_failure_and_a_close_schedule_one_retry() {
+    let (peer, addr) = relay_addr();
+    let mut harness = Harness::new(fast());
+    harness.add_relay(&addr);
+    let dial = dials(&harness.drain())[0];
+    harness.fail_dial(peer, dial, &DialError::Aborted);
+    harness.close(peer, id(9), &addr);
+    assert_eq!(events(&harness.drain()).len(), 1);
+    assert_eq!(
+        harness.engine.status(&peer),
+        Some(RelayStatus::Waiting { attempt: 1 })
+    );
+}
+
+#[test]
+fn remove_relay_cancels_everything_for_it_and_emits_nothing() {
+    let (mut harness, peer, addr) = connected();
+    harness.close(peer, id(1), &addr);
+    assert!(harness.engine.remove_relay(&peer, harness.now));
+    assert!(!harness.engine.remove_relay(&peer, harness.now));
+    assert_eq!(harness.engine.poll_timeout(), None);
+    assert!(
+        !harness.drain().iter().any(|c| matches!(c, Command::Emit(_))),
+        "the scheduled-retry event is dropped too"
+    );
+    assert_eq!(harness.engine.status(&peer), None);
+    harness.connect(peer, id(5), &addr);
+    assert!(harness.drain().is_empty());
+}
+
+#[test]
+fn remove_relay_removes_the_keepers_listener_and_releases_keep_alive() {
+    let (mut harness, peer, _, listener) = reserved();
+    assert!(harness.engine.remove_relay(&peer, harness.now));
+    let commands = harness.drain();
+    assert!(commands
+        .iter()
+        .any(|c| matches!(c, Command::RemoveListener(id) if *id == listener)));
+    assert!(commands.iter().any(|c| matches!(
+        c,
+        Command::KeepAlive { peer: p, on: false, .. } if *p == peer
+    )));
+    assert!(
+        commands
+            .iter()
+            .any(|c| matches!(c, Command::Emit(Event::Unreachable { .. }))),
+        "its reservation was the last: {commands:?}"
+    );
+    assert_eq!(harness.engine.circuit_addrs().count(), 0);
+}
+
+#[test]
+fn bad_addresses_change_nothing() {
+    let mut harness = Harness::new(fast());
+    let (peer, addr) = relay_addr();
+    let cases = [
+        (
+            "/ip4/127.0.0.1/tcp/1".parse().unwrap(),
+            AddRelayError::MissingPeerId,
+        ),
+        (
+            format!("/p2p/{peer}").parse().unwrap(),
+            AddRelayError::MissingTransport,
+        ),
+        (circuit(&addr), AddRelayError::CircuitAddress),
+    ];
+    for (addr, error) in cases {
+        assert_eq!(harness.engine.add_relay(addr, harness.now), Err(error));
+    }
+    assert_eq!(harness.engine.relays().count(), 0);
+    assert!(harness.drain().is_empty());
+}
+
+#[test]
+fn a_relay_connected_before_it_is_added_is_reserved_without_a_dial() {
+    let (peer, addr) = relay_addr();
+    let mut harness = Harness::new(fast());
+    harness.connect(peer, id(1), &addr);
+    harness.add_relay(&addr);
+    let commands = harness.drain();
+    assert!(dials(&commands).is_empty());
+    assert!(commands.iter().any(|c| matches!(c, Command::Listen(_))));
+    assert!(commands
+        .iter()
+        .any(|c| matches!(c, Command::KeepAlive { on: true, .. })));
+}
+
+#[test]
+fn only_direct_connections_to_a_kept_relay_are_kept_alive() {
+    let (harness, peer, addr) = connected();
+    assert!(harness.engine.keeps_alive(&peer, &addr));
+    assert!(!harness.engine.keeps_alive(&peer, &circuit(&addr)));
+    assert!(!harness.engine.keeps_alive(&relay_addr().0, &addr));
+}
+
+#[test]
+fn a_listener_on_a_swarm_without_relay_transport_gives_up() {
+    let (_, addr) = relay_addr();
+    let mut harness = Harness::new(fast());
+    let peer = harness.add_relay(&addr);
+    harness.connect(peer, id(1), &addr);
+    let listener = listener(&harness.drain());
+    let error = TransportError::<std::io::Error>::MultiaddrNotSupported(addr);
+    harness.engine.on_listener_error(listener, &error, harness.now);
+    assert_eq!(
+        harness.engine.status(&peer),
+        Some(RelayStatus::GaveUp {
+            attempts: 0,
+            reason: GiveUpReason::NoRelayTransport
+        })
+    );
+    assert_eq!(harness.engine.poll_timeout(), None);
+}
+
+#[test]
+fn the_applications_listener_is_adopted_and_then_tracked() {
+    let (mut harness, peer, addr, ours) = reserved();
+    harness.engine.on_listener_closed(ours, Ok(()), harness.now);
+    assert!(harness.engine.poll_timeout().is_some(), "a retry is scheduled");
+    let theirs = ListenerId::next();
+    harness
+        .engine
+        .on_new_listen_addr(theirs, &circuit(&addr), harness.now);
+    assert_eq!(harness.engine.status(&peer), Some(RelayStatus::Reserved));
+    assert_eq!(harness.engine.poll_timeout(), None, "the retry is cancelled");
+    assert_eq!(
+        harness.engine.circuit_addrs().collect::<Vec<_>>(),
+        [&circuit(&addr)]
+    );
+    harness.engine.on_listener_closed(theirs, Ok(()), harness.now);
+    assert_eq!(
+        harness.engine.status(&peer),
+        Some(RelayStatus::Waiting { attempt: 1 })
+    );
+    // The keeper removes only listeners it opened.
+    harness.drain();
+    harness.engine.remove_relay(&peer, harness.now);
+    assert!(!harness
+        .drain()
+        .iter()
+        .any(|c| matches!(c, Command::RemoveListener(_))));
+}
+
+#[test]
+fn a_burst_of_new_listen_addresses_gives_one_retry_round() {
+    let mut harness = Harness::new(fast());
+    let relays: Vec<PeerId> = (0..3).map(|_| harness.add_relay(&relay_addr().1)).collect();
+    for command in harness.drain() {
+        let Command::Dial(opts) = command else { continue };
+        harness.fail_dial(
+            opts.get_peer_id().unwrap(),
+            opts.connection_id(),
+            &DialError::Aborted,
+        );
+    }
+    harness.drain();
+    for port in 0..5 {
+        let addr: Multiaddr = format!("/ip4/192.0.2.1/tcp/{port}").parse().unwrap();
+        harness
+            .engine
+            .on_new_listen_addr(ListenerId::next(), &addr, harness.now);
+    }
+    assert_eq!(
+        dials(&harness.drain()).len(),
+        relays.len(),
+        "one dial per waiting relay"
+    );
+    for relay in &relays {
+        assert_eq!(harness.engine.status(relay), Some(RelayStatus::Connecting));
+    }
+    assert_eq!(
+        harness.engine.network_changed(harness.now),
+        0,
+        "relays that are dialing are left alone"
+    );
+}
+
+#[test]
+fn the_node_is_reachable_from_the_first_circuit_address_to_the_loss_of_the_last() {
+    let (mut harness, peer, addr, _) = reserved();
+    assert_eq!(harness.engine.circuit_addrs().count(), 1);
+    harness.close(peer, id(1), &addr);
+    let commands = harness.drain();
+    assert!(
+        matches!(
+            events(&commands)[..],
+            [Event::ReconnectScheduled { .. }, Event::Unreachable { .. }]
+        ),
+        "{commands:?}"
+    );
+    assert_eq!(harness.engine.circuit_addrs().count(), 0);
+}
+
+#[test]
+fn a_silent_connection_is_closed_and_its_loss_blamed_on_the_probe() {
+    let (mut harness, peer, addr) = connected();
+    harness
+        .engine
+        .on_handler_event(peer, id(1), ToBehaviour::ProbeTimedOut, harness.now);
+    let commands = harness.drain();
+    assert!(
+        matches!(
+            commands[..],
+            [Command::Close { peer: p, connection: CloseConnection::One(c) }] if p == peer && c == id(1)
+        ),
+        "{commands:?}"
+    );
+    harness
+        .engine
+        .on_connection_closed(peer, id(1), &dialer(&addr), None, harness.now);
+    let commands = harness.drain();
+    assert!(
+        matches!(
+            events(&commands)[..],
+            [Event::ReconnectScheduled { cause, .. }] if cause.kind == CauseKind::ProbeTimeout
+        ),
+        "{commands:?}"
+    );
+}
+
+#[test]
+fn a_probe_of_a_peer_that_is_not_kept_closes_nothing() {
+    let mut harness = Harness::new(fast());
+    harness
+        .engine
+        .on_handler_event(relay_addr().0, id(1), ToBehaviour::ProbeTimedOut, harness.now);
+    assert!(harness.drain().is_empty());
+}
