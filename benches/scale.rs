@@ -164,18 +164,39 @@ fn idle_polls(c: &mut Criterion) {
     group.finish();
 }
 
+/// Heap bytes in use from `before` on, per one of `n`.
+fn bytes_each(before: usize, n: usize) -> usize {
+    IN_USE.load(Ordering::Relaxed).saturating_sub(before) / n
+}
+
 fn memory_per_relay(_: &mut Criterion) {
     for n in SIZES {
         // The addresses are the application's; the keeper shares them.
         let relays = relays(n);
         let before = IN_USE.load(Ordering::Relaxed);
-        let keeper = reserved_keeper(&relays, Duration::from_secs(3600));
-        let keeper_bytes = IN_USE.load(Ordering::Relaxed) - before;
+        let mut fleet = Fleet::keep(relays, Duration::from_secs(3600));
+        let endpoints = fleet.endpoints.len() * std::mem::size_of::<ConnectedPoint>();
+        let reserved = bytes_each(before + endpoints, n);
+        // A burst: every relay lost at once, each loss announced; what is left once the swarm took it all.
+        fleet.lose_all();
+        drive::drain(&mut fleet.keeper);
+        let after_burst = bytes_each(before + endpoints, n);
         println!(
-            "memory per kept relay (reserved), n = {n:>6}: {} bytes",
-            keeper_bytes / n
+            "memory per kept relay, n = {n:>6}: reserved {reserved} bytes, waiting after a burst of losses {after_burst} bytes"
         );
-        drop(keeper);
+        drop(fleet);
+        // Peers the node is connected to that are not relays: the keeper remembers their connections, in case
+        // one is added as a relay later.
+        let peers = self::relays(n);
+        let before = IN_USE.load(Ordering::Relaxed);
+        let mut keeper = RelayKeeper::new(Config::default());
+        for (i, (peer, addr)) in peers.iter().enumerate() {
+            drive::connect(&mut keeper, *peer, i, addr);
+        }
+        println!(
+            "memory per connected peer that is not a relay, n = {n:>6}: {} bytes",
+            bytes_each(before, n)
+        );
     }
 }
 

@@ -64,6 +64,9 @@ impl Command {
     }
 }
 
+/// How much room for queued commands the engine keeps once the queue is empty.
+const COMMANDS_CAPACITY_KEPT: usize = 16;
+
 /// What every relay's transitions share, apart from the relays, so a transition can borrow both.
 struct Shared {
     config: Config,
@@ -84,10 +87,19 @@ impl Shared {
     }
 }
 
+/// A kept relay: its state machine, and what the node is reachable at through it.
+struct Kept {
+    relay: Relay,
+    /// The live circuit addresses of the keeper's (or an adopted) listener on the relay. They live here, not in
+    /// a table of their own, because a second table keyed by the 80-byte `PeerId` cost about 150 bytes per
+    /// relay (`cargo bench --bench scale`, BENCHMARKS.md).
+    circuits: Vec<(ListenerId, Multiaddr)>,
+}
+
 /// Every kept relay on an explicit clock.
 pub(crate) struct Engine {
     shared: Shared,
-    relays: HashMap<PeerId, Relay>,
+    relays: HashMap<PeerId, Kept>,
     /// Direct (not relayed) connections of every peer that is not a kept relay (a kept relay holds its own),
     /// with the address each was dialed at; a relay may be connected before it is added.
     connections: HashMap<PeerId, Vec<Link>>,
@@ -96,9 +108,8 @@ pub(crate) struct Engine {
     /// Every relay's deadline, earliest first; at most one per relay.
     deadlines: BTreeSet<(Instant, PeerId)>,
     commands: VecDeque<Command>,
-    /// The live circuit addresses of the keeper's (and adopted) listeners: what the node is reachable at.
-    /// Per relay, so a relay's loss drops them at once, before the relay client closes the listeners.
-    circuit_addrs: HashMap<PeerId, Vec<(ListenerId, Multiaddr)>>,
+    /// How many relays have live circuit addresses: the node is reachable while this is not 0.
+    reachable_through: usize,
     /// Connections the keeper closed because their probe timed out, with their peer, until the swarm reports
     /// them closed.
     probe_closed: HashMap<ConnectionId, PeerId>,
@@ -124,7 +135,7 @@ impl Engine {
             listeners: HashMap::new(),
             deadlines: BTreeSet::new(),
             commands: VecDeque::new(),
-            circuit_addrs: HashMap::new(),
+            reachable_through: 0,
             probe_closed: HashMap::new(),
             fixes_logged: HashSet::new(),
             identify_runs: false,
@@ -144,7 +155,11 @@ impl Engine {
         registry: &mut prometheus_client::registry::Registry,
         now: Instant,
     ) {
-        let statuses: Vec<RelayStatus> = self.relays.values().map(|relay| self.status_of(relay)).collect();
+        let statuses: Vec<RelayStatus> = self
+            .relays
+            .values()
+            .map(|kept| self.status_of(&kept.relay))
+            .collect();
         self.metrics.register(registry, statuses.into_iter(), now);
     }
 
@@ -164,13 +179,20 @@ impl Engine {
         self.keep_alive(peer, &links, true);
         tracing::debug!(relay = %peer, %addr, connected = !links.is_empty(), "relay added");
         let (relay, transition) = Relay::new(addr, links, &mut self.shared.env(peer, now));
-        self.relays.insert(peer, relay);
+        let circuits = Vec::new();
+        self.relays.insert(peer, Kept { relay, circuits });
         self.apply(peer, transition, now);
         Ok(peer)
     }
 
     pub(crate) fn remove_relay(&mut self, relay: &PeerId, now: Instant) -> bool {
-        let Some(removed) = self.relays.remove(relay) else {
+        if !self.relays.contains_key(relay) {
+            return false;
+        }
+        self.commands.retain(|command| !command.concerns(relay));
+        // After the relay's queued events are dropped: the node's loss of its last circuit is news.
+        self.forget_circuits(*relay, |_, _| false);
+        let Some(Kept { relay: removed, .. }) = self.relays.remove(relay) else {
             return false;
         };
         if let Some(deadline) = removed.deadline() {
@@ -179,8 +201,6 @@ impl Engine {
         self.metrics
             .on_transition(Some(self.status_of(&removed)), None, None, now);
         self.listeners.retain(|_, peer| peer != relay);
-        self.commands.retain(|command| !command.concerns(relay));
-        self.forget_circuits(*relay, |_, _| false);
         if let Some(id) = removed.own_listener() {
             self.commands.push_back(Command::RemoveListener(id));
         }
@@ -196,7 +216,7 @@ impl Engine {
     }
 
     pub(crate) fn retry_now(&mut self, relay: &PeerId, now: Instant) -> bool {
-        let retryable = self.relays.get(relay).is_some_and(Relay::retryable);
+        let retryable = self.relays.get(relay).is_some_and(|kept| kept.relay.retryable());
         if self.stopped || !retryable {
             return false;
         }
@@ -208,17 +228,17 @@ impl Engine {
         if self.stopped {
             return;
         }
-        for relay in self.relays.values() {
+        for kept in self.relays.values() {
             self.metrics
-                .on_transition(Some(relay.status()), Some(RelayStatus::Stopped), None, now);
+                .on_transition(Some(kept.relay.status()), Some(RelayStatus::Stopped), None, now);
         }
         self.stopped = true;
         self.deadlines.clear();
         self.commands
             .retain(|command| matches!(command, Command::KeepAlive { .. } | Command::RemoveListener(_)));
         let relays = std::mem::take(&mut self.relays);
-        for (peer, relay) in &relays {
-            self.keep_alive(*peer, relay.links(), false);
+        for (peer, kept) in &relays {
+            self.keep_alive(*peer, kept.relay.links(), false);
         }
         self.relays = relays;
         tracing::debug!(relays = self.relays.len(), "relay keeper stopped");
@@ -241,22 +261,28 @@ impl Engine {
     }
 
     pub(crate) fn circuit_addrs(&self) -> impl Iterator<Item = &Multiaddr> + '_ {
-        self.circuit_addrs.values().flatten().map(|(_, addr)| addr)
+        self.relays
+            .values()
+            .flat_map(|kept| &kept.circuits)
+            .map(|(_, addr)| addr)
     }
 
     pub(crate) fn status(&self, relay: &PeerId) -> Option<RelayStatus> {
-        self.relays.get(relay).map(|r| self.status_of(r))
+        self.relays.get(relay).map(|kept| self.status_of(&kept.relay))
     }
 
     pub(crate) fn relays(&self) -> impl Iterator<Item = (PeerId, RelayStatus)> + '_ {
         self.relays
             .iter()
-            .map(|(peer, relay)| (*peer, self.status_of(relay)))
+            .map(|(peer, kept)| (*peer, self.status_of(&kept.relay)))
     }
 
     /// The addresses to dial `peer` at: a kept relay's own; none for other peers.
     pub(crate) fn addrs_of(&self, peer: &PeerId) -> &[Multiaddr] {
-        self.relays.get(peer).map(Relay::addrs).unwrap_or_default()
+        self.relays
+            .get(peer)
+            .map(|kept| kept.relay.addrs())
+            .unwrap_or_default()
     }
 
     /// Whether a new connection to `peer` at `addr` (its remote address if outbound, its local one if
@@ -285,7 +311,13 @@ impl Engine {
 
     /// The next thing the swarm must do, oldest first.
     pub(crate) fn poll_action(&mut self) -> Option<Command> {
-        self.commands.pop_front()
+        let command = self.commands.pop_front();
+        // A burst (every relay added, or lost, at once) must not leave its queue's memory behind: without
+        // this a kept relay costs about 2.5 times the heap (`cargo bench --bench scale`, BENCHMARKS.md).
+        if command.is_none() && self.commands.capacity() > COMMANDS_CAPACITY_KEPT {
+            self.commands.shrink_to(COMMANDS_CAPACITY_KEPT);
+        }
+        command
     }
 
     // What the swarm reports.
@@ -335,7 +367,7 @@ impl Engine {
             self.drive(peer, Input::ConnectionClosed { connection, cause }, now);
             // The relay client closes the reservation's listener only after this; the node is unreachable
             // through the relay from now on.
-            if self.relays[&peer].links().is_empty() {
+            if self.relays[&peer].relay.links().is_empty() {
                 self.forget_circuits(peer, |_, _| false);
             }
             return;
@@ -525,8 +557,8 @@ impl Engine {
         if self.stopped {
             return None;
         }
-        let relay = self.relays.get_mut(&peer)?;
-        let transition = relay.on(input, &mut self.shared.env(peer, now));
+        let kept = self.relays.get_mut(&peer)?;
+        let transition = kept.relay.on(input, &mut self.shared.env(peer, now));
         self.apply(peer, transition, now);
         Some(transition)
     }
@@ -596,13 +628,20 @@ impl Engine {
         if self.stopped || !self.listeners.contains_key(&listener) {
             return;
         }
-        let reachable_before = !self.circuit_addrs.is_empty();
-        let addrs = self.circuit_addrs.entry(peer).or_default();
-        if addrs.iter().any(|(l, a)| *l == listener && *a == addr) {
+        let Some(kept) = self.relays.get_mut(&peer) else {
+            return;
+        };
+        if kept.circuits.iter().any(|(l, a)| *l == listener && *a == addr) {
             return;
         }
-        addrs.push((listener, addr.clone()));
-        if !reachable_before {
+        // Nearly always the one address: room for four (what `push` makes) would add 120 bytes per relay.
+        kept.circuits.reserve_exact(1);
+        kept.circuits.push((listener, addr.clone()));
+        if kept.circuits.len() > 1 {
+            return;
+        }
+        self.reachable_through += 1;
+        if self.reachable_through == 1 {
             self.emit(Event::Reachable { relay: peer, addr });
         }
     }
@@ -610,15 +649,19 @@ impl Engine {
     /// Drops the circuit addresses of `peer` that `keep` rejects; if they were the node's last, the node is
     /// unreachable.
     fn forget_circuits(&mut self, peer: PeerId, keep: impl Fn(ListenerId, &Multiaddr) -> bool) {
-        let Some(addrs) = self.circuit_addrs.get_mut(&peer) else {
+        let Some(kept) = self.relays.get_mut(&peer) else {
             return;
         };
-        addrs.retain(|(listener, addr)| keep(*listener, addr));
-        if addrs.is_empty() {
-            self.circuit_addrs.remove(&peer);
-            if self.circuit_addrs.is_empty() && !self.stopped {
-                self.emit(Event::Unreachable { relay: peer });
-            }
+        if kept.circuits.is_empty() {
+            return;
+        }
+        kept.circuits.retain(|(listener, addr)| keep(*listener, addr));
+        if !kept.circuits.is_empty() {
+            return;
+        }
+        self.reachable_through -= 1;
+        if self.reachable_through == 0 && !self.stopped {
+            self.emit(Event::Unreachable { relay: peer });
         }
     }
 
