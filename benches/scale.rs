@@ -12,7 +12,7 @@ use std::{
     alloc::{GlobalAlloc, Layout, System},
     hint::black_box,
     sync::atomic::{AtomicUsize, Ordering},
-    task::{Context, Waker},
+    task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
 
@@ -130,6 +130,20 @@ fn loss_events(c: &mut Criterion) {
         let elapsed = start.elapsed();
         black_box(&fleet.keeper);
         elapsed / n as u32
+    });
+    // As a swarm delivers them: it polls the behaviour until `Pending` after each event, so the keeper's queue
+    // never holds more than one loss's work.
+    per_relay(c, "loss event, polled", |n| {
+        let mut fleet = Fleet::reserved(n, Duration::from_secs(3600));
+        let mut cx = Context::from_waker(Waker::noop());
+        let start = Instant::now();
+        for (i, ((peer, _), endpoint)) in fleet.relays.iter().zip(&fleet.endpoints).enumerate() {
+            drive::disconnect(&mut fleet.keeper, *peer, i, endpoint);
+            while let Poll::Ready(action) = fleet.keeper.poll(&mut cx) {
+                black_box(action);
+            }
+        }
+        start.elapsed() / n as u32
     });
 }
 
