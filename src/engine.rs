@@ -440,10 +440,9 @@ impl Engine {
         reason: Result<(), &std::io::Error>,
         now: Instant,
     ) {
-        let Some(peer) = self.listeners.remove(&listener) else {
+        let Some(peer) = self.listener_gone(listener) else {
             return;
         };
-        self.forget_circuits(peer, |l, _| l != listener);
         // The relay client closes a reservation's listener when its connection goes, sometimes before the
         // swarm reports the connection closed: if the keeper closed a silent one, that is the cause.
         let cause = match reason {
@@ -458,15 +457,12 @@ impl Engine {
             }
         };
         let refused = reason.is_err();
-        self.drive(
-            peer,
-            Input::ListenerClosed {
-                listener,
-                refused,
-                cause,
-            },
-            now,
-        );
+        let input = Input::ListenerClosed {
+            listener,
+            refused,
+            cause,
+        };
+        self.drive(peer, input, now);
     }
 
     pub(crate) fn on_listener_error(
@@ -475,38 +471,39 @@ impl Engine {
         error: &(dyn std::error::Error + 'static),
         now: Instant,
     ) {
-        let Some(peer) = self.listeners.remove(&listener) else {
+        let Some(peer) = self.listener_gone(listener) else {
             return;
         };
-        self.forget_circuits(peer, |l, _| l != listener);
         let unsupported = matches!(
             error.downcast_ref::<TransportError<std::io::Error>>(),
             Some(TransportError::MultiaddrNotSupported(_))
         );
-        if !unsupported {
+        let input = if unsupported {
+            if !self.missing_transport_logged {
+                self.missing_transport_logged = true;
+                tracing::error!(
+                    relay = %peer,
+                    "cannot reserve a circuit on the relay: the swarm has no relay client transport. {}",
+                    GiveUpReason::NoRelayTransport.fix()
+                );
+            }
+            Input::ListenerUnsupported { listener }
+        } else {
             tracing::debug!(relay = %peer, ?listener, %error, "circuit listener failed");
-            let cause = Cause::new(CauseKind::ProtocolError, error);
-            let refused = true;
-            self.drive(
-                peer,
-                Input::ListenerClosed {
-                    listener,
-                    refused,
-                    cause,
-                },
-                now,
-            );
-            return;
-        }
-        if !self.missing_transport_logged {
-            self.missing_transport_logged = true;
-            tracing::error!(
-                relay = %peer,
-                "cannot reserve a circuit on the relay: the swarm has no relay client transport. {}",
-                GiveUpReason::NoRelayTransport.fix()
-            );
-        }
-        self.drive(peer, Input::ListenerUnsupported { listener }, now);
+            Input::ListenerClosed {
+                listener,
+                refused: true,
+                cause: Cause::new(CauseKind::ProtocolError, error),
+            }
+        };
+        self.drive(peer, input, now);
+    }
+
+    /// Forgets a closed or failed listener of the keeper's and its addresses; returns its relay.
+    fn listener_gone(&mut self, listener: ListenerId) -> Option<PeerId> {
+        let peer = self.listeners.remove(&listener)?;
+        self.forget_circuits(peer, |l, _| l != listener);
+        Some(peer)
     }
 
     /// What the keeper's connection handler reports.

@@ -50,7 +50,7 @@ enum State {
     },
 }
 
-/// What happened to the relay, as the behaviour saw it.
+/// What happened to the relay, as the engine saw it.
 #[derive(Debug, Clone)]
 pub(crate) enum Input {
     /// A direct connection to the relay is up; `dialed`: the address it was dialed at, if it was outbound.
@@ -213,7 +213,7 @@ impl Relay {
         }
     }
 
-    /// When the behaviour must feed [`Input::TimerFired`]; `None` when no retry or dial is timed.
+    /// When the engine must feed [`Input::TimerFired`]; `None` when no retry or dial is timed.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.state {
             State::Waiting { deadline, .. } | State::Dialing { deadline, .. } => Some(deadline),

@@ -252,8 +252,8 @@ fn relay_unreachable_at_start_is_retried() {
     );
 }
 
-#[test]
-fn every_unreachable_relay_gets_its_own_retry() {
+/// A harness keeping three relays whose first dials failed.
+fn unreachable_relays() -> (Harness, Vec<PeerId>) {
     let mut harness = Harness::new(fast());
     let relays: Vec<PeerId> = (0..3).map(|_| harness.add_relay(&relay_addr().1)).collect();
     for command in harness.drain() {
@@ -264,6 +264,12 @@ fn every_unreachable_relay_gets_its_own_retry() {
             &DialError::Aborted,
         );
     }
+    (harness, relays)
+}
+
+#[test]
+fn every_unreachable_relay_gets_its_own_retry() {
+    let (mut harness, relays) = unreachable_relays();
     for relay in &relays {
         assert_eq!(
             harness.engine.status(relay),
@@ -420,16 +426,7 @@ fn the_applications_listener_is_adopted_and_then_tracked() {
 
 #[test]
 fn a_burst_of_new_listen_addresses_gives_one_retry_round() {
-    let mut harness = Harness::new(fast());
-    let relays: Vec<PeerId> = (0..3).map(|_| harness.add_relay(&relay_addr().1)).collect();
-    for command in harness.drain() {
-        let Command::Dial(opts) = command else { continue };
-        harness.fail_dial(
-            opts.get_peer_id().unwrap(),
-            opts.connection_id(),
-            &DialError::Aborted,
-        );
-    }
+    let (mut harness, relays) = unreachable_relays();
     harness.drain();
     for port in 0..5 {
         let addr: Multiaddr = format!("/ip4/192.0.2.1/tcp/{port}").parse().unwrap();
