@@ -298,14 +298,19 @@ impl Engine {
         self.deadlines.first().map(|(deadline, _)| *deadline)
     }
 
-    /// Fires every deadline up to `now`.
+    /// Fires the deadlines that are due by `now`, until one of them queues a command: a burst of due retries
+    /// goes out one at a time, as the swarm takes them, instead of piling up in the queue (at 100k relays
+    /// that pile-up tripled the time per firing; `cargo bench --bench scale`). Call it again once the queue
+    /// is empty; [`poll_timeout`](Self::poll_timeout) says whether anything is still due.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(deadline, relay)) = self.deadlines.first() {
-            if deadline > now {
-                break;
+        while self.commands.is_empty() {
+            match self.deadlines.first() {
+                Some(&(deadline, relay)) if deadline <= now => {
+                    self.deadlines.pop_first();
+                    self.drive(relay, Input::TimerFired, now);
+                }
+                _ => break,
             }
-            self.deadlines.pop_first();
-            self.drive(relay, Input::TimerFired, now);
         }
     }
 
