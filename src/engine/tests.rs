@@ -500,3 +500,11 @@ fn a_probe_of_a_peer_that_is_not_kept_closes_nothing() {
         .on_handler_event(relay_addr().0, id(1), ToBehaviour::ProbeTimedOut, harness.now);
     assert!(harness.drain().is_empty());
 }
+
+#[test]
+fn a_reserved_relay_needs_neither_the_clock_nor_the_swarm() {
+    let (mut harness, peer, ..) = reserved();
+    assert_eq!(harness.engine.status(&peer), Some(RelayStatus::Reserved));
+    assert_eq!(harness.engine.poll_timeout(), None, "no deadline");
+    assert!(harness.engine.poll_action().is_none(), "no command");
+}
