@@ -91,7 +91,7 @@ impl Shared {
 struct Kept {
     relay: Relay,
     /// The live circuit addresses of the keeper's (or an adopted) listener on the relay. They live here, not in
-    /// a table of their own, because a second table keyed by the 80-byte `PeerId` cost 105-165 heap bytes per
+    /// a table of their own, because a second table keyed by the 80-byte `PeerId` cost 104-165 heap bytes per
     /// reserved relay (`cargo bench --bench scale`).
     circuits: Vec<(ListenerId, Multiaddr)>,
 }
