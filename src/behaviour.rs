@@ -63,7 +63,7 @@ impl RelayKeeper {
     ///
     /// | metric | type | meaning |
     /// |---|---|---|
-    /// | `relay_keeper_relays{status}` | gauge | kept relays by status (`connecting`, `connected`, `reserved`, `waiting`, `gave_up`, `stopped`) |
+    /// | `relay_keeper_relays{status}` | gauge | kept relays by status (`connecting`, `connected`, `reserved`, `waiting`, `gave_up`, `stopped`, `standby`) |
     /// | `relay_keeper_reconnect_attempts_total{cause}` | counter | retries scheduled, re-dials and re-reservations alike, by [`CauseKind`](crate::CauseKind) |
     /// | `relay_keeper_reconnects_total` | counter | connections restored after a loss |
     /// | `relay_keeper_reservations_restored_total` | counter | reservations live again after an outage |

@@ -35,6 +35,8 @@ pub struct Config {
     cooldown: Option<Duration>,
     dial_timeout: Option<Duration>,
     probe: Option<Probe>,
+    max_reservations: Option<usize>,
+    promotion_spread: Duration,
 }
 
 /// The liveness probe's timing; see [`Config::with_probe`].
@@ -59,6 +61,11 @@ impl Probe {
 /// resend its handshake until libp2p-quic gives up.
 const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The window over which promotions of standby relays are spread unless [`Config::with_promotion_spread`] says
+/// otherwise: long enough that a thousand nodes failing over at once arrive at a relay a few per millisecond,
+/// short next to the two milliseconds a reservation takes on top of it.
+const DEFAULT_PROMOTION_SPREAD: Duration = Duration::from_millis(100);
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -74,6 +81,8 @@ impl Default for Config {
                 interval: Duration::from_secs(2),
                 timeout: Duration::from_secs(2),
             }),
+            max_reservations: None,
+            promotion_spread: DEFAULT_PROMOTION_SPREAD,
         }
     }
 }
@@ -187,6 +196,38 @@ impl Config {
         self
     }
 
+    /// Hold reservations on at most `n` kept relays at a time; the others are standby candidates
+    /// ([`RelayStatus::Standby`](crate::RelayStatus::Standby)), left undialed until the pool needs them.
+    /// `None` (the default): a reservation on every kept relay. `Some(0)` acts as `Some(1)`.
+    ///
+    /// When a held relay loses its reservation (or a promotion fails) and a standby is eligible, the standby is
+    /// promoted at once, without waiting for any backoff, and the lost relay becomes a standby that waits out
+    /// its own backoff before it is eligible again. A standby is eligible when its backoff has run out and it
+    /// has not given up; one already connected for other reasons is preferred and used at once, the others are
+    /// chosen at random (so nodes given the same list do not all pick the same relays) and dialed after a
+    /// random wait within [`with_promotion_spread`](Self::with_promotion_spread). A working reservation is never
+    /// dropped for another relay, so the node's circuit addresses stay put, and a relay that recovers after a
+    /// failover stays a standby. Use a pool when the node is given more relays than it needs to be reachable
+    /// through: a handful of relays, two of them held.
+    ///
+    /// ```
+    /// use libp2p_relay_keeper::Config;
+    ///
+    /// let config = Config::default().with_max_reservations(Some(2));
+    /// ```
+    pub fn with_max_reservations(mut self, n: Option<usize>) -> Self {
+        self.max_reservations = n.map(|n| n.max(1));
+        self
+    }
+
+    /// Spreads the promotions of standby relays (see [`with_max_reservations`](Self::with_max_reservations))
+    /// uniformly over `[0, spread]`, so that many nodes failing over from the same relay at the same instant do
+    /// not all dial the same standby in that instant. Default 100 ms; values above one year are clamped.
+    pub fn with_promotion_spread(mut self, spread: Duration) -> Self {
+        self.promotion_spread = spread.min(MAX_DELAY);
+        self
+    }
+
     /// Upper bound of the wait before retry `attempt` (1-based) of an outage:
     /// `min(max_delay, base_delay * 2^(attempt - 1))`, saturating instead of overflowing.
     /// Attempt 0 is treated as attempt 1.
@@ -195,6 +236,14 @@ impl Config {
         1u32.checked_shl(attempt.saturating_sub(1))
             .and_then(|factor| self.base_delay.checked_mul(factor))
             .map_or(cap, |bound| bound.min(cap))
+    }
+
+    pub(crate) fn max_reservations(&self) -> Option<usize> {
+        self.max_reservations
+    }
+
+    pub(crate) fn promotion_spread(&self) -> Duration {
+        self.promotion_spread
     }
 
     pub(crate) fn max_attempts(&self) -> Option<u32> {

@@ -8,7 +8,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet, VecDeque},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use libp2p::{
@@ -27,6 +27,7 @@ use crate::{
     handler::ToBehaviour,
     metrics::Metrics,
     mistake::Mistake,
+    pool::{holds_slot, Pool},
     relay::{Action, Env, Input, Link, Relay, Transition},
     AddRelayError, Cause, CauseKind, Config, Event, GiveUpReason, RelayStatus,
 };
@@ -120,6 +121,10 @@ pub(crate) struct Engine {
     missing_transport_logged: bool,
     stopped: bool,
     metrics: Metrics,
+    /// With [`Config::with_max_reservations`]: the slots and the standbys.
+    pool: Option<Pool>,
+    /// The pool is making its decisions; the transitions they cause make none of their own.
+    rebalancing: bool,
 }
 
 impl Engine {
@@ -127,7 +132,7 @@ impl Engine {
         Self {
             shared: Shared {
                 backoff: Backoff::new(&config),
-                config,
+                config: config.clone(),
                 actions: Vec::new(),
             },
             relays: HashMap::new(),
@@ -142,6 +147,8 @@ impl Engine {
             missing_transport_logged: false,
             stopped: false,
             metrics: Metrics::default(),
+            pool: Pool::new(&config),
+            rebalancing: false,
         }
     }
 
@@ -182,6 +189,7 @@ impl Engine {
         let circuits = Vec::new();
         self.relays.insert(peer, Kept { relay, circuits });
         self.apply(peer, transition, now);
+        self.rebalance(peer, transition, now);
         Ok(peer)
     }
 
@@ -200,6 +208,9 @@ impl Engine {
         }
         self.metrics
             .on_transition(Some(self.status_of(&removed)), None, None, now);
+        if let Some(pool) = &mut self.pool {
+            pool.on_removed(*relay, removed.status());
+        }
         self.listeners.retain(|_, peer| peer != relay);
         if let Some(id) = removed.own_listener() {
             self.commands.push_back(Command::RemoveListener(id));
@@ -212,6 +223,7 @@ impl Engine {
             self.connections.insert(*relay, links);
         }
         tracing::debug!(%relay, "relay removed");
+        self.fill(*relay, now);
         true
     }
 
@@ -563,7 +575,65 @@ impl Engine {
         let kept = self.relays.get_mut(&peer)?;
         let transition = kept.relay.on(input, &mut self.shared.env(peer, now));
         self.apply(peer, transition, now);
+        self.rebalance(peer, transition, now);
         Some(transition)
+    }
+
+    /// The pool's decisions after a transition of `peer`: a relay holding a slot that just failed (lost its
+    /// goal, or an attempt of its own failed) gives the slot to an eligible standby, and free slots are
+    /// filled. A relay in its goal state is never demoted.
+    fn rebalance(&mut self, peer: PeerId, transition: Transition, now: Instant) {
+        let Some(pool) = &self.pool else {
+            return;
+        };
+        if self.rebalancing {
+            return;
+        }
+        let waiting = |status: RelayStatus| matches!(status, RelayStatus::Waiting { .. });
+        let failed = transition
+            .status
+            .0
+            .is_some_and(|before| holds_slot(before) && !waiting(before))
+            && waiting(transition.status.1);
+        self.rebalancing = true;
+        if failed && pool.has_eligible() {
+            tracing::info!(relay = %peer, "relay failed; its slot in the pool goes to a standby");
+            self.drive(peer, Input::Demote, now);
+        }
+        self.fill(peer, now);
+        self.rebalancing = false;
+    }
+
+    /// Promotes eligible standbys while the pool has free slots; says once when it cannot fill them, blaming
+    /// `peer`, whose change left it short.
+    fn fill(&mut self, peer: PeerId, now: Instant) {
+        if self.stopped {
+            return;
+        }
+        loop {
+            let relays = &self.relays;
+            let Some(pool) = self.pool.as_mut().filter(|pool| pool.has_free_slot()) else {
+                break;
+            };
+            let connected = |p: &PeerId| relays.get(p).is_some_and(|kept| !kept.relay.links().is_empty());
+            let Some((candidate, connected)) = pool.pick(connected) else {
+                break;
+            };
+            let delay = if connected { Duration::ZERO } else { pool.spread() };
+            tracing::debug!(relay = %candidate, ?delay, "promoting a standby relay");
+            self.drive(candidate, Input::Promote { delay }, now);
+        }
+        let Some(pool) = &mut self.pool else {
+            return;
+        };
+        let (held, target) = (pool.held(), pool.target());
+        if pool.became_short(held < target) {
+            self.emit(Event::PoolShort {
+                relay: peer,
+                held,
+                target,
+            });
+        }
     }
 
     /// Carries out what a transition of `peer` changed and asked for.
@@ -580,6 +650,10 @@ impl Engine {
         let (before, after) = transition.status;
         self.metrics
             .on_transition(before, Some(after), transition.restored_after, now);
+        if let Some(pool) = &mut self.pool {
+            let eligible = self.relays.get(&peer).is_some_and(|kept| kept.relay.eligible());
+            pool.on_transition(peer, &transition, eligible);
+        }
         let mut actions = std::mem::take(&mut self.shared.actions);
         for action in actions.drain(..) {
             match action {
@@ -715,6 +789,16 @@ impl Engine {
             Event::Unreachable { relay } => {
                 tracing::warn!(%relay, "node no longer reachable through any relay")
             }
+            Event::PoolShort {
+                relay,
+                held,
+                target,
+            } => tracing::warn!(
+                %relay,
+                held,
+                target,
+                "the relay pool is short: no standby is eligible to take a free slot"
+            ),
         }
     }
 }
@@ -727,5 +811,7 @@ fn is_relayed(addr: &Multiaddr) -> bool {
 mod harness;
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod pool_tests;
 #[cfg(test)]
 mod tests;

@@ -62,6 +62,17 @@ pub enum Event {
         /// The relay whose reservation was the last one.
         relay: PeerId,
     },
+    /// The pool ([`Config::with_max_reservations`](crate::Config::with_max_reservations)) has fewer relays
+    /// holding a slot than its target, and no standby can take one: every other kept relay is waiting out its
+    /// backoff or gave up. Raised once per shortage; the pool fills up again by itself as relays recover.
+    PoolShort {
+        /// The relay whose loss, failure or removal left the pool short.
+        relay: PeerId,
+        /// How many relays hold a slot.
+        held: usize,
+        /// How many slots the pool has.
+        target: usize,
+    },
 }
 
 impl Event {
@@ -73,7 +84,8 @@ impl Event {
             | Event::Reserved { relay, .. }
             | Event::GaveUp { relay, .. }
             | Event::Reachable { relay, .. }
-            | Event::Unreachable { relay } => *relay,
+            | Event::Unreachable { relay }
+            | Event::PoolShort { relay, .. } => *relay,
         }
     }
 }
@@ -103,6 +115,11 @@ impl fmt::Display for Event {
             } => write!(f, "gave_up relay={relay} attempts={attempts} reason={reason}"),
             Event::Reachable { relay, addr } => write!(f, "reachable relay={relay} addr={addr}"),
             Event::Unreachable { relay } => write!(f, "unreachable relay={relay}"),
+            Event::PoolShort {
+                relay,
+                held,
+                target,
+            } => write!(f, "pool_short relay={relay} held={held} target={target}"),
         }
     }
 }

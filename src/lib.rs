@@ -118,6 +118,7 @@ mod handler;
 mod link_probe;
 mod metrics;
 mod mistake;
+mod pool;
 mod relay;
 mod status;
 

@@ -1,7 +1,7 @@
 //! The state machine of one kept relay: free of timers and I/O, it takes what happened and the current
 //! instant and says what to do.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libp2p::{
     core::transport::ListenerId,
@@ -48,6 +48,15 @@ enum State {
         reason: GiveUpReason,
         retry_at: Option<Instant>,
     },
+    /// A candidate the pool does not need now: nothing is dialed. It becomes eligible for promotion at
+    /// `eligible_at` (its own backoff after a failure); `None`: eligible now. `attempt`: the retry a promotion
+    /// makes, so a relay's count goes on across demotions.
+    Standby {
+        attempt: u32,
+        eligible_at: Option<Instant>,
+    },
+    /// Promoted from standby; attempt `attempt` starts at `at`, a random moment within the promotion spread.
+    Promoted { attempt: u32, at: Instant },
 }
 
 /// What happened to the relay, as the engine saw it.
@@ -92,6 +101,11 @@ pub(crate) enum Input {
     NetworkChanged,
     /// The application added the relay again, at `addr`: whatever it gave up for may be fixed.
     Added(Multiaddr),
+    /// The pool needs the relay: try after `delay` (zero: now).
+    Promote { delay: Duration },
+    /// The pool gives the relay's slot to another: a relay waiting for its retry becomes a standby that is
+    /// eligible once the wait is over.
+    Demote,
 }
 
 /// What the engine must do for the relay.
@@ -168,7 +182,7 @@ impl Relay {
                 retry_at: None,
             },
         };
-        relay.try_now(0, env);
+        relay.start_over(env);
         let transition = Transition {
             deadline: (None, relay.deadline()),
             status: (None, relay.status()),
@@ -211,14 +225,30 @@ impl Relay {
             State::Reserved { .. } => RelayStatus::Reserved,
             State::Waiting { attempt, .. } => RelayStatus::Waiting { attempt },
             State::GaveUp { attempts, reason, .. } => RelayStatus::GaveUp { attempts, reason },
+            State::Standby { .. } => RelayStatus::Standby,
+            State::Promoted { .. } => RelayStatus::Connecting,
         }
+    }
+
+    /// Whether the relay is a standby the pool may promote now.
+    pub(crate) fn eligible(&self) -> bool {
+        matches!(
+            self.state,
+            State::Standby {
+                eligible_at: None,
+                ..
+            }
+        )
     }
 
     /// When the engine must feed [`Input::TimerFired`]; `None` when no retry or dial is timed.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Waiting { deadline, .. } | State::Dialing { deadline, .. } => Some(deadline),
+            State::Waiting { deadline, .. }
+            | State::Dialing { deadline, .. }
+            | State::Promoted { at: deadline, .. } => Some(deadline),
             State::GaveUp { retry_at, .. } => retry_at,
+            State::Standby { eligible_at, .. } => eligible_at,
             _ => None,
         }
     }
@@ -259,7 +289,11 @@ impl Relay {
                     State::Connected | State::Reserved { .. } => self.fail(0, false, cause, env),
                     State::Reserving { attempt, .. } => self.fail(attempt, false, cause, env),
                     // A waiting retry dials instead of reserving when it fires.
-                    State::Waiting { .. } | State::Dialing { .. } | State::GaveUp { .. } => {}
+                    State::Waiting { .. }
+                    | State::Dialing { .. }
+                    | State::GaveUp { .. }
+                    | State::Standby { .. }
+                    | State::Promoted { .. } => {}
                 }
             }
             (state, Input::ConnectionEstablished { connection, dialed }) => {
@@ -269,11 +303,12 @@ impl Relay {
                 }
                 let (attempt, ours) = match state {
                     State::Dialing { dial, attempt, .. } => (attempt, dial == Some(connection)),
-                    State::Waiting { attempt, .. } => (attempt, false),
+                    State::Waiting { attempt, .. } | State::Promoted { attempt, .. } => (attempt, false),
                     State::Connected
                     | State::Reserving { .. }
                     | State::Reserved { .. }
-                    | State::GaveUp { .. } => return,
+                    | State::GaveUp { .. }
+                    | State::Standby { .. } => return,
                 };
                 if self.outage_since.is_some() {
                     let attempts = if ours { attempt } else { 0 };
@@ -338,7 +373,10 @@ impl Relay {
                 });
             }
             (
-                State::Waiting { .. } | State::Reserving { .. } | State::Reserved { .. },
+                State::Waiting { .. }
+                | State::Promoted { .. }
+                | State::Reserving { .. }
+                | State::Reserved { .. },
                 Input::ForeignReservation { listener, addr },
             ) if connected && env.config.reservations() => {
                 let was_reserved = matches!(self.state, State::Reserved { .. });
@@ -403,20 +441,59 @@ impl Relay {
                     hop_since: true,
                 };
             }
-            (State::Waiting { .. } | State::GaveUp { .. }, Input::RetryNow) if self.retryable() => {
-                self.try_now(0, env)
+            (State::Waiting { .. } | State::Promoted { .. }, Input::RetryNow) => self.try_now(0, env),
+            (State::GaveUp { .. } | State::Standby { .. }, Input::RetryNow) if self.retryable() => {
+                self.start_over(env)
             }
             (
                 State::GaveUp {
                     retry_at: Some(_), ..
                 },
                 Input::TimerFired,
-            ) => self.try_now(0, env),
-            (State::Waiting { .. } | State::GaveUp { .. }, Input::NetworkChanged)
-                if !self.network_reset && self.retryable() =>
-            {
+            ) => self.start_over(env),
+            (State::Waiting { .. }, Input::NetworkChanged) if !self.network_reset => {
                 self.network_reset = true;
                 self.try_now(0, env);
+            }
+            (
+                State::GaveUp { .. }
+                | State::Standby {
+                    eligible_at: Some(_),
+                    ..
+                },
+                Input::NetworkChanged,
+            ) if !self.network_reset && self.retryable() => {
+                self.network_reset = true;
+                self.start_over(env);
+            }
+            (State::Standby { attempt, .. }, Input::TimerFired) => {
+                self.state = State::Standby {
+                    attempt,
+                    eligible_at: None,
+                }
+            }
+            (State::Standby { attempt, .. }, Input::Promote { delay }) => {
+                if delay.is_zero() {
+                    self.try_now(attempt, env);
+                } else {
+                    self.state = State::Promoted {
+                        attempt,
+                        at: env.now + delay,
+                    };
+                }
+            }
+            (State::Promoted { attempt, .. }, Input::TimerFired) => self.try_now(attempt, env),
+            (State::Waiting { attempt, deadline }, Input::Demote) => {
+                self.state = State::Standby {
+                    attempt,
+                    eligible_at: Some(deadline),
+                }
+            }
+            (State::Promoted { attempt, .. }, Input::Demote) => {
+                self.state = State::Standby {
+                    attempt,
+                    eligible_at: None,
+                }
             }
             (state, Input::Added(addr)) => {
                 if !self.addrs.contains(&addr) {
@@ -424,7 +501,7 @@ impl Relay {
                     tracing::debug!(relay = %env.relay, addrs = ?self.addrs, "relay address added");
                 }
                 if let State::GaveUp { .. } = state {
-                    self.try_now(0, env);
+                    self.start_over(env);
                 }
             }
             (State::Dialing { dial, deadline, .. }, Input::RetryNow) => {
@@ -453,6 +530,19 @@ impl Relay {
     fn reach_goal(&mut self) {
         self.outage_since = None;
         self.network_reset = false;
+    }
+
+    /// Starts afresh, with no retry counted: tries now, or in a pool waits as an eligible standby for the pool
+    /// to promote it.
+    fn start_over(&mut self, env: &mut Env<'_>) {
+        if env.config.max_reservations().is_some() {
+            self.state = State::Standby {
+                attempt: 0,
+                eligible_at: None,
+            };
+        } else {
+            self.try_now(0, env);
+        }
     }
 
     /// Makes attempt `attempt` now: reserve on the live connection, or dial.

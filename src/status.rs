@@ -26,4 +26,7 @@ pub enum RelayStatus {
     },
     /// [`RelayKeeper::stop`](crate::RelayKeeper::stop) was called; nothing is done for any relay any more.
     Stopped,
+    /// A candidate of the pool ([`Config::with_max_reservations`](crate::Config::with_max_reservations)) that
+    /// the pool does not need now: not dialed until it is promoted.
+    Standby,
 }

@@ -28,6 +28,7 @@ impl From<RelayStatus> for Status {
             RelayStatus::Waiting { .. } => "waiting",
             RelayStatus::GaveUp { .. } => "gave_up",
             RelayStatus::Stopped => "stopped",
+            RelayStatus::Standby => "standby",
         })
     }
 }
@@ -143,7 +144,10 @@ impl Instruments {
                 .clone(),
             Event::Reconnected { .. } => self.reconnects.clone(),
             Event::GaveUp { .. } => self.give_ups.clone(),
-            Event::Reserved { .. } | Event::Reachable { .. } | Event::Unreachable { .. } => return,
+            Event::Reserved { .. }
+            | Event::Reachable { .. }
+            | Event::Unreachable { .. }
+            | Event::PoolShort { .. } => return,
         };
         counter.inc();
     }

@@ -1,0 +1,323 @@
+//! The pool ([`Config::with_max_reservations`]) on the engine, on a clock the tests own: slots, standbys,
+//! failover, spread, stability and shortage, read from commands, events and `status()`.
+
+use libp2p::{
+    core::transport::ListenerId,
+    swarm::{ConnectionId, DialError},
+};
+
+use super::{
+    harness::{circuit, dials, events, fast, relay_addr, Harness},
+    *,
+};
+
+const SPREAD: Duration = Duration::from_millis(100);
+
+/// A harness with a pool of `target` slots, given `relays` relays, all undialed yet.
+fn pool(target: usize, relays: usize) -> (Harness, Vec<(PeerId, Multiaddr)>) {
+    pool_with(fast(), target, relays)
+}
+
+fn pool_with(config: Config, target: usize, relays: usize) -> (Harness, Vec<(PeerId, Multiaddr)>) {
+    let config = config
+        .with_max_reservations(Some(target))
+        .with_promotion_spread(SPREAD)
+        .with_dial_timeout(Duration::from_secs(10))
+        .with_rng_seed(7);
+    let mut harness = Harness::new(config);
+    let relays: Vec<(PeerId, Multiaddr)> = (0..relays).map(|_| relay_addr()).collect();
+    for (_, addr) in &relays {
+        harness.add_relay(addr);
+    }
+    (harness, relays)
+}
+
+fn statuses(harness: &Harness, relays: &[(PeerId, Multiaddr)]) -> Vec<RelayStatus> {
+    relays
+        .iter()
+        .map(|(peer, _)| harness.engine.status(peer).unwrap())
+        .collect()
+}
+
+fn count(statuses: &[RelayStatus], status: RelayStatus) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
+/// The relays the engine dials once the promotion spread is over.
+fn promoted_dials(harness: &mut Harness) -> Vec<(PeerId, ConnectionId)> {
+    harness.drain();
+    harness.advance(SPREAD);
+    harness
+        .drain()
+        .into_iter()
+        .filter_map(|command| match command {
+            Command::Dial(opts) => Some((opts.get_peer_id().unwrap(), opts.connection_id())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Connects every dialed relay and accepts its reservation.
+fn reserve(harness: &mut Harness, dialed: &[(PeerId, ConnectionId)], relays: &[(PeerId, Multiaddr)]) {
+    for (peer, connection) in dialed {
+        let addr = &relays.iter().find(|(p, _)| p == peer).unwrap().1;
+        harness.connect(*peer, *connection, addr);
+        let listeners: Vec<ListenerId> = harness
+            .drain()
+            .iter()
+            .filter_map(|c| match c {
+                Command::Listen(opts) => Some(opts.listener_id()),
+                _ => None,
+            })
+            .collect();
+        for listener in listeners {
+            harness
+                .engine
+                .on_new_listen_addr(listener, &circuit(addr), harness.now);
+        }
+    }
+}
+
+type Held = Vec<(PeerId, ConnectionId)>;
+
+/// A pool of `target` out of `relays`, its slots reserved; returns the held relays too.
+fn reserved_pool(target: usize, relays: usize) -> (Harness, Vec<(PeerId, Multiaddr)>, Held) {
+    reserved_pool_with(fast(), target, relays)
+}
+
+fn reserved_pool_with(
+    config: Config,
+    target: usize,
+    relays: usize,
+) -> (Harness, Vec<(PeerId, Multiaddr)>, Held) {
+    let (mut harness, relays) = pool_with(config, target, relays);
+    let held = promoted_dials(&mut harness);
+    reserve(&mut harness, &held, &relays);
+    harness.drain();
+    (harness, relays, held)
+}
+
+/// Waits of 10 s without jitter: much longer than the promotion spread.
+fn slow() -> Config {
+    let wait = Duration::from_secs(10);
+    fast().with_base_delay(wait).with_max_delay(wait)
+}
+
+fn addr_of(relays: &[(PeerId, Multiaddr)], peer: PeerId) -> Multiaddr {
+    relays.iter().find(|(p, _)| *p == peer).unwrap().1.clone()
+}
+
+#[test]
+fn exactly_the_target_is_reserved_and_the_others_stay_undialed() {
+    let (mut harness, relays) = pool(2, 5);
+    let dialed = promoted_dials(&mut harness);
+    assert_eq!(dialed.len(), 2, "only the pool's slots are dialed");
+    let now = statuses(&harness, &relays);
+    assert_eq!(count(&now, RelayStatus::Standby), 3, "{now:?}");
+    let before = harness.engine.relays().count();
+    reserve(&mut harness, &dialed, &relays);
+    let reserved = statuses(&harness, &relays);
+    assert_eq!(count(&reserved, RelayStatus::Reserved), 2, "{reserved:?}");
+    assert_eq!(count(&reserved, RelayStatus::Standby), 3);
+    assert_eq!(harness.engine.relays().count(), before);
+    harness.advance(Duration::from_secs(3600));
+    assert!(dials(&harness.drain()).is_empty(), "standbys are never dialed while the pool is full");
+}
+
+#[test]
+fn a_pool_larger_than_its_relays_holds_them_all() {
+    let (mut harness, relays) = pool(4, 2);
+    assert_eq!(promoted_dials(&mut harness).len(), 2);
+    assert_eq!(count(&statuses(&harness, &relays), RelayStatus::Connecting), 2);
+}
+
+#[test]
+fn one_reserved_event_per_reservation() {
+    let (mut harness, relays) = pool(2, 3);
+    let dialed = promoted_dials(&mut harness);
+    let mut reserved = 0;
+    for (peer, connection) in &dialed {
+        let addr = addr_of(&relays, *peer);
+        harness.connect(*peer, *connection, &addr);
+        for command in harness.drain() {
+            if let Command::Listen(opts) = command {
+                // A renewal repeats the address: still one event.
+                for _ in 0..2 {
+                    harness
+                        .engine
+                        .on_new_listen_addr(opts.listener_id(), &circuit(&addr), harness.now);
+                }
+            }
+        }
+        reserved += events(&harness.drain())
+            .iter()
+            .filter(|e| matches!(e, Event::Reserved { .. }))
+            .count();
+    }
+    assert_eq!(reserved, 2);
+}
+
+#[test]
+fn a_lost_reservation_is_failed_over_to_a_standby_without_a_backoff_wait() {
+    let (mut harness, relays, held) = reserved_pool_with(slow(), 1, 3);
+    let backoff = slow().backoff_bound(1);
+    let (lost, connection) = held[0];
+    harness.close(lost, connection, &addr_of(&relays, lost));
+    assert_eq!(harness.engine.status(&lost), Some(RelayStatus::Standby));
+    let promoted = promoted_dials(&mut harness);
+    assert_eq!(promoted.len(), 1, "one standby takes the slot within the spread, not the 10 s backoff");
+    assert_ne!(promoted[0].0, lost);
+    reserve(&mut harness, &promoted, &relays);
+    // The lost relay waits out its own backoff, then is an eligible standby, not dialed: the slot is taken.
+    harness.advance(backoff);
+    assert!(dials(&harness.drain()).is_empty());
+    assert_eq!(harness.engine.status(&lost), Some(RelayStatus::Standby));
+}
+
+#[test]
+fn a_failed_promotion_moves_on_to_the_next_candidate() {
+    // Slower than the spread: the relays that failed are not eligible again before the third is promoted.
+    let (mut harness, relays, held) = reserved_pool_with(slow(), 1, 3);
+    let (lost, connection) = held[0];
+    harness.close(lost, connection, &addr_of(&relays, lost));
+    let (first, dial) = promoted_dials(&mut harness)[0];
+    harness.fail_dial(first, dial, &DialError::Aborted);
+    assert_eq!(harness.engine.status(&first), Some(RelayStatus::Standby));
+    let next = promoted_dials(&mut harness);
+    assert_eq!(next.len(), 1);
+    assert!(next[0].0 != first && next[0].0 != lost, "the third relay");
+}
+
+#[test]
+fn a_working_reservation_is_never_dropped_and_a_recovered_relay_stays_a_standby() {
+    let (mut harness, relays, held) = reserved_pool(1, 2);
+    let (lost, connection) = held[0];
+    let lost_addr = addr_of(&relays, lost);
+    harness.close(lost, connection, &lost_addr);
+    let promoted = promoted_dials(&mut harness);
+    reserve(&mut harness, &promoted, &relays);
+    let (holder, _) = promoted[0];
+    // The lost relay comes back: connected by the application, its backoff over.
+    harness.connect(lost, ConnectionId::new_unchecked(99), &lost_addr);
+    harness.advance(Duration::from_secs(3600));
+    let commands = harness.drain();
+    assert!(
+        !commands
+            .iter()
+            .any(|c| matches!(c, Command::Listen(_) | Command::Dial(_) | Command::RemoveListener(_))),
+        "{commands:?}"
+    );
+    assert_eq!(harness.engine.status(&lost), Some(RelayStatus::Standby));
+    assert_eq!(harness.engine.status(&holder), Some(RelayStatus::Reserved));
+}
+
+#[test]
+fn a_standby_connected_already_is_promoted_at_once() {
+    let (mut harness, relays, held) = reserved_pool(1, 3);
+    let (standby, standby_addr) = relays.iter().find(|(p, _)| *p != held[0].0).unwrap().clone();
+    harness.connect(standby, ConnectionId::new_unchecked(50), &standby_addr);
+    harness.drain();
+    let (lost, connection) = held[0];
+    harness.close(lost, connection, &addr_of(&relays, lost));
+    let commands = harness.drain();
+    assert!(
+        commands.iter().any(|c| matches!(
+            c,
+            Command::Listen(opts) if crate::address::circuit_relay(opts.address()) == Some(standby)
+        )),
+        "reserves on the standby's connection without waiting: {commands:?}"
+    );
+}
+
+#[test]
+fn promotions_are_spread_over_the_window() {
+    let (mut harness, relays) = pool(8, 8);
+    harness.drain();
+    let mut dialed_at = Vec::new();
+    let start = harness.now;
+    while harness.now < start + SPREAD {
+        harness.advance(Duration::from_millis(1));
+        let n = dials(&harness.drain()).len();
+        dialed_at.extend(std::iter::repeat_n(harness.now - start, n));
+    }
+    assert_eq!(dialed_at.len(), relays.len(), "every promotion dials within the spread");
+    dialed_at.dedup();
+    assert!(dialed_at.len() > 1, "not all in one instant: {dialed_at:?}");
+}
+
+#[test]
+fn the_pool_says_once_when_it_cannot_be_filled() {
+    let config = fast()
+        .with_max_reservations(Some(2))
+        .with_max_attempts(Some(0));
+    let mut harness = Harness::new(config);
+    let relays: Vec<(PeerId, Multiaddr)> = (0..2).map(|_| relay_addr()).collect();
+    for (_, addr) in &relays {
+        harness.add_relay(addr);
+    }
+    let dialed = promoted_dials(&mut harness);
+    reserve(&mut harness, &dialed, &relays);
+    harness.drain();
+    let (lost, connection) = dialed[0];
+    harness.close(lost, connection, &addr_of(&relays, lost));
+    let short: Vec<String> = events(&harness.drain())
+        .iter()
+        .filter(|e| matches!(e, Event::PoolShort { .. }))
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(short, [format!("pool_short relay={lost} held=1 target=2")]);
+}
+
+#[test]
+fn the_applications_listener_counts_toward_the_target() {
+    let (mut harness, relays) = pool(1, 2);
+    let (held, connection) = promoted_dials(&mut harness)[0];
+    let addr = addr_of(&relays, held);
+    harness.connect(held, connection, &addr);
+    harness.drain();
+    harness
+        .engine
+        .on_new_listen_addr(ListenerId::next(), &circuit(&addr), harness.now);
+    harness.advance(Duration::from_secs(3600));
+    assert!(dials(&harness.drain()).is_empty());
+    let now = statuses(&harness, &relays);
+    assert_eq!(count(&now, RelayStatus::Reserved), 1, "{now:?}");
+    assert_eq!(count(&now, RelayStatus::Standby), 1);
+}
+
+#[test]
+fn removing_a_held_relay_refills_the_pool() {
+    let (mut harness, relays, held) = reserved_pool(1, 2);
+    assert!(harness.engine.remove_relay(&held[0].0, harness.now));
+    let promoted = promoted_dials(&mut harness);
+    assert_eq!(promoted.len(), 1);
+    assert_ne!(promoted[0].0, held[0].0);
+    assert_eq!(relays.len(), 2);
+}
+
+#[test]
+fn a_network_change_refills_the_pool_without_dialing_every_candidate() {
+    let (mut harness, relays, held) = reserved_pool(1, 3);
+    let (lost, connection) = held[0];
+    harness.close(lost, connection, &addr_of(&relays, lost));
+    let promoted = promoted_dials(&mut harness);
+    reserve(&mut harness, &promoted, &relays);
+    harness.drain();
+    harness.engine.network_changed(harness.now);
+    harness.advance(SPREAD);
+    assert!(
+        dials(&harness.drain()).is_empty(),
+        "the pool is full: the lost relay becomes eligible, undialed"
+    );
+    assert_eq!(harness.engine.status(&lost), Some(RelayStatus::Standby));
+}
+
+#[test]
+fn retry_now_makes_a_standby_eligible_without_dialing_a_full_pool() {
+    let (mut harness, relays, held) = reserved_pool(1, 2);
+    let standby = relays.iter().find(|(p, _)| *p != held[0].0).unwrap().0;
+    assert!(harness.engine.retry_now(&standby, harness.now));
+    harness.advance(SPREAD);
+    assert!(dials(&harness.drain()).is_empty());
+    assert_eq!(harness.engine.status(&standby), Some(RelayStatus::Standby));
+}
