@@ -37,6 +37,7 @@ pub struct Config {
     probe: Option<Probe>,
     max_reservations: Option<usize>,
     promotion_spread: Duration,
+    forgive_after: Duration,
 }
 
 /// The liveness probe's timing; see [`Config::with_probe`].
@@ -66,6 +67,12 @@ const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// short next to the two milliseconds a reservation takes on top of it.
 const DEFAULT_PROMOTION_SPREAD: Duration = Duration::from_millis(100);
 
+/// How long a relay must hold its goal before its retries are forgiven, unless [`Config::with_forgive_after`]
+/// says otherwise: longer than a relay restart and the keeper's loss detection take, so a relay that falls over
+/// again within seconds of coming back is seen to flap; short next to a reservation's hour, so a relay that
+/// works is soon back to short waits.
+const DEFAULT_FORGIVE_AFTER: Duration = Duration::from_secs(60);
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -83,6 +90,7 @@ impl Default for Config {
             }),
             max_reservations: None,
             promotion_spread: DEFAULT_PROMOTION_SPREAD,
+            forgive_after: DEFAULT_FORGIVE_AFTER,
         }
     }
 }
@@ -228,6 +236,17 @@ impl Config {
         self
     }
 
+    /// A relay's failed retries are forgiven once its goal (the reservation, or the connection with
+    /// reservations off) has held for `after`; until then a new loss goes on counting from the retries the
+    /// last outage took, so a flapping relay backs off longer and longer, gives up after
+    /// [`with_max_attempts`](Self::with_max_attempts) like any relay that keeps failing, and in a pool
+    /// ([`with_max_reservations`](Self::with_max_reservations)) loses its slot to a standby. Default 60 s;
+    /// `Duration::ZERO` forgives as soon as the goal is reached. Values above one year are clamped.
+    pub fn with_forgive_after(mut self, after: Duration) -> Self {
+        self.forgive_after = after.min(MAX_DELAY);
+        self
+    }
+
     /// Upper bound of the wait before retry `attempt` (1-based) of an outage:
     /// `min(max_delay, base_delay * 2^(attempt - 1))`, saturating instead of overflowing.
     /// Attempt 0 is treated as attempt 1.
@@ -240,6 +259,10 @@ impl Config {
 
     pub(crate) fn max_reservations(&self) -> Option<usize> {
         self.max_reservations
+    }
+
+    pub(crate) fn forgive_after(&self) -> Duration {
+        self.forgive_after
     }
 
     pub(crate) fn promotion_spread(&self) -> Duration {

@@ -36,9 +36,13 @@ enum State {
         hop_since: bool,
     },
     /// Connected, and reservations are off: the goal state.
-    Connected,
+    Connected { goal: Goal },
     /// The reservation on `listener` is live: the goal state. `adopted`: the application opened the listener.
-    Reserved { listener: ListenerId, adopted: bool },
+    Reserved {
+        listener: ListenerId,
+        adopted: bool,
+        goal: Goal,
+    },
     /// Retry `attempt` is due at `deadline`.
     Waiting { attempt: u32, deadline: Instant },
     /// `attempts` retries failed, or a mistake left no address to dial (`reason`); nothing is done until the
@@ -57,6 +61,33 @@ enum State {
     },
     /// Promoted from standby; attempt `attempt` starts at `at`, a random moment within the promotion spread.
     Promoted { attempt: u32, at: Instant },
+}
+
+/// When the relay reached its goal state, and how many retries that took. The retries are forgiven only once
+/// the goal has held for [`Config::with_forgive_after`]: a relay that keeps coming back and falling over goes
+/// on counting (and backing off longer) instead of starting from the first retry after every short success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Goal {
+    since: Instant,
+    attempts: u32,
+}
+
+impl Goal {
+    fn reached(attempts: u32, env: &Env<'_>) -> Self {
+        Self {
+            since: env.now,
+            attempts,
+        }
+    }
+
+    /// The retries still counted against the relay when it loses the goal now.
+    fn unforgiven(self, env: &Env<'_>) -> u32 {
+        if env.now.saturating_duration_since(self.since) >= env.config.forgive_after() {
+            0
+        } else {
+            self.attempts
+        }
+    }
 }
 
 /// What happened to the relay, as the engine saw it.
@@ -221,7 +252,7 @@ impl Relay {
     pub(crate) fn status(&self) -> RelayStatus {
         match self.state {
             State::Dialing { .. } => RelayStatus::Connecting,
-            State::Reserving { .. } | State::Connected => RelayStatus::Connected,
+            State::Reserving { .. } | State::Connected { .. } => RelayStatus::Connected,
             State::Reserved { .. } => RelayStatus::Reserved,
             State::Waiting { attempt, .. } => RelayStatus::Waiting { attempt },
             State::GaveUp { attempts, reason, .. } => RelayStatus::GaveUp { attempts, reason },
@@ -260,6 +291,7 @@ impl Relay {
             | State::Reserved {
                 listener,
                 adopted: false,
+                ..
             } => Some(listener),
             _ => None,
         }
@@ -286,7 +318,9 @@ impl Relay {
                     return;
                 }
                 match state {
-                    State::Connected | State::Reserved { .. } => self.fail(0, false, cause, env),
+                    State::Connected { goal } | State::Reserved { goal, .. } => {
+                        self.fail(goal.unforgiven(env), false, cause, env)
+                    }
                     State::Reserving { attempt, .. } => self.fail(attempt, false, cause, env),
                     // A waiting retry dials instead of reserving when it fires.
                     State::Waiting { .. }
@@ -304,7 +338,7 @@ impl Relay {
                 let (attempt, ours) = match state {
                     State::Dialing { dial, attempt, .. } => (attempt, dial == Some(connection)),
                     State::Waiting { attempt, .. } | State::Promoted { attempt, .. } => (attempt, false),
-                    State::Connected
+                    State::Connected { .. }
                     | State::Reserving { .. }
                     | State::Reserved { .. }
                     | State::GaveUp { .. }
@@ -359,12 +393,16 @@ impl Relay {
                 env.actions.push(Action::AbortDials);
                 self.fail(attempt, false, Cause::dial_timeout(), env)
             }
-            (State::Reserving { listener, .. }, Input::ListenAddr { listener: id, addr })
-                if listener == id =>
-            {
+            (
+                State::Reserving {
+                    listener, attempt, ..
+                },
+                Input::ListenAddr { listener: id, addr },
+            ) if listener == id => {
                 self.state = State::Reserved {
                     listener,
                     adopted: false,
+                    goal: Goal::reached(attempt, env),
                 };
                 self.reach_goal();
                 env.emit(Event::Reserved {
@@ -384,9 +422,17 @@ impl Relay {
                 if let State::Reserving { listener: ours, .. } = self.state {
                     env.actions.push(Action::RemoveListener(ours));
                 }
+                let goal = match self.state {
+                    State::Reserved { goal, .. } => goal,
+                    State::Waiting { attempt, .. }
+                    | State::Promoted { attempt, .. }
+                    | State::Reserving { attempt, .. } => Goal::reached(attempt, env),
+                    _ => Goal::reached(0, env),
+                };
                 self.state = State::Reserved {
                     listener,
                     adopted: true,
+                    goal,
                 };
                 self.reach_goal();
                 if !was_reserved {
@@ -414,11 +460,11 @@ impl Relay {
                 self.fail(attempt, hop_since && refused, cause, env)
             }
             (
-                State::Reserved { listener, .. },
+                State::Reserved { listener, goal, .. },
                 Input::ListenerClosed {
                     listener: id, cause, ..
                 },
-            ) if listener == id && connected => self.fail(0, false, cause, env),
+            ) if listener == id && connected => self.fail(goal.unforgiven(env), false, cause, env),
             (
                 State::Reserving {
                     listener, attempt, ..
@@ -571,7 +617,9 @@ impl Relay {
             return;
         };
         if !env.config.reservations() {
-            self.state = State::Connected;
+            self.state = State::Connected {
+                goal: Goal::reached(attempt, env),
+            };
             self.reach_goal();
             return;
         }

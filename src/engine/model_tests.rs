@@ -87,15 +87,17 @@ fn config() -> impl Strategy<Value = Config> {
         any::<bool>(),
         prop::option::of(0u32..4),
         any::<bool>(),
+        prop_oneof![Just(0u64), Just(150), Just(60_000)],
         any::<u64>(),
     )
-        .prop_map(|(reservations, max_attempts, cooldown, seed)| {
+        .prop_map(|(reservations, max_attempts, cooldown, forgive_ms, seed)| {
             Config::default()
                 .with_base_delay(Duration::from_millis(10))
                 .with_max_delay(Duration::from_millis(80))
                 .with_max_attempts(max_attempts)
                 .with_reservations(reservations)
                 .with_cooldown(cooldown.then_some(Duration::from_millis(300)))
+                .with_forgive_after(Duration::from_millis(forgive_ms))
                 .with_rng_seed(seed)
         })
 }
@@ -109,7 +111,13 @@ enum Phase {
     /// Retry `attempt` is due at `due`; `None` until the keeper has announced the wait.
     Waiting { attempt: u32, due: Option<Instant> },
     /// In the goal state; `announced` once the keeper said so (nothing to say without reservations).
-    Goal { announced: bool, foreign: bool },
+    /// Reached at `since` after `attempts` retries, which are forgiven once it held for `forgive_after`.
+    Goal {
+        announced: bool,
+        foreign: bool,
+        since: Instant,
+        attempts: u32,
+    },
     GaveUp {
         attempts: u32,
         reason: GiveUpReason,
@@ -156,10 +164,12 @@ impl Model {
         self.relays.get_mut(&r)
     }
 
-    fn goal(relay: &mut ModelRelay, config: &Config, foreign: bool) {
+    fn goal(relay: &mut ModelRelay, config: &Config, foreign: bool, attempts: u32, now: Instant) {
         relay.phase = Phase::Goal {
             announced: !config.reservations(),
             foreign,
+            since: now,
+            attempts,
         };
         relay.outage = false;
         relay.network_reset = false;
@@ -167,12 +177,21 @@ impl Model {
 
     fn try_now(relay: &mut ModelRelay, config: &Config, attempt: u32, connected: bool, now: Instant) {
         if connected && !config.reservations() {
-            Self::goal(relay, config, false);
+            Self::goal(relay, config, false, attempt, now);
         } else {
             relay.phase = Phase::Trying {
                 attempt,
                 dial_due: (!connected).then(|| now + config.dial_timeout()),
             };
+        }
+    }
+
+    /// The retries still counted when a goal reached at `since` after `attempts` retries is lost `now`.
+    fn unforgiven(config: &Config, since: Instant, attempts: u32, now: Instant) -> u32 {
+        if now - since >= config.forgive_after() {
+            0
+        } else {
+            attempts
         }
     }
 
@@ -252,7 +271,7 @@ impl Model {
     }
 
     /// The first direct connection to `r` is up; `ours`: through the keeper's dial.
-    fn connected(&mut self, r: usize, ours: bool) {
+    fn connected(&mut self, r: usize, ours: bool, now: Instant) {
         let config = self.config.clone();
         let Some(relay) = self.relay(r) else { return };
         let (attempt, ours) = match relay.phase {
@@ -263,15 +282,16 @@ impl Model {
         if relay.outage {
             relay.owed_reconnected = Some(if ours { attempt } else { 0 });
         }
-        // Connected: no dial, so no time limit.
-        Self::try_now(relay, &config, attempt, true, Instant::now());
+        Self::try_now(relay, &config, attempt, true, now);
     }
 
     fn disconnected(&mut self, r: usize, now: Instant) {
         let config = self.config.clone();
         let Some(relay) = self.relay(r) else { return };
         match relay.phase {
-            Phase::Goal { .. } => Self::fail(relay, &config, 0, now),
+            Phase::Goal {
+                since, attempts, ..
+            } => Self::fail(relay, &config, Self::unforgiven(&config, since, attempts, now), now),
             Phase::Trying { attempt, .. } => Self::fail(relay, &config, attempt, now),
             Phase::Waiting { .. } | Phase::GaveUp { .. } => {}
         }
@@ -285,11 +305,11 @@ impl Model {
         }
     }
 
-    fn reservation_accepted(&mut self, r: usize) {
+    fn reservation_accepted(&mut self, r: usize, now: Instant) {
         let config = self.config.clone();
         let Some(relay) = self.relay(r) else { return };
-        if let Phase::Trying { .. } = relay.phase {
-            Self::goal(relay, &config, false);
+        if let Phase::Trying { attempt, .. } = relay.phase {
+            Self::goal(relay, &config, false, attempt, now);
         }
     }
 
@@ -299,7 +319,12 @@ impl Model {
         let Some(relay) = self.relay(r) else { return };
         match relay.phase {
             Phase::Trying { attempt, .. } => Self::fail(relay, &config, attempt, now),
-            Phase::Goal { foreign: false, .. } => Self::fail(relay, &config, 0, now),
+            Phase::Goal {
+                foreign: false,
+                since,
+                attempts,
+                ..
+            } => Self::fail(relay, &config, Self::unforgiven(&config, since, attempts, now), now),
             _ => {}
         }
     }
@@ -318,20 +343,29 @@ impl Model {
         }
     }
 
-    fn foreign_reservation(&mut self, r: usize) {
+    fn foreign_reservation(&mut self, r: usize, now: Instant) {
         let config = self.config.clone();
         if !config.reservations() {
             return;
         }
         let Some(relay) = self.relay(r) else { return };
         match relay.phase {
-            Phase::Goal { announced, .. } => {
+            Phase::Goal {
+                announced,
+                since,
+                attempts,
+                ..
+            } => {
                 relay.phase = Phase::Goal {
                     announced,
                     foreign: true,
+                    since,
+                    attempts,
                 }
             }
-            Phase::Waiting { .. } | Phase::Trying { .. } => Self::goal(relay, &config, true),
+            Phase::Waiting { attempt, .. } | Phase::Trying { attempt, .. } => {
+                Self::goal(relay, &config, true, attempt, now)
+            }
             Phase::GaveUp { .. } => {}
         }
     }
@@ -339,8 +373,14 @@ impl Model {
     fn foreign_listener_closed(&mut self, r: usize, now: Instant) {
         let config = self.config.clone();
         let Some(relay) = self.relay(r) else { return };
-        if let Phase::Goal { foreign: true, .. } = relay.phase {
-            Self::fail(relay, &config, 0, now);
+        if let Phase::Goal {
+            foreign: true,
+            since,
+            attempts,
+            ..
+        } = relay.phase
+        {
+            Self::fail(relay, &config, Self::unforgiven(&config, since, attempts, now), now);
         }
     }
 
@@ -459,11 +499,15 @@ impl Model {
                 Phase::Goal {
                     announced: false,
                     foreign,
+                    since,
+                    attempts,
                 },
             ) => {
                 relay.phase = Phase::Goal {
                     announced: true,
                     foreign,
+                    since,
+                    attempts,
                 };
             }
             (Event::Reconnected { attempts, .. }, _) if relay.owed_reconnected == Some(attempts) => {
@@ -678,7 +722,7 @@ impl World {
                 };
                 let addr = self.circuit(r);
                 self.harness.engine.on_new_listen_addr(listener, &addr, now);
-                self.model.reservation_accepted(r);
+                self.model.reservation_accepted(r, now);
                 self.settle()
             }
             Op::ReservationClosed(r, error) => {
@@ -727,7 +771,7 @@ impl World {
                 self.foreign_listeners.insert(r, listener);
                 let addr = self.circuit(r);
                 self.harness.engine.on_new_listen_addr(listener, &addr, now);
-                self.model.foreign_reservation(r);
+                self.model.foreign_reservation(r, now);
                 self.settle()
             }
             Op::ForeignListenerClosed(r) => {
@@ -782,7 +826,7 @@ impl World {
             .engine
             .on_connection_established(self.peers[p], id, &endpoint, self.harness.now);
         if first {
-            self.model.connected(p, ours);
+            self.model.connected(p, ours, self.harness.now);
         }
         self.settle()
     }

@@ -410,6 +410,7 @@ fn the_applications_listener_is_adopted_and_then_tracked() {
         harness.engine.circuit_addrs().collect::<Vec<_>>(),
         [&circuit(&addr)]
     );
+    harness.advance(harness.engine.config().forgive_after());
     harness.engine.on_listener_closed(theirs, Ok(()), harness.now);
     assert_eq!(
         harness.engine.status(&peer),
