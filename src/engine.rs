@@ -27,7 +27,7 @@ use crate::{
     handler::ToBehaviour,
     metrics::Metrics,
     mistake::Mistake,
-    pool::{holds_slot, Pool},
+    pool::Pool,
     relay::{Action, Env, Input, Link, Relay, Transition},
     AddRelayError, Cause, CauseKind, Config, Event, GiveUpReason, RelayStatus,
 };
@@ -189,7 +189,7 @@ impl Engine {
         let circuits = Vec::new();
         self.relays.insert(peer, Kept { relay, circuits });
         self.apply(peer, transition, now);
-        self.rebalance(peer, transition, now);
+        self.rebalance(peer, now);
         Ok(peer)
     }
 
@@ -223,7 +223,7 @@ impl Engine {
             self.connections.insert(*relay, links);
         }
         tracing::debug!(%relay, "relay removed");
-        self.fill(*relay, now);
+        self.rebalance(*relay, now);
         true
     }
 
@@ -575,46 +575,31 @@ impl Engine {
         let kept = self.relays.get_mut(&peer)?;
         let transition = kept.relay.on(input, &mut self.shared.env(peer, now));
         self.apply(peer, transition, now);
-        self.rebalance(peer, transition, now);
+        self.rebalance(peer, now);
         Some(transition)
     }
 
-    /// The pool's decisions after a transition of `peer`: a relay holding a slot that just failed (lost its
-    /// goal, or an attempt of its own failed) gives the slot to an eligible standby, and free slots are
-    /// filled. A relay in its goal state is never demoted.
-    fn rebalance(&mut self, peer: PeerId, transition: Transition, now: Instant) {
-        let Some(pool) = &self.pool else {
-            return;
-        };
-        if self.rebalancing {
+    /// The pool's decisions after a transition of `peer`: while a standby is eligible, it takes a free slot,
+    /// or the slot of a relay that lost its goal (or failed an attempt) and waits for a retry of its own, which
+    /// becomes a standby until its wait is over. A relay in its goal state is never demoted.
+    fn rebalance(&mut self, peer: PeerId, now: Instant) {
+        if self.pool.is_none() || self.rebalancing || self.stopped {
             return;
         }
-        let waiting = |status: RelayStatus| matches!(status, RelayStatus::Waiting { .. });
-        let failed = transition
-            .status
-            .0
-            .is_some_and(|before| holds_slot(before) && !waiting(before))
-            && waiting(transition.status.1);
         self.rebalancing = true;
-        if failed && pool.has_eligible() {
-            tracing::info!(relay = %peer, "relay failed; its slot in the pool goes to a standby");
-            self.drive(peer, Input::Demote, now);
-        }
-        self.fill(peer, now);
-        self.rebalancing = false;
-    }
-
-    /// Promotes eligible standbys while the pool has free slots; says once when it cannot fill them, blaming
-    /// `peer`, whose change left it short.
-    fn fill(&mut self, peer: PeerId, now: Instant) {
-        if self.stopped {
-            return;
-        }
         loop {
             let relays = &self.relays;
-            let Some(pool) = self.pool.as_mut().filter(|pool| pool.has_free_slot()) else {
+            let Some(pool) = self.pool.as_mut().filter(|pool| pool.has_eligible()) else {
                 break;
             };
+            if !pool.has_free_slot() {
+                let Some(waiting) = pool.waiting() else {
+                    break;
+                };
+                tracing::info!(relay = %waiting, "relay lost its goal; its slot in the pool goes to a standby");
+                self.drive(waiting, Input::Demote, now);
+                continue;
+            }
             let connected = |p: &PeerId| relays.get(p).is_some_and(|kept| !kept.relay.links().is_empty());
             let Some((candidate, connected)) = pool.pick(connected) else {
                 break;
@@ -623,6 +608,7 @@ impl Engine {
             tracing::debug!(relay = %candidate, ?delay, "promoting a standby relay");
             self.drive(candidate, Input::Promote { delay }, now);
         }
+        self.rebalancing = false;
         let Some(pool) = &mut self.pool else {
             return;
         };

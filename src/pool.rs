@@ -19,8 +19,21 @@ pub(crate) struct Pool {
     held: usize,
     /// Standbys whose backoff has run out, in the order they became eligible.
     eligible: Vec<PeerId>,
+    /// Relays holding a slot while they wait for a retry of their own: the ones to give a slot to a standby.
+    waiting: Vec<PeerId>,
     /// The pool was short of candidates and said so; cleared once it is full again.
     short: bool,
+}
+
+/// Puts `peer` in `list` or takes it out.
+fn set(list: &mut Vec<PeerId>, peer: PeerId, member: bool) {
+    match (list.iter().position(|p| *p == peer), member) {
+        (None, true) => list.push(peer),
+        (Some(index), false) => {
+            list.remove(index);
+        }
+        _ => {}
+    }
 }
 
 /// Whether a relay with `status` holds one of the pool's slots.
@@ -46,6 +59,7 @@ impl Pool {
             rng,
             held: 0,
             eligible: Vec::new(),
+            waiting: Vec::new(),
             short: false,
         })
     }
@@ -66,6 +80,11 @@ impl Pool {
         !self.eligible.is_empty()
     }
 
+    /// A relay that holds a slot but waits for a retry, to give way to an eligible standby.
+    pub(crate) fn waiting(&self) -> Option<PeerId> {
+        self.waiting.first().copied()
+    }
+
     /// Follows `peer`'s transition: its slot and its eligibility.
     pub(crate) fn on_transition(&mut self, peer: PeerId, transition: &Transition, eligible: bool) {
         let (before, after) = transition.status;
@@ -75,7 +94,8 @@ impl Pool {
             (true, false) => self.held -= 1,
             _ => {}
         }
-        self.set_eligible(peer, eligible);
+        set(&mut self.eligible, peer, eligible);
+        set(&mut self.waiting, peer, matches!(after, RelayStatus::Waiting { .. }));
     }
 
     /// Forgets a relay that is no longer kept.
@@ -83,18 +103,8 @@ impl Pool {
         if holds_slot(status) {
             self.held -= 1;
         }
-        self.set_eligible(peer, false);
-    }
-
-    fn set_eligible(&mut self, peer: PeerId, eligible: bool) {
-        let position = self.eligible.iter().position(|p| *p == peer);
-        match (position, eligible) {
-            (None, true) => self.eligible.push(peer),
-            (Some(index), false) => {
-                self.eligible.remove(index);
-            }
-            _ => {}
-        }
+        set(&mut self.eligible, peer, false);
+        set(&mut self.waiting, peer, false);
     }
 
     /// The standby to promote next: one that is `connected` already, or else one at random.

@@ -321,3 +321,265 @@ fn retry_now_makes_a_standby_eligible_without_dialing_a_full_pool() {
     assert!(dials(&harness.drain()).is_empty());
     assert_eq!(harness.engine.status(&standby), Some(RelayStatus::Standby));
 }
+
+/// The pool under random sequences of swarm events and API calls, checked after every step against rules
+/// that hold whatever the random choices: no more relays holding slots than the target and no more requests
+/// in flight than slots; a live reservation is never taken away by the pool (no churn); while a standby is
+/// eligible, no slot is free and no relay that lost its goal keeps one (every loss is followed by a
+/// promotion); and the reachability events agree with the circuit addresses.
+mod properties {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const RELAYS: usize = 5;
+    const MAX_DELAY: Duration = Duration::from_millis(80);
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Add(usize),
+        Remove(usize),
+        RetryNow(usize),
+        NetworkChanged,
+        /// The application connects to relay `r` itself.
+        Connect(usize),
+        CompleteDial(usize),
+        FailDial(usize),
+        /// Relay `r`'s direct connections close.
+        Disconnect(usize),
+        Accept(usize),
+        /// The keeper's listener on `r` closes, refused or not.
+        Refuse(usize, bool),
+        Advance(u64),
+        /// Every backoff and promotion spread runs out.
+        Settle,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let r = || 0..RELAYS;
+        prop_oneof![
+            3 => r().prop_map(Op::Add),
+            1 => r().prop_map(Op::Remove),
+            1 => r().prop_map(Op::RetryNow),
+            1 => Just(Op::NetworkChanged),
+            1 => r().prop_map(Op::Connect),
+            4 => r().prop_map(Op::CompleteDial),
+            3 => r().prop_map(Op::FailDial),
+            3 => r().prop_map(Op::Disconnect),
+            4 => r().prop_map(Op::Accept),
+            2 => (r(), any::<bool>()).prop_map(|(r, e)| Op::Refuse(r, e)),
+            4 => (0u64..300).prop_map(Op::Advance),
+            1 => Just(Op::Settle),
+        ]
+    }
+
+    struct World {
+        harness: Harness,
+        target: usize,
+        relays: Vec<(PeerId, Multiaddr)>,
+        next_id: usize,
+        connections: HashMap<usize, Vec<ConnectionId>>,
+        dials: HashMap<usize, ConnectionId>,
+        listeners: HashMap<usize, ListenerId>,
+        reachable: bool,
+        /// Since when each standby has been one.
+        standby_since: HashMap<usize, Instant>,
+    }
+
+    impl World {
+        fn new(target: usize, seed: u64) -> Self {
+            let config = Config::default()
+                .with_base_delay(Duration::from_millis(10))
+                .with_max_delay(MAX_DELAY)
+                .with_max_attempts(Some(3))
+                .with_cooldown(Some(Duration::from_millis(200)))
+                .with_forgive_after(Duration::from_millis(100))
+                .with_max_reservations(Some(target))
+                .with_promotion_spread(SPREAD)
+                .with_rng_seed(seed);
+            Self {
+                harness: Harness::new(config),
+                target,
+                relays: (0..RELAYS).map(|_| relay_addr()).collect(),
+                next_id: 0,
+                connections: HashMap::new(),
+                dials: HashMap::new(),
+                listeners: HashMap::new(),
+                reachable: false,
+                standby_since: HashMap::new(),
+            }
+        }
+
+        fn index(&self, peer: PeerId) -> usize {
+            self.relays.iter().position(|(p, _)| *p == peer).unwrap()
+        }
+
+        fn reserved(&self) -> Vec<usize> {
+            (0..RELAYS)
+                .filter(|r| self.harness.engine.status(&self.relays[*r].0) == Some(RelayStatus::Reserved))
+                .collect()
+        }
+
+        fn apply(&mut self, op: &Op) -> Result<(), String> {
+            let now = self.harness.now;
+            let engine = &mut self.harness.engine;
+            let mut touched = None;
+            match *op {
+                Op::Add(r) => {
+                    engine.add_relay(self.relays[r].1.clone(), now).unwrap();
+                }
+                Op::Remove(r) => {
+                    engine.remove_relay(&self.relays[r].0, now);
+                    self.dials.remove(&r);
+                    touched = Some(r);
+                }
+                Op::RetryNow(r) => {
+                    engine.retry_now(&self.relays[r].0, now);
+                }
+                Op::NetworkChanged => {
+                    engine.network_changed(now);
+                }
+                Op::Connect(r) => {
+                    // The swarm drops a dial of the keeper's once a connection to the relay is up.
+                    self.dials.remove(&r);
+                    self.next_id += 1;
+                    let id = ConnectionId::new_unchecked(1_000 + self.next_id);
+                    self.connections.entry(r).or_default().push(id);
+                    self.harness.connect(self.relays[r].0, id, &self.relays[r].1);
+                }
+                Op::CompleteDial(r) => {
+                    let Some(id) = self.dials.remove(&r) else { return Ok(()) };
+                    self.connections.entry(r).or_default().push(id);
+                    self.harness.connect(self.relays[r].0, id, &self.relays[r].1);
+                }
+                Op::FailDial(r) => {
+                    let Some(id) = self.dials.remove(&r) else { return Ok(()) };
+                    if self.connections.get(&r).is_none_or(Vec::is_empty) {
+                        self.harness.fail_dial(self.relays[r].0, id, &DialError::Aborted);
+                    }
+                }
+                Op::Disconnect(r) => {
+                    for id in self.connections.remove(&r).unwrap_or_default() {
+                        self.harness.close(self.relays[r].0, id, &self.relays[r].1);
+                    }
+                    touched = Some(r);
+                    // The relay client closes the connection's listener after it.
+                    if let Some(listener) = self.listeners.remove(&r) {
+                        let now = self.harness.now;
+                        self.harness.engine.on_listener_closed(listener, Ok(()), now);
+                    }
+                }
+                Op::Accept(r) => {
+                    let Some(&listener) = self.listeners.get(&r) else { return Ok(()) };
+                    engine.on_new_listen_addr(listener, &circuit(&self.relays[r].1), now);
+                }
+                Op::Refuse(r, refused) => {
+                    let Some(listener) = self.listeners.remove(&r) else { return Ok(()) };
+                    let error = std::io::Error::other("refused");
+                    let reason = if refused { Err(&error) } else { Ok(()) };
+                    engine.on_listener_closed(listener, reason, now);
+                    touched = Some(r);
+                }
+                Op::Advance(ms) => self.harness.advance(Duration::from_millis(ms)),
+                Op::Settle => {
+                    for _ in 0..100 {
+                        self.harness.advance(Duration::from_millis(5));
+                        self.settle()?;
+                    }
+                }
+            }
+            let reserved_before = self.reserved();
+            self.settle()?;
+            // A reservation ends only through what happened to its own relay.
+            for r in reserved_before {
+                let status = self.harness.engine.status(&self.relays[r].0);
+                if status != Some(RelayStatus::Reserved) && touched != Some(r) {
+                    return Err(format!("relay {r}'s reservation was dropped by the pool: {status:?}"));
+                }
+            }
+            Ok(())
+        }
+
+        fn settle(&mut self) -> Result<(), String> {
+            for command in self.harness.drain() {
+                match command {
+                    Command::Dial(opts) => {
+                        let r = self.index(opts.get_peer_id().unwrap());
+                        if self.dials.insert(r, opts.connection_id()).is_some() {
+                            return Err(format!("two dials to relay {r}"));
+                        }
+                    }
+                    Command::Listen(opts) => {
+                        let r = self.index(crate::address::circuit_relay(opts.address()).unwrap());
+                        if self.listeners.insert(r, opts.listener_id()).is_some() {
+                            return Err(format!("two reservation requests on relay {r}"));
+                        }
+                    }
+                    Command::RemoveListener(id) => self.listeners.retain(|_, l| *l != id),
+                    Command::Close { peer, .. } => {
+                        self.dials.remove(&self.index(peer));
+                    }
+                    Command::Emit(Event::Reachable { .. }) => self.reachable = true,
+                    Command::Emit(Event::Unreachable { .. }) => self.reachable = false,
+                    Command::Emit(_) | Command::KeepAlive { .. } => {}
+                }
+            }
+            self.check()
+        }
+
+        fn check(&mut self) -> Result<(), String> {
+            let statuses: Vec<RelayStatus> = self.harness.engine.relays().map(|(_, s)| s).collect();
+            let held = statuses.iter().filter(|s| crate::pool::holds_slot(**s)).count();
+            if held > self.target {
+                return Err(format!("{held} relays hold slots, target {}: {statuses:?}", self.target));
+            }
+            // Every wait is shorter than `MAX_DELAY`: a standby for longer is eligible, so no slot may be free.
+            let now = self.harness.now;
+            for (r, (peer, _)) in self.relays.iter().enumerate() {
+                if self.harness.engine.status(peer) == Some(RelayStatus::Standby) {
+                    self.standby_since.entry(r).or_insert(now);
+                } else {
+                    self.standby_since.remove(&r);
+                }
+            }
+            let eligible = self.standby_since.values().any(|since| now - *since > MAX_DELAY);
+            if held < self.target && eligible {
+                return Err(format!("a free slot and an eligible standby: {statuses:?}"));
+            }
+            let waiting = statuses.iter().any(|s| matches!(s, RelayStatus::Waiting { .. }));
+            if waiting && eligible {
+                return Err(format!("a lost relay keeps its slot from an eligible standby: {statuses:?}"));
+            }
+            if self.dials.len() + self.listeners.len() > self.target {
+                return Err(format!("more requests in flight than slots: {statuses:?}"));
+            }
+            let live = self.harness.engine.circuit_addrs().next().is_some();
+            if live != self.reachable {
+                return Err(format!("circuit addresses live: {live}, events said {}", self.reachable));
+            }
+            Ok(())
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(512),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn the_pool_keeps_its_rules_in_every_order_of_events(
+            target in 1usize..4,
+            seed in any::<u64>(),
+            ops in prop::collection::vec(op(), 1..60),
+        ) {
+            let mut world = World::new(target, seed);
+            for (step, op) in ops.iter().enumerate() {
+                let checked = world.apply(op);
+                prop_assert!(checked.is_ok(), "step {} ({:?}): {}", step, op, checked.unwrap_err());
+            }
+        }
+    }
+}
