@@ -189,6 +189,14 @@ impl Engine {
         let circuits = Vec::new();
         self.relays.insert(peer, Kept { relay, circuits });
         self.apply(peer, transition, now);
+        if let Some(displaced) = self.pool.as_mut().and_then(Pool::displaced) {
+            let delay = self.pool.as_mut().map_or(Duration::ZERO, Pool::spread);
+            // One swap: the pool must not fill the freed slot with a third relay in between.
+            self.rebalancing = true;
+            self.drive(displaced, Input::Demote, now);
+            self.drive(peer, Input::Promote { delay }, now);
+            self.rebalancing = false;
+        }
         self.rebalance(peer, now);
         Ok(peer)
     }
@@ -637,8 +645,10 @@ impl Engine {
         self.metrics
             .on_transition(before, Some(after), transition.restored_after, now);
         if let Some(pool) = &mut self.pool {
-            let eligible = self.relays.get(&peer).is_some_and(|kept| kept.relay.eligible());
-            pool.on_transition(peer, &transition, eligible);
+            let relay = self.relays.get(&peer).map(|kept| &kept.relay);
+            let eligible = relay.is_some_and(Relay::eligible);
+            let promoted = relay.is_some_and(Relay::promoted);
+            pool.on_transition(peer, &transition, eligible, promoted);
         }
         let mut actions = std::mem::take(&mut self.shared.actions);
         for action in actions.drain(..) {

@@ -21,6 +21,9 @@ pub(crate) struct Pool {
     eligible: Vec<PeerId>,
     /// Relays holding a slot while they wait for a retry of their own: the ones to give a slot to a standby.
     waiting: Vec<PeerId>,
+    /// Promoted relays that have not been dialed yet (their spread is running): a candidate added now may
+    /// still take one's place at no cost.
+    promoted: Vec<PeerId>,
     /// The pool was short of candidates and said so; cleared once it is full again.
     short: bool,
 }
@@ -60,6 +63,7 @@ impl Pool {
             held: 0,
             eligible: Vec::new(),
             waiting: Vec::new(),
+            promoted: Vec::new(),
             short: false,
         })
     }
@@ -85,8 +89,14 @@ impl Pool {
         self.waiting.first().copied()
     }
 
-    /// Follows `peer`'s transition: its slot and its eligibility.
-    pub(crate) fn on_transition(&mut self, peer: PeerId, transition: &Transition, eligible: bool) {
+    /// Follows `peer`'s transition: its slot, its eligibility and whether it is promoted but not yet dialed.
+    pub(crate) fn on_transition(
+        &mut self,
+        peer: PeerId,
+        transition: &Transition,
+        eligible: bool,
+        promoted: bool,
+    ) {
         let (before, after) = transition.status;
         let held_before = before.is_some_and(holds_slot);
         match (held_before, holds_slot(after)) {
@@ -96,6 +106,7 @@ impl Pool {
         }
         set(&mut self.eligible, peer, eligible);
         set(&mut self.waiting, peer, matches!(after, RelayStatus::Waiting { .. }));
+        set(&mut self.promoted, peer, promoted);
     }
 
     /// Forgets a relay that is no longer kept.
@@ -105,6 +116,20 @@ impl Pool {
         }
         set(&mut self.eligible, peer, false);
         set(&mut self.waiting, peer, false);
+        set(&mut self.promoted, peer, false);
+    }
+
+    /// When a candidate is added to a full pool whose promoted relays have not been dialed yet: the promoted
+    /// relay it replaces, if any. Each candidate added before the first dial goes out replaces one with the
+    /// chance that makes the promoted set a uniform choice of all of them (reservoir sampling), so nodes given
+    /// the same list in the same order do not all hold its first relays.
+    pub(crate) fn displaced(&mut self) -> Option<PeerId> {
+        let candidates = self.promoted.len() + self.eligible.len();
+        if self.promoted.is_empty() || self.rng.random_range(0..candidates) >= self.promoted.len() {
+            return None;
+        }
+        let index = self.rng.random_range(0..self.promoted.len());
+        Some(self.promoted[index])
     }
 
     /// The standby to promote next: one that is `connected` already, or else one at random.

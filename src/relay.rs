@@ -261,6 +261,11 @@ impl Relay {
         }
     }
 
+    /// Whether the pool promoted the relay and has not dialed it yet.
+    pub(crate) fn promoted(&self) -> bool {
+        matches!(self.state, State::Promoted { .. })
+    }
+
     /// Whether the relay is a standby the pool may promote now.
     pub(crate) fn eligible(&self) -> bool {
         matches!(

@@ -1,5 +1,7 @@
 //! The thundering herd: 1,000 nodes lose the same relay at the same instant. With full jitter their first
-//! retries spread over the first backoff window; without, they all dial at once.
+//! retries spread over the first backoff window; without, they all dial at once. And 1,000 nodes given the
+//! same list of relays in the same order, each with a pool of two slots: they spread over the relays, and when
+//! one relay dies its nodes fail over to the others, spread as evenly.
 //!
 //! ```text
 //! cargo test --release --test herd -- --nocapture
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use common::drive::{accept_reservations, connect, dialer, disconnect};
 use libp2p::{Multiaddr, PeerId};
-use libp2p_relay_keeper::{Config, Event, RelayKeeper};
+use libp2p_relay_keeper::{Config, Event, RelayKeeper, RelayStatus};
 
 const NODES: usize = 1_000;
 const SEEDS: u64 = 100;
@@ -88,4 +90,96 @@ fn full_jitter_spreads_a_herd_over_the_first_backoff_window() {
         no_jitter, NODES,
         "without jitter every node dials at the same instant"
     );
+}
+
+const POOL_RELAYS: usize = 10;
+const SLOTS: usize = 2;
+
+/// How many of `NODES` keepers hold each relay (index), each given the same `POOL_RELAYS` relays in the same
+/// order and `SLOTS` slots: once they are all reserved, and again after relay 0 died and they failed over.
+/// Also how many failed over to each relay.
+fn pool_loads(seed: u64) -> [Vec<usize>; 3] {
+    let relays: Vec<(PeerId, Multiaddr)> = (0..POOL_RELAYS)
+        .map(|i| {
+            let peer = PeerId::random();
+            let addr = format!("/ip4/198.51.100.{i}/tcp/4001/p2p/{peer}").parse().unwrap();
+            (peer, addr)
+        })
+        .collect();
+    let (mut reserved, mut after, mut orphans) = (
+        vec![0; POOL_RELAYS],
+        vec![0; POOL_RELAYS],
+        vec![0; POOL_RELAYS],
+    );
+    let holding = |keeper: &RelayKeeper| -> Vec<usize> {
+        (0..POOL_RELAYS)
+            .filter(|i| {
+                matches!(
+                    keeper.status(&relays[*i].0),
+                    Some(RelayStatus::Reserved | RelayStatus::Connecting)
+                )
+            })
+            .collect()
+    };
+    for node in 0..NODES {
+        let config = Config::default()
+            .with_max_reservations(Some(SLOTS))
+            .with_rng_seed(seed * 10_000 + node as u64);
+        let mut keeper = RelayKeeper::new(config);
+        for (_, addr) in &relays {
+            keeper.add_relay(addr.clone()).unwrap();
+        }
+        // The promoted relays connect and take their reservations.
+        for i in holding(&keeper) {
+            connect(&mut keeper, relays[i].0, i, &relays[i].1);
+        }
+        accept_reservations(&mut keeper);
+        let held = holding(&keeper);
+        assert_eq!(held.len(), SLOTS);
+        held.iter().for_each(|i| reserved[*i] += 1);
+        if held.contains(&0) {
+            disconnect(&mut keeper, relays[0].0, 0, &dialer(&relays[0].1));
+            accept_reservations(&mut keeper);
+        }
+        let now = holding(&keeper);
+        now.iter().for_each(|i| after[*i] += 1);
+        now.iter()
+            .filter(|i| !held.contains(i))
+            .for_each(|i| orphans[*i] += 1);
+    }
+    [reserved, after, orphans]
+}
+
+/// The busiest relay's load over the average load of the relays that can be held.
+fn busiest_share(loads: &[usize], relays: usize) -> f64 {
+    let total: usize = loads.iter().sum();
+    *loads.iter().max().unwrap() as f64 / (total as f64 / relays as f64)
+}
+
+#[test]
+fn a_pool_spreads_nodes_over_their_relays_and_fails_over_as_evenly() {
+    let (mut steady, mut failed_over, mut orphans) = (Vec::new(), Vec::new(), Vec::new());
+    for seed in 0..SEEDS {
+        let [reserved, after, moved] = pool_loads(seed);
+        assert_eq!(after[0], 0, "nobody holds the dead relay");
+        steady.push(busiest_share(&reserved, POOL_RELAYS));
+        failed_over.push(busiest_share(&after, POOL_RELAYS - 1));
+        orphans.push(busiest_share(&moved, POOL_RELAYS - 1));
+    }
+    let summary = |shares: &mut Vec<f64>| {
+        shares.sort_by(f64::total_cmp);
+        let within = shares.iter().filter(|s| **s <= 1.3).count();
+        (shares[shares.len() / 2], shares[shares.len() - 1], within)
+    };
+    let (steady_median, steady_worst, steady_within) = summary(&mut steady);
+    let (after_median, after_worst, after_within) = summary(&mut failed_over);
+    let (orphans_median, orphans_worst, _) = summary(&mut orphans);
+    println!(
+        "{NODES} nodes, {POOL_RELAYS} relays in one order, {SLOTS} slots, {SEEDS} seeds: busiest relay's share of \
+         the average: steady median {steady_median:.2}x, worst {steady_worst:.2}x ({steady_within}/{SEEDS} within \
+         1.3x); after relay 0 died median {after_median:.2}x, worst {after_worst:.2}x ({after_within}/{SEEDS} \
+         within 1.3x); the orphans alone median {orphans_median:.2}x, worst {orphans_worst:.2}x"
+    );
+    assert!(steady_within >= 99, "steady state: {steady:?}");
+    assert!(after_within >= 99, "after the failover: {failed_over:?}");
 }
