@@ -70,6 +70,8 @@ impl RelayKeeper {
     /// | `relay_keeper_give_ups_total` | counter | relays given up on |
     /// | `relay_keeper_restore_duration_seconds` | histogram | from a relay leaving its goal state to being back |
     /// | `relay_keeper_probe_rtt_seconds` | histogram | round trip of the liveness probe |
+    /// | `relay_keeper_pool_target` | gauge | the pool's slots ([`Config::with_max_reservations`]), 0 without a pool; the live reservations are `relay_keeper_relays{status="reserved"}`, the candidates `{status="standby"}` |
+    /// | `relay_keeper_failovers_total` | counter | slots of the pool given to a standby after the relay holding it lost its goal |
     ///
     /// ```
     /// use libp2p_relay_keeper::{Config, RelayKeeper};

@@ -167,7 +167,9 @@ impl Engine {
             .values()
             .map(|kept| self.status_of(&kept.relay))
             .collect();
-        self.metrics.register(registry, statuses.into_iter(), now);
+        let pool_target = self.pool.as_ref().map_or(0, Pool::target);
+        self.metrics
+            .register(registry, statuses.into_iter(), pool_target, now);
     }
 
     // The API, as `RelayKeeper` documents it.
@@ -605,6 +607,7 @@ impl Engine {
                     break;
                 };
                 tracing::info!(relay = %waiting, "relay lost its goal; its slot in the pool goes to a standby");
+                self.metrics.on_failover();
                 self.drive(waiting, Input::Demote, now);
                 continue;
             }
@@ -785,11 +788,7 @@ impl Engine {
             Event::Unreachable { relay } => {
                 tracing::warn!(%relay, "node no longer reachable through any relay")
             }
-            Event::PoolShort {
-                relay,
-                held,
-                target,
-            } => tracing::warn!(
+            Event::PoolShort { relay, held, target } => tracing::warn!(
                 %relay,
                 held,
                 target,

@@ -115,11 +115,9 @@ impl fmt::Display for Event {
             } => write!(f, "gave_up relay={relay} attempts={attempts} reason={reason}"),
             Event::Reachable { relay, addr } => write!(f, "reachable relay={relay} addr={addr}"),
             Event::Unreachable { relay } => write!(f, "unreachable relay={relay}"),
-            Event::PoolShort {
-                relay,
-                held,
-                target,
-            } => write!(f, "pool_short relay={relay} held={held} target={target}"),
+            Event::PoolShort { relay, held, target } => {
+                write!(f, "pool_short relay={relay} held={held} target={target}")
+            }
         }
     }
 }

@@ -22,15 +22,17 @@ pub(crate) struct Metrics {
 
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 impl Metrics {
-    /// Registers the instruments in `registry`; `relays` are the statuses of the relays kept already.
+    /// Registers the instruments in `registry`; `relays` are the statuses of the relays kept already,
+    /// `pool_target` the pool's slots (0 without a pool).
     #[cfg(feature = "metrics")]
     pub(crate) fn register(
         &mut self,
         registry: &mut Registry,
         relays: impl Iterator<Item = RelayStatus>,
+        pool_target: usize,
         now: Instant,
     ) {
-        let instruments = Instruments::new(registry);
+        let instruments = Instruments::new(registry, pool_target);
         for status in relays {
             instruments.on_transition(None, Some(status), None, now);
         }
@@ -56,6 +58,14 @@ impl Metrics {
         #[cfg(feature = "metrics")]
         if let Some(instruments) = &self.instruments {
             instruments.on_event(event);
+        }
+    }
+
+    /// The pool gave a relay's slot to a standby.
+    pub(crate) fn on_failover(&self) {
+        #[cfg(feature = "metrics")]
+        if let Some(instruments) = &self.instruments {
+            instruments.failovers.inc();
         }
     }
 

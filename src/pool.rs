@@ -105,7 +105,11 @@ impl Pool {
             _ => {}
         }
         set(&mut self.eligible, peer, eligible);
-        set(&mut self.waiting, peer, matches!(after, RelayStatus::Waiting { .. }));
+        set(
+            &mut self.waiting,
+            peer,
+            matches!(after, RelayStatus::Waiting { .. }),
+        );
         set(&mut self.promoted, peer, promoted);
     }
 

@@ -509,8 +509,7 @@ impl Relay {
             (
                 State::GaveUp { .. }
                 | State::Standby {
-                    eligible_at: Some(_),
-                    ..
+                    eligible_at: Some(_), ..
                 },
                 Input::NetworkChanged,
             ) if !self.network_reset && self.retryable() => {

@@ -102,15 +102,14 @@ fn pool_loads(seed: u64) -> [Vec<usize>; 3] {
     let relays: Vec<(PeerId, Multiaddr)> = (0..POOL_RELAYS)
         .map(|i| {
             let peer = PeerId::random();
-            let addr = format!("/ip4/198.51.100.{i}/tcp/4001/p2p/{peer}").parse().unwrap();
+            let addr = format!("/ip4/198.51.100.{i}/tcp/4001/p2p/{peer}")
+                .parse()
+                .unwrap();
             (peer, addr)
         })
         .collect();
-    let (mut reserved, mut after, mut orphans) = (
-        vec![0; POOL_RELAYS],
-        vec![0; POOL_RELAYS],
-        vec![0; POOL_RELAYS],
-    );
+    let (mut reserved, mut after, mut orphans) =
+        (vec![0; POOL_RELAYS], vec![0; POOL_RELAYS], vec![0; POOL_RELAYS]);
     let holding = |keeper: &RelayKeeper| -> Vec<usize> {
         (0..POOL_RELAYS)
             .filter(|i| {

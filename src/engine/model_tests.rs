@@ -289,9 +289,12 @@ impl Model {
         let config = self.config.clone();
         let Some(relay) = self.relay(r) else { return };
         match relay.phase {
-            Phase::Goal {
-                since, attempts, ..
-            } => Self::fail(relay, &config, Self::unforgiven(&config, since, attempts, now), now),
+            Phase::Goal { since, attempts, .. } => Self::fail(
+                relay,
+                &config,
+                Self::unforgiven(&config, since, attempts, now),
+                now,
+            ),
             Phase::Trying { attempt, .. } => Self::fail(relay, &config, attempt, now),
             Phase::Waiting { .. } | Phase::GaveUp { .. } => {}
         }
@@ -324,7 +327,12 @@ impl Model {
                 since,
                 attempts,
                 ..
-            } => Self::fail(relay, &config, Self::unforgiven(&config, since, attempts, now), now),
+            } => Self::fail(
+                relay,
+                &config,
+                Self::unforgiven(&config, since, attempts, now),
+                now,
+            ),
             _ => {}
         }
     }
@@ -380,7 +388,12 @@ impl Model {
             ..
         } = relay.phase
         {
-            Self::fail(relay, &config, Self::unforgiven(&config, since, attempts, now), now);
+            Self::fail(
+                relay,
+                &config,
+                Self::unforgiven(&config, since, attempts, now),
+                now,
+            );
         }
     }
 

@@ -121,7 +121,10 @@ fn exactly_the_target_is_reserved_and_the_others_stay_undialed() {
     assert_eq!(count(&reserved, RelayStatus::Standby), 3);
     assert_eq!(harness.engine.relays().count(), before);
     harness.advance(Duration::from_secs(3600));
-    assert!(dials(&harness.drain()).is_empty(), "standbys are never dialed while the pool is full");
+    assert!(
+        dials(&harness.drain()).is_empty(),
+        "standbys are never dialed while the pool is full"
+    );
 }
 
 #[test]
@@ -165,7 +168,11 @@ fn a_lost_reservation_is_failed_over_to_a_standby_without_a_backoff_wait() {
     harness.close(lost, connection, &addr_of(&relays, lost));
     assert_eq!(harness.engine.status(&lost), Some(RelayStatus::Standby));
     let promoted = promoted_dials(&mut harness);
-    assert_eq!(promoted.len(), 1, "one standby takes the slot within the spread, not the 10 s backoff");
+    assert_eq!(
+        promoted.len(),
+        1,
+        "one standby takes the slot within the spread, not the 10 s backoff"
+    );
     assert_ne!(promoted[0].0, lost);
     reserve(&mut harness, &promoted, &relays);
     // The lost relay waits out its own backoff, then is an eligible standby, not dialed: the slot is taken.
@@ -202,9 +209,10 @@ fn a_working_reservation_is_never_dropped_and_a_recovered_relay_stays_a_standby(
     harness.advance(Duration::from_secs(3600));
     let commands = harness.drain();
     assert!(
-        !commands
-            .iter()
-            .any(|c| matches!(c, Command::Listen(_) | Command::Dial(_) | Command::RemoveListener(_))),
+        !commands.iter().any(|c| matches!(
+            c,
+            Command::Listen(_) | Command::Dial(_) | Command::RemoveListener(_)
+        )),
         "{commands:?}"
     );
     assert_eq!(harness.engine.status(&lost), Some(RelayStatus::Standby));
@@ -240,16 +248,18 @@ fn promotions_are_spread_over_the_window() {
         let n = dials(&harness.drain()).len();
         dialed_at.extend(std::iter::repeat_n(harness.now - start, n));
     }
-    assert_eq!(dialed_at.len(), relays.len(), "every promotion dials within the spread");
+    assert_eq!(
+        dialed_at.len(),
+        relays.len(),
+        "every promotion dials within the spread"
+    );
     dialed_at.dedup();
     assert!(dialed_at.len() > 1, "not all in one instant: {dialed_at:?}");
 }
 
 #[test]
 fn the_pool_says_once_when_it_cannot_be_filled() {
-    let config = fast()
-        .with_max_reservations(Some(2))
-        .with_max_attempts(Some(0));
+    let config = fast().with_max_reservations(Some(2)).with_max_attempts(Some(0));
     let mut harness = Harness::new(config);
     let relays: Vec<(PeerId, Multiaddr)> = (0..2).map(|_| relay_addr()).collect();
     for (_, addr) in &relays {
@@ -320,6 +330,33 @@ fn retry_now_makes_a_standby_eligible_without_dialing_a_full_pool() {
     harness.advance(SPREAD);
     assert!(dials(&harness.drain()).is_empty());
     assert_eq!(harness.engine.status(&standby), Some(RelayStatus::Standby));
+}
+
+#[cfg(feature = "metrics")]
+#[test]
+fn the_pools_target_and_its_failovers_are_measured() {
+    use prometheus_client::{encoding::text::encode, registry::Registry};
+
+    let (mut harness, relays, held) = reserved_pool_with(slow(), 1, 3);
+    let mut registry = Registry::default();
+    harness.engine.register_metrics(&mut registry, harness.now);
+    let (lost, connection) = held[0];
+    harness.close(lost, connection, &addr_of(&relays, lost));
+    let promoted = promoted_dials(&mut harness);
+    reserve(&mut harness, &promoted, &relays);
+    let mut text = String::new();
+    encode(&mut text, &registry).unwrap();
+    for sample in [
+        "relay_keeper_pool_target 1",
+        "relay_keeper_failovers_total 1",
+        "relay_keeper_relays{status=\"reserved\"} 1",
+        "relay_keeper_relays{status=\"standby\"} 2",
+    ] {
+        assert!(
+            text.lines().any(|l| l == sample),
+            "missing `{sample}` in:\n{text}"
+        );
+    }
 }
 
 /// The pool under random sequences of swarm events and API calls, checked after every step against rules
@@ -450,12 +487,16 @@ mod properties {
                     self.harness.connect(self.relays[r].0, id, &self.relays[r].1);
                 }
                 Op::CompleteDial(r) => {
-                    let Some(id) = self.dials.remove(&r) else { return Ok(()) };
+                    let Some(id) = self.dials.remove(&r) else {
+                        return Ok(());
+                    };
                     self.connections.entry(r).or_default().push(id);
                     self.harness.connect(self.relays[r].0, id, &self.relays[r].1);
                 }
                 Op::FailDial(r) => {
-                    let Some(id) = self.dials.remove(&r) else { return Ok(()) };
+                    let Some(id) = self.dials.remove(&r) else {
+                        return Ok(());
+                    };
                     if self.connections.get(&r).is_none_or(Vec::is_empty) {
                         self.harness.fail_dial(self.relays[r].0, id, &DialError::Aborted);
                     }
@@ -472,11 +513,15 @@ mod properties {
                     }
                 }
                 Op::Accept(r) => {
-                    let Some(&listener) = self.listeners.get(&r) else { return Ok(()) };
+                    let Some(&listener) = self.listeners.get(&r) else {
+                        return Ok(());
+                    };
                     engine.on_new_listen_addr(listener, &circuit(&self.relays[r].1), now);
                 }
                 Op::Refuse(r, refused) => {
-                    let Some(listener) = self.listeners.remove(&r) else { return Ok(()) };
+                    let Some(listener) = self.listeners.remove(&r) else {
+                        return Ok(());
+                    };
                     let error = std::io::Error::other("refused");
                     let reason = if refused { Err(&error) } else { Ok(()) };
                     engine.on_listener_closed(listener, reason, now);
@@ -496,7 +541,9 @@ mod properties {
             for r in reserved_before {
                 let status = self.harness.engine.status(&self.relays[r].0);
                 if status != Some(RelayStatus::Reserved) && touched != Some(r) {
-                    return Err(format!("relay {r}'s reservation was dropped by the pool: {status:?}"));
+                    return Err(format!(
+                        "relay {r}'s reservation was dropped by the pool: {status:?}"
+                    ));
                 }
             }
             Ok(())
@@ -533,7 +580,10 @@ mod properties {
             let statuses: Vec<RelayStatus> = self.harness.engine.relays().map(|(_, s)| s).collect();
             let held = statuses.iter().filter(|s| crate::pool::holds_slot(**s)).count();
             if held > self.target {
-                return Err(format!("{held} relays hold slots, target {}: {statuses:?}", self.target));
+                return Err(format!(
+                    "{held} relays hold slots, target {}: {statuses:?}",
+                    self.target
+                ));
             }
             // Every wait is shorter than `MAX_DELAY`: a standby for longer is eligible, so no slot may be free.
             let now = self.harness.now;
@@ -550,14 +600,19 @@ mod properties {
             }
             let waiting = statuses.iter().any(|s| matches!(s, RelayStatus::Waiting { .. }));
             if waiting && eligible {
-                return Err(format!("a lost relay keeps its slot from an eligible standby: {statuses:?}"));
+                return Err(format!(
+                    "a lost relay keeps its slot from an eligible standby: {statuses:?}"
+                ));
             }
             if self.dials.len() + self.listeners.len() > self.target {
                 return Err(format!("more requests in flight than slots: {statuses:?}"));
             }
             let live = self.harness.engine.circuit_addrs().next().is_some();
             if live != self.reachable {
-                return Err(format!("circuit addresses live: {live}, events said {}", self.reachable));
+                return Err(format!(
+                    "circuit addresses live: {live}, events said {}",
+                    self.reachable
+                ));
             }
             Ok(())
         }

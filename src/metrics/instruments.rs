@@ -54,10 +54,14 @@ pub(super) struct Instruments {
     give_ups: Counter,
     restore_duration: Histogram,
     pub(super) probe_rtt: Histogram,
+    pool_target: Gauge,
+    pub(super) failovers: Counter,
 }
 
 impl Instruments {
-    pub(super) fn new(registry: &mut Registry) -> Self {
+    /// `pool_target`: the pool's slots ([`Config::with_max_reservations`](crate::Config::with_max_reservations)),
+    /// 0 without a pool.
+    pub(super) fn new(registry: &mut Registry, pool_target: usize) -> Self {
         let registry = registry.sub_registry_with_prefix("relay_keeper");
         let metrics = Self {
             relays: Family::default(),
@@ -69,7 +73,12 @@ impl Instruments {
             restore_duration: Histogram::new(exponential_buckets(0.01, 2.0, 18)),
             // 100 µs to about 3 s.
             probe_rtt: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
+            pool_target: Gauge::default(),
+            failovers: Counter::default(),
         };
+        metrics
+            .pool_target
+            .set(i64::try_from(pool_target).unwrap_or(i64::MAX));
         registry.register(
             "relays",
             "Kept relays, by what the keeper is doing about them",
@@ -104,6 +113,16 @@ impl Instruments {
             "probe_rtt_seconds",
             "Round trip of the liveness probe on relay connections",
             metrics.probe_rtt.clone(),
+        );
+        registry.register(
+            "pool_target",
+            "Reservations the relay pool holds at most (with_max_reservations); 0 without a pool",
+            metrics.pool_target.clone(),
+        );
+        registry.register(
+            "failovers",
+            "Slots of the relay pool given to a standby after the relay holding it lost its goal",
+            metrics.failovers.clone(),
         );
         metrics
     }

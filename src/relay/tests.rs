@@ -419,7 +419,11 @@ fn a_relay_that_falls_over_soon_after_coming_back_goes_on_counting() {
     driver.reservation_accepted();
     driver.hold();
     driver.disconnect();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 }, "forgiven");
+    assert_eq!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1 },
+        "forgiven"
+    );
 }
 
 #[test]

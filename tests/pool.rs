@@ -1,0 +1,80 @@
+//! A pool of relays against real relay servers over TCP on 127.0.0.1: two reservations out of three relays,
+//! and a failover when a held relay dies.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{fast_config, reach_through_relay, Client, Net, RelayServer};
+use libp2p::PeerId;
+use libp2p_relay_keeper::{Event, RelayStatus};
+
+#[tokio::test]
+async fn a_dead_relay_is_replaced_by_a_standby_while_the_other_reservation_stays() {
+    let mut relays = Vec::new();
+    for _ in 0..3 {
+        relays.push(RelayServer::spawn(Net::Tcp).await);
+    }
+    let config = fast_config().with_max_reservations(Some(2));
+    let mut client = Client::new(Net::Tcp, config, false);
+    for relay in &relays {
+        client.keeper().add_relay(relay.addr.clone()).unwrap();
+    }
+    let mut held = HashSet::new();
+    while held.len() < 2 {
+        let relay = client
+            .wait_for("two reservations", |e| match e {
+                Event::Reserved { relay, .. } => Some(*relay),
+                _ => None,
+            })
+            .await;
+        held.insert(relay);
+    }
+    let standby = relays
+        .iter()
+        .map(|r| r.peer_id)
+        .find(|p| !held.contains(p))
+        .unwrap();
+    assert_eq!(client.keeper().status(&standby), Some(RelayStatus::Standby));
+
+    let dead = relays.remove(relays.iter().position(|r| held.contains(&r.peer_id)).unwrap());
+    let dead_id = dead.peer_id;
+    dead.kill().await;
+    let addr = client.wait_reserved(standby).await;
+    let me = client.peer_id();
+    client
+        .serve_while(
+            "a peer reaching the node through the new relay",
+            reach_through_relay(Net::Tcp, addr, me),
+        )
+        .await;
+
+    let statuses: Vec<(PeerId, Option<RelayStatus>)> = relays
+        .iter()
+        .map(|r| r.peer_id)
+        .chain([dead_id])
+        .map(|p| (p, client.keeper().status(&p)))
+        .collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|(_, s)| *s == Some(RelayStatus::Reserved))
+            .count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(client.keeper().status(&dead_id), Some(RelayStatus::Standby));
+    assert_eq!(
+        client.count(|e| matches!(e, Event::Unreachable { .. })),
+        0,
+        "the other reservation kept the node reachable throughout"
+    );
+    assert_eq!(
+        client.count(|e| matches!(e, Event::Reserved { .. })),
+        3,
+        "one event per reservation taken"
+    );
+    for relay in relays {
+        relay.kill().await;
+    }
+}
