@@ -9,6 +9,10 @@
 //!    which is the backoff's doing, not the keeper's.
 //! 2. HOP reaction: a freshly restarted relay refuses reservations until identify has told it its address;
 //!    from the moment it starts accepting (offers HOP) until the circuit address is live again.
+//! 3. Failover: a pool of one slot out of two relays; the relay holding it is killed; from the kill until
+//!    the standby's circuit address is live. With the default promotion spread (a random wait of up to
+//!    100 ms before the standby is dialed) and without one, which leaves the physical limit: the loss, one
+//!    dial and one reservation.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -96,6 +100,76 @@ async fn restarts(external: External, identify: bool) -> Vec<Sample> {
     samples
 }
 
+/// Kills the relay holding the pool's one slot `RESTARTS` times, bringing it back as the standby each time;
+/// returns, for each kill, how long until the other relay's circuit address was live.
+async fn failovers(spread: Duration) -> Vec<Duration> {
+    let config = Config::default()
+        .with_base_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_millis(400))
+        .with_max_attempts(None)
+        .with_max_reservations(Some(1))
+        .with_promotion_spread(spread);
+    let mut client = Client::new(Net::Tcp, config, false);
+    let mut relays = vec![
+        RelayServer::spawn(Net::Tcp).await,
+        RelayServer::spawn(Net::Tcp).await,
+    ];
+    for relay in &relays {
+        client.keeper().add_relay(relay.addr.clone()).unwrap();
+    }
+    let mut holder = client
+        .wait_for("the first reservation", |e| match e {
+            Event::Reserved { relay, .. } => Some(*relay),
+            _ => None,
+        })
+        .await;
+    let mut samples = Vec::with_capacity(RESTARTS);
+    for _ in 0..RESTARTS {
+        let dead = relays.swap_remove(relays.iter().position(|r| r.peer_id == holder).unwrap());
+        let standby = relays[0].peer_id;
+        let killed_at = Instant::now();
+        let (key, addr) = dead.kill().await;
+        client.wait_reserved(standby).await;
+        samples.push(
+            client
+                .event_times
+                .last()
+                .unwrap()
+                .saturating_duration_since(killed_at),
+        );
+        // The dead relay comes back, and is a standby again once its backoff ran out.
+        relays.push(
+            RelayServer::start(
+                Net::Tcp,
+                key,
+                Some(addr),
+                External::AtStart,
+                relay::Config::default(),
+            )
+            .await,
+        );
+        client.serve_for(Duration::from_millis(500)).await;
+        holder = standby;
+    }
+    for relay in relays {
+        relay.kill().await;
+    }
+    samples
+}
+
+fn report_failovers(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    println!(
+        "{name}: {} kills; from the kill to the standby's reservation live: median {:.2?} (p10 {:.2?}, p90 \
+         {:.2?}, max {:.2?})",
+        samples.len(),
+        percentile(&samples, 50),
+        percentile(&samples, 10),
+        percentile(&samples, 90),
+        samples[samples.len() - 1],
+    );
+}
+
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
     sorted[(sorted.len() - 1) * p / 100]
 }
@@ -133,5 +207,10 @@ async fn main() {
         "HOP reaction (relay learns its address from identify)",
         &restarts(External::FromIdentify, true).await,
     );
+    report_failovers(
+        "failover, promotion spread 100 ms (default)",
+        failovers(Duration::from_millis(100)).await,
+    );
+    report_failovers("failover, no promotion spread", failovers(Duration::ZERO).await);
     println!("took {:.1?}", start.elapsed());
 }
