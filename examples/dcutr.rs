@@ -1,6 +1,6 @@
 //! rust-libp2p's DCUtR example (relay client, ping, identify, dcutr) with a [`RelayKeeper`] composed in: in
-//! `listen` mode the keeper holds a reservation on every `--relay-address` and restores it whenever a relay
-//! goes away; in `dial` mode it keeps the relay connection the circuit dial goes through.
+//! `listen` mode the keeper holds a reservation on every `--relay-address` (or on `--max-reservations` of
+//! them, the others standing by) and restores it whenever a relay goes away; in `dial` mode it keeps the relay connection the circuit dial goes through.
 //!
 //! ```text
 //! cargo run --example dcutr -- --mode listen --secret-key-seed 1 --relay-address /ip4/127.0.0.1/tcp/4001/p2p/<relay id>
@@ -87,6 +87,10 @@ struct Opts {
     #[arg(long)]
     dial_timeout_ms: Option<u64>,
 
+    /// Hold reservations on at most this many of the relays, the others standing by (a pool).
+    #[arg(long)]
+    max_reservations: Option<usize>,
+
     /// Run without the keeper: reserve once on each relay and never restore it.
     #[arg(long)]
     no_keeper: bool,
@@ -135,6 +139,7 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
         .with_base_delay(Duration::from_millis(opts.backoff_base_ms))
         .with_max_delay(Duration::from_millis(opts.backoff_max_ms))
         .with_max_attempts(Some(opts.max_attempts))
+        .with_max_reservations(opts.max_reservations)
         .with_reservations(opts.mode == Mode::Listen)
         .with_probe((!opts.no_probe).then(|| {
             (

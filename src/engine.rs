@@ -199,7 +199,7 @@ impl Engine {
             self.drive(peer, Input::Promote { delay }, now);
             self.rebalancing = false;
         }
-        self.rebalance(peer, now);
+        self.rebalance(now);
         Ok(peer)
     }
 
@@ -233,7 +233,8 @@ impl Engine {
             self.connections.insert(*relay, links);
         }
         tracing::debug!(%relay, "relay removed");
-        self.rebalance(*relay, now);
+        self.rebalance(now);
+        self.report_short(*relay);
         true
     }
 
@@ -585,14 +586,15 @@ impl Engine {
         let kept = self.relays.get_mut(&peer)?;
         let transition = kept.relay.on(input, &mut self.shared.env(peer, now));
         self.apply(peer, transition, now);
-        self.rebalance(peer, now);
+        self.rebalance(now);
+        self.report_short(peer);
         Some(transition)
     }
 
-    /// The pool's decisions after a transition of `peer`: while a standby is eligible, it takes a free slot,
+    /// The pool's decisions after a transition: while a standby is eligible, it takes a free slot,
     /// or the slot of a relay that lost its goal (or failed an attempt) and waits for a retry of its own, which
     /// becomes a standby until its wait is over. A relay in its goal state is never demoted.
-    fn rebalance(&mut self, peer: PeerId, now: Instant) {
+    fn rebalance(&mut self, now: Instant) {
         if self.pool.is_none() || self.rebalancing || self.stopped {
             return;
         }
@@ -620,7 +622,12 @@ impl Engine {
             self.drive(candidate, Input::Promote { delay }, now);
         }
         self.rebalancing = false;
-        let Some(pool) = &mut self.pool else {
+    }
+
+    /// Says once when `peer`'s loss, failure or removal left the pool with a free slot that no standby can
+    /// take. Not on `add_relay`: an application adds its relays one by one, and the pool is short in between.
+    fn report_short(&mut self, peer: PeerId) {
+        let Some(pool) = self.pool.as_mut().filter(|_| !self.rebalancing) else {
             return;
         };
         let (held, target) = (pool.held(), pool.target());

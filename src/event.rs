@@ -64,7 +64,8 @@ pub enum Event {
     },
     /// The pool ([`Config::with_max_reservations`](crate::Config::with_max_reservations)) has fewer relays
     /// holding a slot than its target, and no standby can take one: every other kept relay is waiting out its
-    /// backoff or gave up. Raised once per shortage; the pool fills up again by itself as relays recover.
+    /// backoff or gave up. Raised once per shortage, when a relay's loss, failure or removal causes it (not
+    /// while relays are being added); the pool fills up again by itself as relays recover.
     PoolShort {
         /// The relay whose loss, failure or removal left the pool short.
         relay: PeerId,

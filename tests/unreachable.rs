@@ -4,6 +4,9 @@
 //! 2 s later on loopback; its route black-holed for 6 s between two network namespaces (root and iproute2).
 //!
 //! A measurement, not a check: it prints the table in BENCHMARKS.md and draws `docs/time-unreachable.svg`.
+//! A second one keeps a listener with a pool of two reservations out of three relays and kills a held relay:
+//! a prober keeps reaching the listener through the other held relay, and the standby takes the dead one's
+//! slot.
 //!
 //! ```text
 //! cargo build --release --examples && cargo test --release --test unreachable -- --ignored --nocapture
@@ -404,4 +407,80 @@ async fn time_unreachable() {
         }
     }
     draw(&panels).unwrap();
+}
+
+/// The relay ids of the listener's `keeper reserved relay=<id> ...` lines at or after `since`.
+fn reserved_relays(listener: &Watched, since: Instant) -> Vec<String> {
+    listener
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(at, _)| *at >= since)
+        .filter_map(|(_, line)| line.strip_prefix("keeper reserved relay="))
+        .filter_map(|rest| rest.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement of about a minute; see the module docs"]
+async fn a_pool_keeps_the_node_reachable_while_a_held_relay_dies() {
+    println!("| round | probes through the other held relay during the 5 s after the kill | standby reserved after (ms) |");
+    println!("|---|---|---|");
+    for round in 0..ROUNDS {
+        let mut relays = Vec::new();
+        // Not the listener's seed (1): a relay with the node's own identity is a mistake the keeper refuses.
+        for seed in ["101", "102", "103"] {
+            let (process, addr) = LOOPBACK
+                .relay_server_keyed(free_port(), seed, &["--no-rate-limits"])
+                .await;
+            relays.push((Watched::new(process), addr));
+        }
+        let mut args: Vec<&str> = LISTENER.to_vec();
+        args.extend_from_slice(&["--max-reservations", "2"]);
+        for (_, addr) in &relays[1..] {
+            args.extend_from_slice(&["--relay-address", addr]);
+        }
+        let mut listener = LOOPBACK.dcutr("listen", "1", &relays[0].1, &args);
+        let listener_id = listener.wait_prefix("peer_id=").await;
+        let listener = Watched::new(listener);
+        let start = Instant::now();
+        while reserved_relays(&listener, start).len() < 2 {
+            assert!(start.elapsed() < Duration::from_secs(10), "two reservations");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let held = reserved_relays(&listener, start);
+        let index_of = |id: &str| relays.iter().position(|(_, addr)| addr.ends_with(id)).unwrap();
+        let (dead, survivor) = (index_of(&held[0]), index_of(&held[1]));
+        let prober = Prober::start(LOOPBACK, relays[survivor].1.clone(), listener_id.clone());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        let killed = Instant::now();
+        let (dead_relay, _) = relays.remove(dead);
+        dead_relay.stop();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let results = prober.stop().await;
+        let during: Vec<bool> = results
+            .iter()
+            .filter(|(started, _)| *started >= killed && *started < killed + Duration::from_secs(5))
+            .map(|(_, reached)| reached.is_some())
+            .collect();
+        let standby_reserved = listener
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(at, line)| *at >= killed && line.starts_with("keeper reserved relay="))
+            .map(|(at, _)| at.saturating_duration_since(killed).as_secs_f64());
+        println!(
+            "| {round} | {} of {} reached the listener | {} |",
+            during.iter().filter(|ok| **ok).count(),
+            during.len(),
+            standby_reserved.map_or("never".to_owned(), |s| format!("{:.1}", s * 1000.0)),
+        );
+        listener.stop();
+        for (relay, _) in relays {
+            relay.stop();
+        }
+    }
 }

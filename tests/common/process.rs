@@ -192,8 +192,13 @@ impl Host<'_> {
     /// `relay_server --secret-key-seed 0` on `port`, listening on this host's address only; returns it with its
     /// address, `/ip4/<ip>/tcp/<port>/p2p/<id>`, once it listens.
     pub async fn relay_server(&self, port: u16, extra: &[&str]) -> (Process, String) {
+        self.relay_server_keyed(port, "0", extra).await
+    }
+
+    /// [`relay_server`](Self::relay_server) with its key derived from `seed`, for several relays at once.
+    pub async fn relay_server_keyed(&self, port: u16, seed: &str, extra: &[&str]) -> (Process, String) {
         let port = port.to_string();
-        let mut args = vec!["--port", &port, "--secret-key-seed", "0", "--listen-ip", self.ip];
+        let mut args = vec!["--port", &port, "--secret-key-seed", seed, "--listen-ip", self.ip];
         args.extend_from_slice(extra);
         let mut relay = self.spawn("relay_server", &args);
         let id = relay.wait_prefix("peer_id=").await;
