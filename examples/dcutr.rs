@@ -87,6 +87,10 @@ struct Opts {
     #[arg(long)]
     dial_timeout_ms: Option<u64>,
 
+    /// How long a relay's reservation must hold before its failed retries are forgiven, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    forgive_after_ms: u64,
+
     /// Hold reservations on at most this many of the relays, the others standing by (a pool).
     #[arg(long)]
     max_reservations: Option<usize>,
@@ -140,6 +144,7 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
         .with_max_delay(Duration::from_millis(opts.backoff_max_ms))
         .with_max_attempts(Some(opts.max_attempts))
         .with_max_reservations(opts.max_reservations)
+        .with_forgive_after(Duration::from_millis(opts.forgive_after_ms))
         .with_reservations(opts.mode == Mode::Listen)
         .with_probe((!opts.no_probe).then(|| {
             (

@@ -9,6 +9,7 @@ async fn listener_stays_reachable_across_a_killed_relay_then_gives_up() {
     let port = free_port();
     let (relay, relay_addr) = LOOPBACK.relay_server(port, &[]).await;
     let relay_id = relay_addr.rsplit('/').next().unwrap().to_owned();
+    // Each outage counts its own retries: the relay's reservation is forgiven as soon as it is back.
     let backoff = [
         "--backoff-base-ms",
         "50",
@@ -16,6 +17,8 @@ async fn listener_stays_reachable_across_a_killed_relay_then_gives_up() {
         "400",
         "--max-attempts",
         "5",
+        "--forgive-after-ms",
+        "0",
     ];
     let mut listener = LOOPBACK.dcutr("listen", "1", &relay_addr, &backoff);
     let listener_id = listener.wait_prefix("peer_id=").await;
