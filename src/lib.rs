@@ -49,6 +49,34 @@
 //! Do not call `swarm.listen_on(<relay>/p2p-circuit)` yourself for a kept relay: the keeper requests the
 //! reservation. If you do, the keeper adopts your listener instead of fighting it.
 //!
+//! # A pool of relays
+//!
+//! Given more relays than it needs, the keeper can hold reservations on a few and keep the rest as standbys
+//! ([`Config::with_max_reservations`]): when a held relay is lost, a standby takes its slot at once, without a
+//! backoff wait, and working reservations are never moved. Use one when the node knows more relays than it needs
+//! to be reachable through, e.g. two held out of five:
+//!
+//! ```
+//! use libp2p::Multiaddr;
+//! use libp2p_relay_keeper::{Config, RelayKeeper, RelayStatus};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut keeper = RelayKeeper::new(Config::default().with_max_reservations(Some(2)));
+//! for relay in [
+//!     "/ip4/198.51.100.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+//!     "/ip4/198.51.100.2/tcp/4001/p2p/12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp",
+//!     "/ip4/198.51.100.3/tcp/4001/p2p/12D3KooWLRPJAA5o6Z6mX6ZzNHbUMxMLmJbnimGaLtyMVMKzVtme",
+//!     "/ip4/198.51.100.4/tcp/4001/p2p/12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo",
+//!     "/ip4/198.51.100.5/tcp/4001/p2p/12D3KooWH3uVF6wv47WnArKHk5p6cvgCJEb74UTmxztmQDc298L3",
+//! ] {
+//!     keeper.add_relay(relay.parse::<Multiaddr>()?)?;
+//! }
+//! let standbys = keeper.relays().filter(|(_, s)| *s == RelayStatus::Standby).count();
+//! assert_eq!(standbys, 3);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # How it works
 //!
 //! Each kept relay has a goal: a live reservation ([`RelayStatus::Reserved`]), or with
@@ -97,11 +125,14 @@
 //!   without waiting out a long backoff, while a relay that keeps failing still backs off.
 //! - With [`Config::with_cooldown`] a relay that gave up after too many retries is tried again after the
 //!   cool-down.
+//! - A relay's retries are forgiven only once its goal held for [`Config::with_forgive_after`] (60 s by
+//!   default): a relay that keeps falling over right after coming back backs off longer each time.
 //! - [`RelayKeeper::circuit_addrs`] lists the circuit addresses live right now; [`Event::Reachable`] and
 //!   [`Event::Unreachable`] say when the first comes up and the last goes away.
 //! - With the `metrics` feature, `RelayKeeper::with_metrics` registers Prometheus metrics.
 //! - One timer serves all relays: [`NetworkBehaviour::poll`](libp2p::swarm::NetworkBehaviour::poll) pops
-//!   queued actions, then fires due retries in deadline order; it never scans every relay.
+//!   queued actions, then fires due retries in deadline order; it never scans every relay. All decisions are
+//!   made by a sans-IO engine on an explicit clock; the behaviour only carries its inputs and outputs.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
