@@ -71,6 +71,7 @@ impl RelayKeeper {
     /// | `relay_keeper_restore_duration_seconds` | histogram | from a relay leaving its goal state to being back |
     /// | `relay_keeper_probe_rtt_seconds` | histogram | round trip of the liveness probe |
     /// | `relay_keeper_pool_target` | gauge | the pool's slots ([`Config::with_max_reservations`]), 0 without a pool; the live reservations are `relay_keeper_relays{status="reserved"}`, the candidates `{status="standby"}` |
+    /// | `relay_keeper_pool_candidates{source}` | gauge | kept relays by where they came from: `given` to `add_relay`, or `discovered` ([`Config::with_discovery`]) |
     /// | `relay_keeper_failovers_total` | counter | slots of the pool given to a standby after the relay holding it lost its goal |
     ///
     /// ```

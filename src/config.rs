@@ -38,6 +38,7 @@ pub struct Config {
     max_reservations: Option<usize>,
     promotion_spread: Duration,
     forgive_after: Duration,
+    discovery: bool,
 }
 
 /// The liveness probe's timing; see [`Config::with_probe`].
@@ -67,6 +68,11 @@ const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// short next to the two milliseconds a reservation takes on top of it.
 const DEFAULT_PROMOTION_SPREAD: Duration = Duration::from_millis(100);
 
+/// How many relays discovered among connected peers ([`Config::with_discovery`]) the keeper keeps as candidates
+/// at a time; further ones are ignored until one leaves. Enough to refill a pool of a few slots several times
+/// over, few enough that a node connected to many relays keeps no state for most of them.
+pub const MAX_DISCOVERED: usize = 8;
+
 /// How long a relay must hold its goal before its retries are forgiven, unless [`Config::with_forgive_after`]
 /// says otherwise: longer than a relay restart and the keeper's loss detection take, so a relay that falls over
 /// again within seconds of coming back is seen to flap; short next to a reservation's hour, so a relay that
@@ -91,6 +97,7 @@ impl Default for Config {
             max_reservations: None,
             promotion_spread: DEFAULT_PROMOTION_SPREAD,
             forgive_after: DEFAULT_FORGIVE_AFTER,
+            discovery: false,
         }
     }
 }
@@ -228,6 +235,26 @@ impl Config {
         self
     }
 
+    /// Peers the node is connected to that offer the relay HOP protocol become candidates too, after the relays
+    /// given to [`RelayKeeper::add_relay`](crate::RelayKeeper::add_relay). Default `false`. Discovery only fills
+    /// up to [`with_max_reservations`](Self::with_max_reservations); with `None` it is off.
+    ///
+    /// A peer becomes a candidate when a direct connection the node dialed (its address is the one the keeper
+    /// reserves through) reports HOP among the peer's protocols, as identify fills them in; relayed and inbound
+    /// connections never count. It stops being one, and is no longer kept, when it stops offering HOP or its
+    /// last connection closes; the keeper never dials a discovered relay of its own accord, so the
+    /// application's own dials and connections are left as they are. At most
+    /// [`MAX_DISCOVERED`](crate::MAX_DISCOVERED) discovered candidates are kept at a time.
+    ///
+    /// A free slot goes to an eligible relay given to `add_relay` before a discovered one. A discovered relay's
+    /// reservation is released only when it is lost, its relay stops offering HOP, or its last connection
+    /// closes, never for a given relay that becomes eligible later, so slots cannot pass back and forth
+    /// between the two.
+    pub fn with_discovery(mut self, discovery: bool) -> Self {
+        self.discovery = discovery;
+        self
+    }
+
     /// Spreads the promotions of standby relays (see [`with_max_reservations`](Self::with_max_reservations))
     /// uniformly over `[0, spread]`, so that many nodes failing over from the same relay at the same instant do
     /// not all dial the same standby in that instant. Default 100 ms; values above one year are clamped.
@@ -259,6 +286,11 @@ impl Config {
 
     pub(crate) fn max_reservations(&self) -> Option<usize> {
         self.max_reservations
+    }
+
+    /// Whether connected peers offering HOP become candidates: asked for, and a pool to fill.
+    pub(crate) fn discovery(&self) -> bool {
+        self.discovery && self.max_reservations.is_some()
     }
 
     pub(crate) fn forgive_after(&self) -> Duration {

@@ -29,7 +29,7 @@ use crate::{
     mistake::Mistake,
     pool::Pool,
     relay::{Action, Env, Input, Link, Relay, Transition},
-    AddRelayError, Cause, CauseKind, Config, Event, GiveUpReason, RelayStatus,
+    AddRelayError, Cause, CauseKind, Config, Event, GiveUpReason, RelayStatus, MAX_DISCOVERED,
 };
 
 /// What the engine asks of the swarm.
@@ -95,6 +95,8 @@ struct Kept {
     /// a table of their own, because a second table keyed by the 80-byte `PeerId` cost 104-165 heap bytes per
     /// reserved relay (`cargo bench --bench scale`).
     circuits: Vec<(ListenerId, Multiaddr)>,
+    /// Found among connected peers ([`Config::with_discovery`]) rather than given to `add_relay`.
+    discovered: bool,
 }
 
 /// Every kept relay on an explicit clock.
@@ -125,6 +127,8 @@ pub(crate) struct Engine {
     pool: Option<Pool>,
     /// The pool is making its decisions; the transitions they cause make none of their own.
     rebalancing: bool,
+    /// How many kept relays were discovered.
+    discovered: usize,
 }
 
 impl Engine {
@@ -149,6 +153,7 @@ impl Engine {
             metrics: Metrics::default(),
             pool: Pool::new(&config),
             rebalancing: false,
+            discovered: 0,
         }
     }
 
@@ -170,6 +175,7 @@ impl Engine {
         let pool_target = self.pool.as_ref().map_or(0, Pool::target);
         self.metrics
             .register(registry, statuses.into_iter(), pool_target, now);
+        self.count_candidates();
     }
 
     // The API, as `RelayKeeper` documents it.
@@ -179,17 +185,36 @@ impl Engine {
             return Err(AddRelayError::Stopped);
         }
         let peer = relay_peer_id(&addr)?;
-        if self.relays.contains_key(&peer) {
+        if let Some(kept) = self.relays.get_mut(&peer) {
+            if std::mem::take(&mut kept.discovered) {
+                self.discovered -= 1;
+                self.count_candidates();
+            }
             self.drive(peer, Input::Added(addr), now);
             return Ok(peer);
         }
+        self.keep(peer, addr, false, now);
+        Ok(peer)
+    }
+
+    /// Starts keeping the relay `peer` at `addr`, given by the application or `discovered`.
+    fn keep(&mut self, peer: PeerId, addr: Multiaddr, discovered: bool, now: Instant) {
         // A kept relay owns its connections; they may have been made before it was added.
         let links = self.connections.remove(&peer).unwrap_or_default();
         self.keep_alive(peer, &links, true);
-        tracing::debug!(relay = %peer, %addr, connected = !links.is_empty(), "relay added");
+        tracing::debug!(relay = %peer, %addr, connected = !links.is_empty(), discovered, "relay added");
         let (relay, transition) = Relay::new(addr, links, &mut self.shared.env(peer, now));
         let circuits = Vec::new();
-        self.relays.insert(peer, Kept { relay, circuits });
+        self.discovered += usize::from(discovered);
+        self.relays.insert(
+            peer,
+            Kept {
+                relay,
+                circuits,
+                discovered,
+            },
+        );
+        self.count_candidates();
         self.apply(peer, transition, now);
         if let Some(displaced) = self.pool.as_mut().and_then(Pool::displaced) {
             let delay = self.pool.as_mut().map_or(Duration::ZERO, Pool::spread);
@@ -200,7 +225,33 @@ impl Engine {
             self.rebalancing = false;
         }
         self.rebalance(now);
-        Ok(peer)
+    }
+
+    fn count_candidates(&self) {
+        self.metrics
+            .on_candidates(self.relays.len() - self.discovered, self.discovered);
+    }
+
+    /// A peer the node dialed offers HOP on `connection`: with discovery on, and room for it, it becomes a
+    /// candidate of the pool, reserved through the address that connection was dialed at.
+    fn discover(&mut self, peer: PeerId, connection: ConnectionId, now: Instant) {
+        if !self.shared.config.discovery() || self.stopped || self.discovered >= MAX_DISCOVERED {
+            return;
+        }
+        // Relayed connections are not recorded, and inbound ones have no address to reserve through.
+        let Some(mut addr) = self
+            .connections
+            .get(&peer)
+            .and_then(|links| links.iter().find(|(id, _)| *id == connection))
+            .and_then(|(_, dialed)| dialed.clone())
+        else {
+            return;
+        };
+        if !matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+            addr.push(Protocol::P2p(peer));
+        }
+        tracing::info!(relay = %peer, %addr, "a connected peer offers HOP: kept as a discovered relay");
+        self.keep(peer, addr, true, now);
     }
 
     pub(crate) fn remove_relay(&mut self, relay: &PeerId, now: Instant) -> bool {
@@ -210,9 +261,16 @@ impl Engine {
         self.commands.retain(|command| !command.concerns(relay));
         // After the relay's queued events are dropped: the node's loss of its last circuit is news.
         self.forget_circuits(*relay, |_, _| false);
-        let Some(Kept { relay: removed, .. }) = self.relays.remove(relay) else {
+        let Some(Kept {
+            relay: removed,
+            discovered,
+            ..
+        }) = self.relays.remove(relay)
+        else {
             return false;
         };
+        self.discovered -= usize::from(discovered);
+        self.count_candidates();
         if let Some(deadline) = removed.deadline() {
             self.deadlines.remove(&(deadline, *relay));
         }
@@ -392,7 +450,14 @@ impl Engine {
         } else {
             Cause::connection_lost(error)
         };
-        if self.relays.contains_key(&peer) {
+        if let Some(kept) = self.relays.get(&peer) {
+            let last = kept.relay.links().iter().all(|(id, _)| *id == connection);
+            if kept.discovered && last {
+                tracing::info!(relay = %peer, "a discovered relay disconnected; no longer kept");
+                self.remove_relay(&peer, now);
+                self.on_connection_closed(peer, connection, endpoint, None, now);
+                return;
+            }
             self.drive(peer, Input::ConnectionClosed { connection, cause }, now);
             // The relay client closes the reservation's listener only after this; the node is unreachable
             // through the relay from now on.
@@ -546,7 +611,15 @@ impl Engine {
         match event {
             ToBehaviour::HopEnabled => {
                 tracing::debug!(relay = %peer, "peer offers the relay HOP protocol");
-                self.drive(peer, Input::HopEnabled, now);
+                if self.drive(peer, Input::HopEnabled, now).is_none() {
+                    self.discover(peer, connection, now);
+                }
+            }
+            ToBehaviour::HopDisabled => {
+                if self.relays.get(&peer).is_some_and(|kept| kept.discovered) {
+                    tracing::info!(relay = %peer, "a discovered relay stopped offering HOP; no longer kept");
+                    self.remove_relay(&peer, now);
+                }
             }
             ToBehaviour::IdentifyRuns => self.identify_runs = true,
             ToBehaviour::ProbeAnswered(rtt) => {
@@ -614,7 +687,8 @@ impl Engine {
                 continue;
             }
             let connected = |p: &PeerId| relays.get(p).is_some_and(|kept| !kept.relay.links().is_empty());
-            let Some((candidate, connected)) = pool.pick(connected) else {
+            let discovered = |p: &PeerId| relays.get(p).is_some_and(|kept| kept.discovered);
+            let Some((candidate, connected)) = pool.pick(discovered, connected) else {
                 break;
             };
             let delay = if connected { Duration::ZERO } else { pool.spread() };

@@ -49,6 +49,8 @@ pub enum FromBehaviour {
 pub enum ToBehaviour {
     /// The remote started offering the relay HOP protocol, so a reservation request can succeed now.
     HopEnabled,
+    /// The remote stopped offering the relay HOP protocol.
+    HopDisabled,
     /// This node runs identify, so a relay learns its external address from this connection.
     IdentifyRuns,
     /// The probe got its echo after this round trip.
@@ -86,6 +88,8 @@ pub struct Handler {
     answering: Option<BoxFuture<'static, io::Result<()>>>,
     hop: bool,
     hop_enabled: bool,
+    /// The remote stopped offering HOP; to be reported to the behaviour.
+    hop_disabled: bool,
     /// This swarm offers identify; to be reported to the behaviour.
     report_identify: bool,
 }
@@ -114,6 +118,7 @@ impl Handler {
             answering: None,
             hop: false,
             hop_enabled: false,
+            hop_disabled: false,
             report_identify: false,
         }
     }
@@ -180,6 +185,9 @@ impl libp2p::swarm::ConnectionHandler for Handler {
         if std::mem::take(&mut self.hop_enabled) {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::HopEnabled));
         }
+        if std::mem::take(&mut self.hop_disabled) {
+            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::HopDisabled));
+        }
         if std::mem::take(&mut self.report_identify) {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::IdentifyRuns));
         }
@@ -245,9 +253,10 @@ impl libp2p::swarm::ConnectionHandler for Handler {
                 self.hop_enabled = true;
             }
             ConnectionEvent::RemoteProtocolsChange(ProtocolsChange::Removed(removed))
-                if removed.clone().any(|p| *p == HOP_PROTOCOL_NAME) =>
+                if self.hop && removed.clone().any(|p| *p == HOP_PROTOCOL_NAME) =>
             {
                 self.hop = false;
+                self.hop_disabled = true;
             }
             ConnectionEvent::LocalProtocolsChange(ProtocolsChange::Added(added))
                 if added.clone().any(|p| p.as_ref() == IDENTIFY_PROTOCOL) =>

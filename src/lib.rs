@@ -155,7 +155,7 @@ mod status;
 
 pub use behaviour::RelayKeeper;
 pub use cause::{Cause, CauseKind};
-pub use config::Config;
+pub use config::{Config, MAX_DISCOVERED};
 pub use error::AddRelayError;
 pub use event::Event;
 pub use link_probe::{LinkProbe, SilentLinkClosed};

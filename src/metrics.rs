@@ -69,6 +69,19 @@ impl Metrics {
         }
     }
 
+    /// The kept relays now, by where they came from.
+    pub(crate) fn on_candidates(&self, given: usize, discovered: usize) {
+        #[cfg(feature = "metrics")]
+        if let Some(instruments) = &self.instruments {
+            for (source, count) in [("given", given), ("discovered", discovered)] {
+                instruments
+                    .candidates
+                    .get_or_create(&instruments::SourceLabel { source })
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
     pub(crate) fn on_probe_answered(&self, rtt: Duration) {
         #[cfg(feature = "metrics")]
         if let Some(instruments) = &self.instruments {

@@ -136,16 +136,27 @@ impl Pool {
         Some(self.promoted[index])
     }
 
-    /// The standby to promote next: one that is `connected` already, or else one at random.
-    pub(crate) fn pick(&mut self, connected: impl Fn(&PeerId) -> bool) -> Option<(PeerId, bool)> {
-        if let Some(peer) = self.eligible.iter().find(|p| connected(p)) {
+    /// The standby to promote next: a relay given to the keeper before a `discovered` one; among those, one
+    /// that is `connected` already, or else one at random. Also says whether it is connected.
+    pub(crate) fn pick(
+        &mut self,
+        discovered: impl Fn(&PeerId) -> bool,
+        connected: impl Fn(&PeerId) -> bool,
+    ) -> Option<(PeerId, bool)> {
+        let given: Vec<PeerId> = self.eligible.iter().copied().filter(|p| !discovered(p)).collect();
+        let candidates = if given.is_empty() {
+            self.eligible.clone()
+        } else {
+            given
+        };
+        if let Some(peer) = candidates.iter().find(|p| connected(p)) {
             return Some((*peer, true));
         }
-        if self.eligible.is_empty() {
+        if candidates.is_empty() {
             return None;
         }
-        let index = self.rng.random_range(0..self.eligible.len());
-        Some((self.eligible[index], false))
+        let index = self.rng.random_range(0..candidates.len());
+        Some((candidates[index], false))
     }
 
     /// A wait uniform in `[0, spread]` before a promoted standby is dialed.

@@ -78,3 +78,31 @@ async fn a_dead_relay_is_replaced_by_a_standby_while_the_other_reservation_stays
         relay.kill().await;
     }
 }
+
+#[tokio::test]
+async fn a_relay_the_application_dialed_is_discovered_and_reserved_on() {
+    let relay = RelayServer::spawn(Net::Tcp).await;
+    let config = fast_config().with_max_reservations(Some(1)).with_discovery(true);
+    // identify tells the keeper which protocols the relay offers.
+    let mut client = Client::new(Net::Tcp, config, true);
+    client.swarm.dial(relay.addr.clone()).unwrap();
+    let addr = client.wait_reserved(relay.peer_id).await;
+    assert_eq!(
+        client.keeper().status(&relay.peer_id),
+        Some(RelayStatus::Reserved)
+    );
+    let me = client.peer_id();
+    client
+        .serve_while(
+            "a peer reaching the node through the discovered relay",
+            reach_through_relay(Net::Tcp, addr, me),
+        )
+        .await;
+    // The application dialed the address alone; a dial of the keeper's would name the relay's peer id.
+    assert_eq!(
+        client.dials.iter().filter(|p| **p == relay.peer_id).count(),
+        0,
+        "the keeper dialed nothing of its own"
+    );
+    relay.kill().await;
+}

@@ -10,6 +10,7 @@ use super::{
     harness::{circuit, dials, events, fast, relay_addr, Harness},
     *,
 };
+use crate::handler::ToBehaviour;
 
 const SPREAD: Duration = Duration::from_millis(100);
 
@@ -332,6 +333,152 @@ fn retry_now_makes_a_standby_eligible_without_dialing_a_full_pool() {
     assert_eq!(harness.engine.status(&standby), Some(RelayStatus::Standby));
 }
 
+/// A harness with a pool of `target` slots and discovery on, given the relays `given`.
+fn discovering(target: usize, given: usize) -> (Harness, Vec<(PeerId, Multiaddr)>) {
+    pool_with(slow().with_discovery(true), target, given)
+}
+
+/// A peer the node dialed (connection `id`) announces HOP.
+fn announce_hop(harness: &mut Harness, id: usize) -> PeerId {
+    let (peer, addr) = relay_addr();
+    let connection = ConnectionId::new_unchecked(id);
+    harness.connect(peer, connection, &addr);
+    harness
+        .engine
+        .on_handler_event(peer, connection, ToBehaviour::HopEnabled, harness.now);
+    peer
+}
+
+#[test]
+fn a_connected_peer_offering_hop_takes_a_free_slot_through_its_connection() {
+    let (mut harness, _) = discovering(2, 1);
+    harness.drain();
+    let found = announce_hop(&mut harness, 70);
+    assert_eq!(harness.engine.status(&found), Some(RelayStatus::Connected));
+    let commands = harness.drain();
+    assert!(
+        commands.iter().any(|c| matches!(
+            c,
+            Command::Listen(opts) if crate::address::circuit_relay(opts.address()) == Some(found)
+        )),
+        "reserves at once on the connection: {commands:?}"
+    );
+    assert!(!dials(&commands).contains(&ConnectionId::new_unchecked(70)));
+    assert!(
+        !commands
+            .iter()
+            .any(|c| matches!(c, Command::Dial(opts) if opts.get_peer_id() == Some(found))),
+        "a discovered relay is never dialed"
+    );
+}
+
+#[test]
+fn discovery_is_off_by_default_and_without_a_pool() {
+    for config in [fast().with_max_reservations(Some(2)), fast().with_discovery(true)] {
+        let mut harness = Harness::new(config);
+        let found = announce_hop(&mut harness, 70);
+        assert_eq!(harness.engine.status(&found), None);
+    }
+}
+
+#[test]
+fn relayed_and_inbound_connections_are_not_discovered() {
+    let (mut harness, _) = discovering(2, 0);
+    let (relayed_peer, relayed_addr) = relay_addr();
+    let relayed = ConnectionId::new_unchecked(71);
+    harness.connect(relayed_peer, relayed, &circuit(&relayed_addr));
+    let (inbound_peer, inbound_addr) = relay_addr();
+    let inbound = ConnectionId::new_unchecked(72);
+    let listener = libp2p::core::ConnectedPoint::Listener {
+        local_addr: "/ip4/127.0.0.1/tcp/4002".parse().unwrap(),
+        send_back_addr: inbound_addr,
+    };
+    harness
+        .engine
+        .on_connection_established(inbound_peer, inbound, &listener, harness.now);
+    for (peer, connection) in [(relayed_peer, relayed), (inbound_peer, inbound)] {
+        harness
+            .engine
+            .on_handler_event(peer, connection, ToBehaviour::HopEnabled, harness.now);
+        assert_eq!(harness.engine.status(&peer), None);
+    }
+}
+
+#[test]
+fn a_discovered_relay_that_stops_offering_hop_or_disconnects_is_no_longer_kept() {
+    let (mut harness, _) = discovering(2, 0);
+    let withdrawn = announce_hop(&mut harness, 70);
+    let gone = announce_hop(&mut harness, 71);
+    harness.drain();
+    harness.engine.on_handler_event(
+        withdrawn,
+        ConnectionId::new_unchecked(70),
+        ToBehaviour::HopDisabled,
+        harness.now,
+    );
+    let (_, gone_addr) = relay_addr();
+    harness.close(gone, ConnectionId::new_unchecked(71), &gone_addr);
+    assert_eq!(harness.engine.status(&withdrawn), None);
+    assert_eq!(harness.engine.status(&gone), None);
+    harness.advance(Duration::from_secs(3600));
+    assert!(dials(&harness.drain()).is_empty(), "neither is dialed");
+}
+
+#[test]
+fn discovered_candidates_are_bounded() {
+    let (mut harness, _) = discovering(2, 0);
+    let found: Vec<PeerId> = (0..crate::MAX_DISCOVERED + 3)
+        .map(|i| announce_hop(&mut harness, 100 + i))
+        .collect();
+    let kept = found
+        .iter()
+        .filter(|p| harness.engine.status(p).is_some())
+        .count();
+    assert_eq!(kept, crate::MAX_DISCOVERED);
+}
+
+#[test]
+fn a_given_relay_outranks_a_discovered_one_for_a_free_slot() {
+    let (mut harness, relays) = discovering(1, 2);
+    let held = promoted_dials(&mut harness);
+    reserve(&mut harness, &held, &relays);
+    let found = announce_hop(&mut harness, 70);
+    assert_eq!(harness.engine.status(&found), Some(RelayStatus::Standby));
+    let (lost, connection) = held[0];
+    harness.close(lost, connection, &addr_of(&relays, lost));
+    let given = relays.iter().find(|(p, _)| *p != lost).unwrap().0;
+    assert_eq!(
+        harness.engine.status(&found),
+        Some(RelayStatus::Standby),
+        "connected, yet second"
+    );
+    assert_eq!(promoted_dials(&mut harness)[0].0, given);
+}
+
+#[test]
+fn a_discovered_reservation_is_not_released_for_a_given_relay() {
+    let (mut harness, _) = discovering(1, 0);
+    let found = announce_hop(&mut harness, 70);
+    let (listener, found_circuit) = harness
+        .drain()
+        .iter()
+        .find_map(|c| match c {
+            Command::Listen(opts) => Some((opts.listener_id(), opts.address().clone())),
+            _ => None,
+        })
+        .unwrap();
+    harness
+        .engine
+        .on_new_listen_addr(listener, &found_circuit, harness.now);
+    assert_eq!(harness.engine.status(&found), Some(RelayStatus::Reserved));
+    let (given, given_addr) = relay_addr();
+    harness.add_relay(&given_addr);
+    harness.advance(Duration::from_secs(3600));
+    assert!(dials(&harness.drain()).is_empty());
+    assert_eq!(harness.engine.status(&given), Some(RelayStatus::Standby));
+    assert_eq!(harness.engine.status(&found), Some(RelayStatus::Reserved));
+}
+
 #[cfg(feature = "metrics")]
 #[test]
 fn the_pools_target_and_its_failovers_are_measured() {
@@ -351,6 +498,8 @@ fn the_pools_target_and_its_failovers_are_measured() {
         "relay_keeper_failovers_total 1",
         "relay_keeper_relays{status=\"reserved\"} 1",
         "relay_keeper_relays{status=\"standby\"} 2",
+        "relay_keeper_pool_candidates{source=\"given\"} 3",
+        "relay_keeper_pool_candidates{source=\"discovered\"} 0",
     ] {
         assert!(
             text.lines().any(|l| l == sample),

@@ -38,6 +38,12 @@ struct StatusLabel {
     status: &'static str,
 }
 
+/// The `source` label of the pool's candidates: `given` to `add_relay`, or `discovered`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct SourceLabel {
+    pub(super) source: &'static str,
+}
+
 /// The `cause` label: [`CauseKind::as_str`](crate::CauseKind::as_str).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CauseLabel {
@@ -56,6 +62,7 @@ pub(super) struct Instruments {
     pub(super) probe_rtt: Histogram,
     pool_target: Gauge,
     pub(super) failovers: Counter,
+    pub(super) candidates: Family<SourceLabel, Gauge>,
 }
 
 impl Instruments {
@@ -75,6 +82,7 @@ impl Instruments {
             probe_rtt: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
             pool_target: Gauge::default(),
             failovers: Counter::default(),
+            candidates: Family::default(),
         };
         metrics
             .pool_target
@@ -118,6 +126,11 @@ impl Instruments {
             "pool_target",
             "Reservations the relay pool holds at most (with_max_reservations); 0 without a pool",
             metrics.pool_target.clone(),
+        );
+        registry.register(
+            "pool_candidates",
+            "Kept relays by where they came from: given to add_relay, or discovered among connected peers",
+            metrics.candidates.clone(),
         );
         registry.register(
             "failovers",
