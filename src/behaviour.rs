@@ -13,8 +13,8 @@ use libp2p::{
     core::{transport::PortUse, Endpoint},
     swarm::{
         behaviour::{
-            ConnectionClosed, ConnectionEstablished, DialFailure, ExpiredListenAddr, ListenerClosed,
-            ListenerError, NewListenAddr,
+            ConnectionClosed, ConnectionEstablished, DialFailure, ExpiredListenAddr, ExternalAddrConfirmed,
+            ExternalAddrExpired, ListenerClosed, ListenerError, NewListenAddr,
         },
         ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, NotifyHandler, THandler,
         THandlerInEvent, THandlerOutEvent, ToSwarm,
@@ -63,7 +63,7 @@ impl RelayKeeper {
     ///
     /// | metric | type | meaning |
     /// |---|---|---|
-    /// | `relay_keeper_relays{status}` | gauge | kept relays by status (`connecting`, `connected`, `reserved`, `waiting`, `gave_up`, `stopped`, `standby`) |
+    /// | `relay_keeper_relays{status}` | gauge | kept relays by status (`connecting`, `connected`, `reserved`, `waiting`, `gave_up`, `stopped`, `standby`, `paused`) |
     /// | `relay_keeper_reconnect_attempts_total{cause}` | counter | retries scheduled, re-dials and re-reservations alike, by [`CauseKind`](crate::CauseKind) |
     /// | `relay_keeper_reconnects_total` | counter | connections restored after a loss |
     /// | `relay_keeper_reservations_restored_total` | counter | reservations live again after an outage |
@@ -262,6 +262,12 @@ impl NetworkBehaviour for RelayKeeper {
             }
             FromSwarm::ListenerError(ListenerError { listener_id, err }) => {
                 engine.on_listener_error(listener_id, err, now)
+            }
+            FromSwarm::ExternalAddrConfirmed(ExternalAddrConfirmed { addr }) => {
+                engine.on_external_addr_confirmed(addr, now)
+            }
+            FromSwarm::ExternalAddrExpired(ExternalAddrExpired { addr }) => {
+                engine.on_external_addr_expired(addr, now)
             }
             _ => {}
         }

@@ -39,6 +39,7 @@ pub struct Config {
     promotion_spread: Duration,
     forgive_after: Duration,
     discovery: bool,
+    pause_while_public: Option<Duration>,
 }
 
 /// The liveness probe's timing; see [`Config::with_probe`].
@@ -98,6 +99,7 @@ impl Default for Config {
             promotion_spread: DEFAULT_PROMOTION_SPREAD,
             forgive_after: DEFAULT_FORGIVE_AFTER,
             discovery: false,
+            pause_while_public: None,
         }
     }
 }
@@ -255,6 +257,23 @@ impl Config {
         self
     }
 
+    /// Releases the reservations while the node is publicly reachable, and takes them again when it no longer
+    /// is. `Some(hold)`: once the swarm has had a confirmed external address that is not a circuit address for
+    /// `hold` without a break, every reservation the keeper holds is released (the relays'
+    /// [`RelayStatus::Paused`](crate::RelayStatus::Paused)); as soon as no such address is left, the keeper
+    /// reserves again (in a pool, it refills it). `hold` is the hysteresis: an address that comes and goes
+    /// does not release and retake the reservations each time; 60 s is a good value. `None` (the default):
+    /// never pause. [`Event::Unreachable`](crate::Event::Unreachable) does not fire for a pause.
+    ///
+    /// Only turn it on if the swarm's confirmed external addresses mean what they say: a node that confirms
+    /// the addresses identify observed for it (`swarm.add_external_address` for every observed address) would
+    /// confirm its NAT's address while unreachable behind it, and lose its relays for nothing. AutoNAT's
+    /// confirmations are what this is meant for. Values above one year are clamped.
+    pub fn with_pause_while_public(mut self, hold: Option<Duration>) -> Self {
+        self.pause_while_public = hold.map(|hold| hold.min(MAX_DELAY));
+        self
+    }
+
     /// Spreads the promotions of standby relays (see [`with_max_reservations`](Self::with_max_reservations))
     /// uniformly over `[0, spread]`, so that many nodes failing over from the same relay at the same instant do
     /// not all dial the same standby in that instant. Default 100 ms; values above one year are clamped.
@@ -291,6 +310,10 @@ impl Config {
     /// Whether connected peers offering HOP become candidates: asked for, and a pool to fill.
     pub(crate) fn discovery(&self) -> bool {
         self.discovery && self.max_reservations.is_some()
+    }
+
+    pub(crate) fn pause_while_public(&self) -> Option<Duration> {
+        self.pause_while_public
     }
 
     pub(crate) fn forgive_after(&self) -> Duration {

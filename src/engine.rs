@@ -74,6 +74,8 @@ struct Shared {
     backoff: Backoff,
     /// Scratch space for the actions of one transition, kept to avoid an allocation per input.
     actions: Vec<Action>,
+    /// Reservations are paused while the node is publicly reachable.
+    paused: bool,
 }
 
 impl Shared {
@@ -84,6 +86,7 @@ impl Shared {
             config: &self.config,
             backoff: &mut self.backoff,
             actions: &mut self.actions,
+            paused: self.paused,
         }
     }
 }
@@ -129,6 +132,10 @@ pub(crate) struct Engine {
     rebalancing: bool,
     /// How many kept relays were discovered.
     discovered: usize,
+    /// The swarm's confirmed external addresses that are not circuit addresses.
+    public_addrs: Vec<Multiaddr>,
+    /// Since when `public_addrs` has not been empty.
+    public_since: Option<Instant>,
 }
 
 impl Engine {
@@ -138,6 +145,7 @@ impl Engine {
                 backoff: Backoff::new(&config),
                 config: config.clone(),
                 actions: Vec::new(),
+                paused: false,
             },
             relays: HashMap::new(),
             connections: HashMap::new(),
@@ -154,6 +162,8 @@ impl Engine {
             pool: Pool::new(&config),
             rebalancing: false,
             discovered: 0,
+            public_addrs: Vec::new(),
+            public_since: None,
         }
     }
 
@@ -376,7 +386,20 @@ impl Engine {
 
     /// When [`handle_timeout`](Self::handle_timeout) is due next; `None` while nothing is timed.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(deadline, _)| *deadline)
+        let relay = self.deadlines.first().map(|(deadline, _)| *deadline);
+        match (relay, self.pause_at()) {
+            (Some(relay), Some(pause)) => Some(relay.min(pause)),
+            (relay, pause) => relay.or(pause),
+        }
+    }
+
+    /// When the reservations are to be paused: once a public address held long enough.
+    fn pause_at(&self) -> Option<Instant> {
+        let hold = self.shared.config.pause_while_public()?;
+        let since = self
+            .public_since
+            .filter(|_| !self.shared.paused && !self.stopped)?;
+        Some(since + hold)
     }
 
     /// Fires the deadlines that are due by `now`, until one of them queues a command: a burst of due retries
@@ -384,6 +407,9 @@ impl Engine {
     /// that pile-up tripled the time per firing; `cargo bench --bench scale`). Call it again once the queue
     /// is empty; [`poll_timeout`](Self::poll_timeout) says whether anything is still due.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.pause_at().is_some_and(|at| at <= now) {
+            self.pause(now);
+        }
         while self.commands.is_empty() {
             match self.deadlines.first() {
                 Some(&(deadline, relay)) if deadline <= now => {
@@ -520,6 +546,52 @@ impl Engine {
             let addr = addr.clone();
             self.drive(peer, Input::ForeignReservation { listener, addr }, now);
         }
+    }
+
+    /// The swarm confirmed an external address of the node; one that is no circuit address makes the node
+    /// publicly reachable.
+    pub(crate) fn on_external_addr_confirmed(&mut self, addr: &Multiaddr, now: Instant) {
+        if is_relayed(addr) || self.public_addrs.contains(addr) {
+            return;
+        }
+        tracing::debug!(%addr, "public address confirmed");
+        self.public_addrs.push(addr.clone());
+        self.public_since.get_or_insert(now);
+    }
+
+    /// An external address of the node expired; once no public one is left, paused reservations resume.
+    pub(crate) fn on_external_addr_expired(&mut self, addr: &Multiaddr, now: Instant) {
+        self.public_addrs.retain(|a| a != addr);
+        if !self.public_addrs.is_empty() {
+            return;
+        }
+        self.public_since = None;
+        if self.shared.paused {
+            self.resume(now);
+        }
+    }
+
+    /// Releases every reservation the keeper holds while the node is publicly reachable.
+    fn pause(&mut self, now: Instant) {
+        tracing::info!("the node is publicly reachable: releasing its relay reservations");
+        self.shared.paused = true;
+        let peers: Vec<PeerId> = self.relays.keys().copied().collect();
+        for peer in peers {
+            self.drive(peer, Input::Pause, now);
+        }
+    }
+
+    fn resume(&mut self, now: Instant) {
+        tracing::info!("the node is no longer publicly reachable: reserving on its relays again");
+        self.shared.paused = false;
+        // Every relay first, then the pool's choice among them all: connected ones first.
+        self.rebalancing = true;
+        let peers: Vec<PeerId> = self.relays.keys().copied().collect();
+        for peer in peers {
+            self.drive(peer, Input::Resume, now);
+        }
+        self.rebalancing = false;
+        self.rebalance(now);
     }
 
     pub(crate) fn on_expired_listen_addr(&mut self, listener: ListenerId, addr: &Multiaddr) {
@@ -668,7 +740,7 @@ impl Engine {
     /// or the slot of a relay that lost its goal (or failed an attempt) and waits for a retry of its own, which
     /// becomes a standby until its wait is over. A relay in its goal state is never demoted.
     fn rebalance(&mut self, now: Instant) {
-        if self.pool.is_none() || self.rebalancing || self.stopped {
+        if self.pool.is_none() || self.rebalancing || self.stopped || self.shared.paused {
             return;
         }
         self.rebalancing = true;
@@ -701,7 +773,8 @@ impl Engine {
     /// Says once when `peer`'s loss, failure or removal left the pool with a free slot that no standby can
     /// take. Not on `add_relay`: an application adds its relays one by one, and the pool is short in between.
     fn report_short(&mut self, peer: PeerId) {
-        let Some(pool) = self.pool.as_mut().filter(|_| !self.rebalancing) else {
+        let quiet = self.rebalancing || self.shared.paused;
+        let Some(pool) = self.pool.as_mut().filter(|_| !quiet) else {
             return;
         };
         let (held, target) = (pool.held(), pool.target());
@@ -749,8 +822,9 @@ impl Engine {
                     });
                 }
                 Action::RemoveListener(id) => {
-                    tracing::debug!(relay = %peer, listener = ?id, "withdrawing the keeper's reservation request");
+                    tracing::debug!(relay = %peer, listener = ?id, "withdrawing the keeper's reservation");
                     self.listeners.remove(&id);
+                    self.forget_circuits(peer, |listener, _| listener != id);
                     self.commands.push_back(Command::RemoveListener(id));
                 }
                 Action::Listen(opts) => {
@@ -818,7 +892,8 @@ impl Engine {
             return;
         }
         self.reachable_through -= 1;
-        if self.reachable_through == 0 && !self.stopped {
+        // A pause releases the reservations on purpose: the node is reachable without them.
+        if self.reachable_through == 0 && !self.stopped && !self.shared.paused {
             self.emit(Event::Unreachable { relay: peer });
         }
     }

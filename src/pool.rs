@@ -43,7 +43,7 @@ fn set(list: &mut Vec<PeerId>, peer: PeerId, member: bool) {
 pub(crate) fn holds_slot(status: RelayStatus) -> bool {
     !matches!(
         status,
-        RelayStatus::Standby | RelayStatus::GaveUp { .. } | RelayStatus::Stopped
+        RelayStatus::Standby | RelayStatus::Paused | RelayStatus::GaveUp { .. } | RelayStatus::Stopped
     )
 }
 

@@ -61,6 +61,8 @@ enum State {
     },
     /// Promoted from standby; attempt `attempt` starts at `at`, a random moment within the promotion spread.
     Promoted { attempt: u32, at: Instant },
+    /// The node is publicly reachable ([`Config::with_pause_while_public`]): nothing is dialed or reserved.
+    Paused,
 }
 
 /// When the relay reached its goal state, and how many retries that took. The retries are forgiven only once
@@ -137,6 +139,10 @@ pub(crate) enum Input {
     /// The pool gives the relay's slot to another: a relay waiting for its retry becomes a standby that is
     /// eligible once the wait is over.
     Demote,
+    /// The node is publicly reachable: release the reservation and do nothing until [`Input::Resume`].
+    Pause,
+    /// The node is no longer publicly reachable: start over.
+    Resume,
 }
 
 /// What the engine must do for the relay.
@@ -174,6 +180,8 @@ pub(crate) struct Env<'a> {
     pub(crate) config: &'a Config,
     pub(crate) backoff: &'a mut Backoff,
     pub(crate) actions: &'a mut Vec<Action>,
+    /// The node is publicly reachable and reservations are paused: a relay that starts over stays paused.
+    pub(crate) paused: bool,
 }
 
 /// A direct connection: its id and, if outbound, the address it was dialed at.
@@ -258,6 +266,7 @@ impl Relay {
             State::GaveUp { attempts, reason, .. } => RelayStatus::GaveUp { attempts, reason },
             State::Standby { .. } => RelayStatus::Standby,
             State::Promoted { .. } => RelayStatus::Connecting,
+            State::Paused => RelayStatus::Paused,
         }
     }
 
@@ -332,7 +341,8 @@ impl Relay {
                     | State::Dialing { .. }
                     | State::GaveUp { .. }
                     | State::Standby { .. }
-                    | State::Promoted { .. } => {}
+                    | State::Promoted { .. }
+                    | State::Paused => {}
                 }
             }
             (state, Input::ConnectionEstablished { connection, dialed }) => {
@@ -347,7 +357,8 @@ impl Relay {
                     | State::Reserving { .. }
                     | State::Reserved { .. }
                     | State::GaveUp { .. }
-                    | State::Standby { .. } => return,
+                    | State::Standby { .. }
+                    | State::Paused => return,
                 };
                 if self.outage_since.is_some() {
                     let attempts = if ours { attempt } else { 0 };
@@ -539,6 +550,15 @@ impl Relay {
                     eligible_at: Some(deadline),
                 }
             }
+            (State::GaveUp { .. } | State::Paused, Input::Pause) => {}
+            (_, Input::Pause) => {
+                if let Some(listener) = self.own_listener() {
+                    env.actions.push(Action::RemoveListener(listener));
+                }
+                self.state = State::Paused;
+                self.reach_goal();
+            }
+            (State::Paused, Input::Resume) => self.start_over(env),
             (State::Promoted { attempt, .. }, Input::Demote) => {
                 self.state = State::Standby {
                     attempt,
@@ -583,9 +603,11 @@ impl Relay {
     }
 
     /// Starts afresh, with no retry counted: tries now, or in a pool waits as an eligible standby for the pool
-    /// to promote it.
+    /// to promote it; while reservations are paused, stays paused.
     fn start_over(&mut self, env: &mut Env<'_>) {
-        if env.config.max_reservations().is_some() {
+        if env.paused {
+            self.state = State::Paused;
+        } else if env.config.max_reservations().is_some() {
             self.state = State::Standby {
                 attempt: 0,
                 eligible_at: None,

@@ -29,4 +29,7 @@ pub enum RelayStatus {
     /// A candidate of the pool ([`Config::with_max_reservations`](crate::Config::with_max_reservations)) that
     /// the pool does not need now: not dialed until it is promoted.
     Standby,
+    /// The node is publicly reachable ([`Config::with_pause_while_public`](crate::Config::with_pause_while_public)),
+    /// so the keeper released the reservation; it takes it again when the node no longer is.
+    Paused,
 }

@@ -106,3 +106,39 @@ async fn a_relay_the_application_dialed_is_discovered_and_reserved_on() {
     );
     relay.kill().await;
 }
+
+#[tokio::test]
+async fn reservations_pause_while_the_node_is_publicly_reachable() {
+    let relay = RelayServer::spawn(Net::Tcp).await;
+    let hold = std::time::Duration::from_millis(200);
+    let config = fast_config().with_pause_while_public(Some(hold));
+    let mut client = Client::new(Net::Tcp, config, false);
+    client.keeper().add_relay(relay.addr.clone()).unwrap();
+    client.wait_reserved(relay.peer_id).await;
+
+    let public: libp2p::Multiaddr = "/ip4/203.0.113.9/tcp/4001".parse().unwrap();
+    client.swarm.add_external_address(public.clone());
+    client.serve_for(hold * 3).await;
+    assert_eq!(client.keeper().status(&relay.peer_id), Some(RelayStatus::Paused));
+    assert_eq!(
+        client.keeper().circuit_addrs().count(),
+        0,
+        "the reservation is released"
+    );
+    assert_eq!(
+        client.count(|e| matches!(e, Event::Unreachable { .. })),
+        0,
+        "a pause is no loss"
+    );
+
+    client.swarm.remove_external_address(&public);
+    let addr = client.wait_reserved(relay.peer_id).await;
+    let me = client.peer_id();
+    client
+        .serve_while(
+            "a peer reaching the node through the retaken reservation",
+            reach_through_relay(Net::Tcp, addr, me),
+        )
+        .await;
+    relay.kill().await;
+}

@@ -479,6 +479,34 @@ fn a_discovered_reservation_is_not_released_for_a_given_relay() {
     assert_eq!(harness.engine.status(&found), Some(RelayStatus::Reserved));
 }
 
+#[test]
+fn a_paused_pool_promotes_nobody_and_refills_when_resumed() {
+    let hold = Duration::from_secs(60);
+    let config = slow().with_pause_while_public(Some(hold));
+    let (mut harness, relays, _) = reserved_pool_with(config, 2, 4);
+    let public: Multiaddr = "/ip4/203.0.113.9/tcp/4001".parse().unwrap();
+    harness.engine.on_external_addr_confirmed(&public, harness.now);
+    harness.advance(hold);
+    let commands = harness.drain();
+    assert!(
+        !commands
+            .iter()
+            .any(|c| matches!(c, Command::Dial(_) | Command::Listen(_) | Command::Emit(_))),
+        "{commands:?}"
+    );
+    assert_eq!(count(&statuses(&harness, &relays), RelayStatus::Paused), 4);
+    harness.engine.on_external_addr_expired(&public, harness.now);
+    harness.advance(SPREAD);
+    let listens = harness
+        .drain()
+        .iter()
+        .filter(|c| matches!(c, Command::Listen(_)))
+        .count();
+    assert_eq!(listens, 2, "the two connected relays reserve again");
+    let now = statuses(&harness, &relays);
+    assert_eq!(count(&now, RelayStatus::Standby), 2, "{now:?}");
+}
+
 #[cfg(feature = "metrics")]
 #[test]
 fn the_pools_target_and_its_failovers_are_measured() {

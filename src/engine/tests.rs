@@ -509,3 +509,115 @@ fn a_reserved_relay_needs_neither_the_clock_nor_the_swarm() {
     assert_eq!(harness.engine.poll_timeout(), None, "no deadline");
     assert!(harness.engine.poll_action().is_none(), "no command");
 }
+
+/// A public address the swarm confirmed: no circuit address.
+fn public_addr() -> Multiaddr {
+    "/ip4/203.0.113.9/tcp/4001".parse().unwrap()
+}
+
+/// A harness pausing after a public address held for `HOLD`, one relay reserved.
+fn pausing() -> (Harness, PeerId, Multiaddr, ListenerId) {
+    let (_, addr) = relay_addr();
+    let mut harness = Harness::new(fast().with_pause_while_public(Some(HOLD)));
+    let peer = harness.add_relay(&addr);
+    harness.connect(peer, id(1), &addr);
+    let listener = listener(&harness.drain());
+    harness
+        .engine
+        .on_new_listen_addr(listener, &circuit(&addr), harness.now);
+    harness.drain();
+    (harness, peer, addr, listener)
+}
+
+const HOLD: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_public_address_that_held_releases_the_reservations_without_unreachable() {
+    let (mut harness, peer, _, listener) = pausing();
+    harness
+        .engine
+        .on_external_addr_confirmed(&public_addr(), harness.now);
+    assert_eq!(harness.engine.poll_timeout(), Some(harness.now + HOLD));
+    harness.advance(HOLD);
+    let commands = harness.drain();
+    assert!(
+        matches!(commands[..], [Command::RemoveListener(id)] if id == listener),
+        "{commands:?}"
+    );
+    assert_eq!(harness.engine.status(&peer), Some(RelayStatus::Paused));
+    harness.engine.on_listener_closed(listener, Ok(()), harness.now);
+    assert!(harness.drain().is_empty(), "no Unreachable, no retry");
+    assert_eq!(harness.engine.poll_timeout(), None);
+}
+
+#[test]
+fn the_reservations_come_back_when_no_public_address_is_left() {
+    let (mut harness, peer, _, listener) = pausing();
+    harness
+        .engine
+        .on_external_addr_confirmed(&public_addr(), harness.now);
+    harness.advance(HOLD);
+    harness.drain();
+    harness.engine.on_listener_closed(listener, Ok(()), harness.now);
+    harness
+        .engine
+        .on_external_addr_expired(&public_addr(), harness.now);
+    let commands = harness.drain();
+    assert!(
+        commands.iter().any(|c| matches!(c, Command::Listen(_))),
+        "reserves again on the live connection: {commands:?}"
+    );
+    assert_eq!(harness.engine.status(&peer), Some(RelayStatus::Connected));
+}
+
+#[test]
+fn circuit_addresses_and_a_flapping_public_address_do_not_pause() {
+    let (mut harness, peer, addr, _) = pausing();
+    harness
+        .engine
+        .on_external_addr_confirmed(&circuit(&addr), harness.now);
+    assert_eq!(
+        harness.engine.poll_timeout(),
+        None,
+        "a circuit address is no public one"
+    );
+    for _ in 0..10 {
+        harness
+            .engine
+            .on_external_addr_confirmed(&public_addr(), harness.now);
+        harness.advance(HOLD / 2);
+        harness
+            .engine
+            .on_external_addr_expired(&public_addr(), harness.now);
+        harness.drain();
+    }
+    assert_eq!(harness.engine.status(&peer), Some(RelayStatus::Reserved));
+}
+
+#[test]
+fn without_the_setting_a_public_address_changes_nothing() {
+    let (mut harness, peer, ..) = reserved();
+    harness
+        .engine
+        .on_external_addr_confirmed(&public_addr(), harness.now);
+    assert_eq!(harness.engine.poll_timeout(), None);
+    assert_eq!(harness.engine.status(&peer), Some(RelayStatus::Reserved));
+}
+
+#[test]
+fn a_relay_added_while_paused_stays_paused_until_the_node_is_private_again() {
+    let (mut harness, ..) = pausing();
+    harness
+        .engine
+        .on_external_addr_confirmed(&public_addr(), harness.now);
+    harness.advance(HOLD);
+    harness.drain();
+    let (late, late_addr) = relay_addr();
+    harness.add_relay(&late_addr);
+    assert!(dials(&harness.drain()).is_empty());
+    assert_eq!(harness.engine.status(&late), Some(RelayStatus::Paused));
+    harness
+        .engine
+        .on_external_addr_expired(&public_addr(), harness.now);
+    assert_eq!(dials(&harness.drain()).len(), 1);
+}

@@ -29,6 +29,7 @@ impl From<RelayStatus> for Status {
             RelayStatus::GaveUp { .. } => "gave_up",
             RelayStatus::Stopped => "stopped",
             RelayStatus::Standby => "standby",
+            RelayStatus::Paused => "paused",
         })
     }
 }

@@ -43,6 +43,7 @@ impl Driver {
             config: &config,
             backoff: &mut backoff,
             actions: &mut actions,
+            paused: false,
         };
         let links = if connected {
             vec![(ConnectionId::new_unchecked(0), Some(addr.clone()))]
@@ -98,6 +99,7 @@ impl Driver {
             config: &self.config,
             backoff: &mut self.backoff,
             actions: &mut actions,
+            paused: false,
         };
         self.relay.on(input, &mut env);
         self.record(actions);
