@@ -480,6 +480,18 @@ fn a_discovered_reservation_is_not_released_for_a_given_relay() {
 }
 
 #[test]
+fn a_stopped_pool_promotes_nobody() {
+    let (mut harness, relays, held) = reserved_pool(1, 3);
+    harness.engine.stop(harness.now);
+    harness.drain();
+    let (lost, connection) = held[0];
+    harness.close(lost, connection, &addr_of(&relays, lost));
+    harness.advance(Duration::from_secs(3600));
+    assert!(harness.drain().is_empty());
+    assert_eq!(count(&statuses(&harness, &relays), RelayStatus::Stopped), 3);
+}
+
+#[test]
 fn a_paused_pool_promotes_nobody_and_refills_when_resumed() {
     let hold = Duration::from_secs(60);
     let config = slow().with_pause_while_public(Some(hold));
