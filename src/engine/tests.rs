@@ -61,8 +61,12 @@ fn listener(commands: &[Command]) -> ListenerId {
 
 /// A harness keeping one relay whose reservation is live on connection 1, with the listener holding it.
 fn reserved() -> (Harness, PeerId, Multiaddr, ListenerId) {
+    reserved_with(fast())
+}
+
+fn reserved_with(config: Config) -> (Harness, PeerId, Multiaddr, ListenerId) {
     let (_, addr) = relay_addr();
-    let mut harness = Harness::new(fast());
+    let mut harness = Harness::new(config);
     let peer = harness.add_relay(&addr);
     harness.connect(peer, id(1), &addr);
     let listener = listener(&harness.drain());
@@ -517,16 +521,7 @@ fn public_addr() -> Multiaddr {
 
 /// A harness pausing after a public address held for `HOLD`, one relay reserved.
 fn pausing() -> (Harness, PeerId, Multiaddr, ListenerId) {
-    let (_, addr) = relay_addr();
-    let mut harness = Harness::new(fast().with_pause_while_public(Some(HOLD)));
-    let peer = harness.add_relay(&addr);
-    harness.connect(peer, id(1), &addr);
-    let listener = listener(&harness.drain());
-    harness
-        .engine
-        .on_new_listen_addr(listener, &circuit(&addr), harness.now);
-    harness.drain();
-    (harness, peer, addr, listener)
+    reserved_with(fast().with_pause_while_public(Some(HOLD)))
 }
 
 const HOLD: Duration = Duration::from_secs(60);
