@@ -552,7 +552,8 @@ fn the_pools_target_and_its_failovers_are_measured() {
 /// that hold whatever the random choices: no more relays holding slots than the target and no more requests
 /// in flight than slots; a live reservation is never taken away by the pool (no churn); while a standby is
 /// eligible, no slot is free and no relay that lost its goal keeps one (every loss is followed by a
-/// promotion); and the reachability events agree with the circuit addresses.
+/// promotion); a relay that was only discovered is never dialed; and the reachability events agree with the
+/// circuit addresses.
 mod properties {
     use std::collections::HashMap;
 
@@ -578,6 +579,8 @@ mod properties {
         Accept(usize),
         /// The keeper's listener on `r` closes, refused or not.
         Refuse(usize, bool),
+        /// Relay `r` starts (`true`) or stops offering HOP on its first direct connection.
+        Hop(usize, bool),
         Advance(u64),
         /// Every backoff and promotion spread runs out.
         Settle,
@@ -596,6 +599,7 @@ mod properties {
             3 => r().prop_map(Op::Disconnect),
             4 => r().prop_map(Op::Accept),
             2 => (r(), any::<bool>()).prop_map(|(r, e)| Op::Refuse(r, e)),
+            2 => (r(), any::<bool>()).prop_map(|(r, on)| Op::Hop(r, on)),
             4 => (0u64..300).prop_map(Op::Advance),
             1 => Just(Op::Settle),
         ]
@@ -612,11 +616,14 @@ mod properties {
         reachable: bool,
         /// Since when each standby has been one.
         standby_since: HashMap<usize, Instant>,
+        /// The relays the application gave to `add_relay`; the others can only be discovered.
+        given: Vec<usize>,
     }
 
     impl World {
-        fn new(target: usize, seed: u64) -> Self {
+        fn new(target: usize, discovery: bool, seed: u64) -> Self {
             let config = Config::default()
+                .with_discovery(discovery)
                 .with_base_delay(Duration::from_millis(10))
                 .with_max_delay(MAX_DELAY)
                 .with_max_attempts(Some(3))
@@ -635,6 +642,7 @@ mod properties {
                 listeners: HashMap::new(),
                 reachable: false,
                 standby_since: HashMap::new(),
+                given: Vec::new(),
             }
         }
 
@@ -655,9 +663,11 @@ mod properties {
             match *op {
                 Op::Add(r) => {
                     engine.add_relay(self.relays[r].1.clone(), now).unwrap();
+                    self.given.push(r);
                 }
                 Op::Remove(r) => {
                     engine.remove_relay(&self.relays[r].0, now);
+                    self.given.retain(|g| *g != r);
                     self.dials.remove(&r);
                     touched = Some(r);
                 }
@@ -716,6 +726,18 @@ mod properties {
                     engine.on_listener_closed(listener, reason, now);
                     touched = Some(r);
                 }
+                Op::Hop(r, on) => {
+                    let Some(&id) = self.connections.get(&r).and_then(|c| c.first()) else {
+                        return Ok(());
+                    };
+                    let event = if on {
+                        ToBehaviour::HopEnabled
+                    } else {
+                        ToBehaviour::HopDisabled
+                    };
+                    engine.on_handler_event(self.relays[r].0, id, event, now);
+                    touched = Some(r);
+                }
                 Op::Advance(ms) => self.harness.advance(Duration::from_millis(ms)),
                 Op::Settle => {
                     for _ in 0..100 {
@@ -743,6 +765,9 @@ mod properties {
                 match command {
                     Command::Dial(opts) => {
                         let r = self.index(opts.get_peer_id().unwrap());
+                        if !self.given.contains(&r) {
+                            return Err(format!("dial to relay {r}, which was only discovered"));
+                        }
                         if self.dials.insert(r, opts.connection_id()).is_some() {
                             return Err(format!("two dials to relay {r}"));
                         }
@@ -816,10 +841,11 @@ mod properties {
         #[test]
         fn the_pool_keeps_its_rules_in_every_order_of_events(
             target in 1usize..4,
+            discovery in any::<bool>(),
             seed in any::<u64>(),
             ops in prop::collection::vec(op(), 1..60),
         ) {
-            let mut world = World::new(target, seed);
+            let mut world = World::new(target, discovery, seed);
             for (step, op) in ops.iter().enumerate() {
                 let checked = world.apply(op);
                 prop_assert!(checked.is_ok(), "step {} ({:?}): {}", step, op, checked.unwrap_err());
