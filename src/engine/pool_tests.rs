@@ -519,6 +519,56 @@ fn a_paused_pool_promotes_nobody_and_refills_when_resumed() {
     assert_eq!(count(&now, RelayStatus::Standby), 2, "{now:?}");
 }
 
+/// 1,000 nodes hold 2 of the same 10 relays; relay 0 dies under all of them at once. Its orphans' promotions
+/// are spread over the promotion window: in every seed, no quarter of the window gets more than 1.5 times a
+/// quarter of them. Prints the busiest quarter over 100 seeds.
+#[test]
+fn the_failover_of_a_herd_is_spread_over_the_promotion_window() {
+    const NODES: usize = 1_000;
+    const SEEDS: u64 = 100;
+    let relays: Vec<(PeerId, Multiaddr)> = (0..10).map(|_| relay_addr()).collect();
+    let mut worst = Vec::new();
+    for seed in 0..SEEDS {
+        let mut quarters = [0usize; 4];
+        for node in 0..NODES {
+            let config = Config::default()
+                .with_max_reservations(Some(2))
+                .with_rng_seed(seed * 10_000 + node as u64);
+            let mut harness = Harness::new(config);
+            for (_, addr) in &relays {
+                harness.add_relay(addr);
+            }
+            let held = promoted_dials(&mut harness);
+            reserve(&mut harness, &held, &relays);
+            harness.drain();
+            let Some(&(dead, connection)) = held.iter().find(|(p, _)| *p == relays[0].0) else {
+                continue;
+            };
+            let died = harness.now;
+            harness.close(dead, connection, &relays[0].1);
+            harness.drain();
+            // The next deadline is the promotion's (the dead relay's own backoff is seconds long, unless its
+            // jitter drew less; then it fires first and changes nothing).
+            loop {
+                let waited = harness.now + harness.advance_to_timeout() - died;
+                if !dials(&harness.drain()).is_empty() {
+                    quarters[(waited.as_nanos() * 4 / (SPREAD.as_nanos() + 1)) as usize] += 1;
+                    break;
+                }
+            }
+        }
+        let orphans: usize = quarters.iter().sum();
+        worst.push(*quarters.iter().max().unwrap() as f64 / (orphans as f64 / 4.0));
+    }
+    worst.sort_by(f64::total_cmp);
+    println!(
+        "busiest quarter of the promotion window over a uniform spread, {SEEDS} seeds: median {:.2}x, worst {:.2}x",
+        worst[worst.len() / 2],
+        worst[worst.len() - 1]
+    );
+    assert!(worst.iter().all(|w| *w <= 1.5), "{worst:?}");
+}
+
 #[cfg(feature = "metrics")]
 #[test]
 fn the_pools_target_and_its_failovers_are_measured() {
