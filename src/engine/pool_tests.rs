@@ -480,6 +480,52 @@ fn a_discovered_reservation_is_not_released_for_a_given_relay() {
 }
 
 #[test]
+fn a_flapping_relay_loses_its_slot_and_waits_longer_each_time() {
+    let config = fast()
+        .with_base_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(60))
+        .with_dial_timeout(Duration::from_secs(10));
+    let (mut harness, relays, held) = reserved_pool_with(config, 1, 2);
+    let (flapping, connection) = held[0];
+    let steady = relays.iter().find(|(p, _)| *p != flapping).unwrap().0;
+    let lose = |harness: &mut Harness, peer: PeerId, connection: ConnectionId| {
+        harness.close(peer, connection, &addr_of(&relays, peer));
+        events(&harness.drain())
+            .into_iter()
+            .find_map(|e| match e {
+                Event::ReconnectScheduled {
+                    relay,
+                    attempt,
+                    delay,
+                    ..
+                } if *relay == peer => Some((*attempt, *delay)),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        lose(&mut harness, flapping, connection),
+        (1, Duration::from_secs(1))
+    );
+    let promoted = promoted_dials(&mut harness);
+    assert_eq!(promoted[0].0, steady, "the standby takes the slot");
+    reserve(&mut harness, &promoted, &relays);
+    // The steady relay falls over too; once the flapping one's wait is over, it gets the slot back.
+    lose(&mut harness, steady, promoted[0].1);
+    harness.advance(Duration::from_secs(1));
+    let back = promoted_dials(&mut harness);
+    assert_eq!(back[0].0, flapping);
+    reserve(&mut harness, &back, &relays);
+    // It falls over again within `forgive_after`: its count goes on, its wait doubles, the slot goes.
+    assert_eq!(
+        lose(&mut harness, flapping, back[0].1),
+        (2, Duration::from_secs(2))
+    );
+    assert_eq!(harness.engine.status(&flapping), Some(RelayStatus::Standby));
+    assert_eq!(promoted_dials(&mut harness)[0].0, steady);
+}
+
+#[test]
 fn a_stopped_pool_promotes_nobody() {
     let (mut harness, relays, held) = reserved_pool(1, 3);
     harness.engine.stop(harness.now);
