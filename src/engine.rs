@@ -387,10 +387,7 @@ impl Engine {
     /// When [`handle_timeout`](Self::handle_timeout) is due next; `None` while nothing is timed.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let relay = self.deadlines.first().map(|(deadline, _)| *deadline);
-        match (relay, self.pause_at()) {
-            (Some(relay), Some(pause)) => Some(relay.min(pause)),
-            (relay, pause) => relay.or(pause),
-        }
+        [relay, self.pause_at()].into_iter().flatten().min()
     }
 
     /// When the reservations are to be paused: once a public address held long enough.
@@ -478,19 +475,18 @@ impl Engine {
         };
         if let Some(kept) = self.relays.get(&peer) {
             let last = kept.relay.links().iter().all(|(id, _)| *id == connection);
-            if kept.discovered && last {
-                tracing::info!(relay = %peer, "a discovered relay disconnected; no longer kept");
-                self.remove_relay(&peer, now);
-                self.on_connection_closed(peer, connection, endpoint, None, now);
+            if !(kept.discovered && last) {
+                self.drive(peer, Input::ConnectionClosed { connection, cause }, now);
+                // The relay client closes the reservation's listener only after this; the node is
+                // unreachable through the relay from now on.
+                if self.relays[&peer].relay.links().is_empty() {
+                    self.forget_circuits(peer, |_, _| false);
+                }
                 return;
             }
-            self.drive(peer, Input::ConnectionClosed { connection, cause }, now);
-            // The relay client closes the reservation's listener only after this; the node is unreachable
-            // through the relay from now on.
-            if self.relays[&peer].relay.links().is_empty() {
-                self.forget_circuits(peer, |_, _| false);
-            }
-            return;
+            tracing::info!(relay = %peer, "a discovered relay disconnected; no longer kept");
+            // Its connections go back to the peers that are not kept; this one is dropped below.
+            self.remove_relay(&peer, now);
         }
         if let Some(links) = self.connections.get_mut(&peer) {
             links.retain(|(id, _)| *id != connection);

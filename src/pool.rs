@@ -143,12 +143,13 @@ impl Pool {
         discovered: impl Fn(&PeerId) -> bool,
         connected: impl Fn(&PeerId) -> bool,
     ) -> Option<(PeerId, bool)> {
-        let given: Vec<PeerId> = self.eligible.iter().copied().filter(|p| !discovered(p)).collect();
-        let candidates = if given.is_empty() {
-            self.eligible.clone()
-        } else {
-            given
-        };
+        let given_eligible = self.eligible.iter().any(|p| !discovered(p));
+        let candidates: Vec<PeerId> = self
+            .eligible
+            .iter()
+            .copied()
+            .filter(|p| !given_eligible || !discovered(p))
+            .collect();
         if let Some(peer) = candidates.iter().find(|p| connected(p)) {
             return Some((*peer, true));
         }
