@@ -68,6 +68,8 @@ enum State {
 /// When the relay reached its goal state, and how many retries that took. The retries are forgiven only once
 /// the goal has held for [`Config::with_forgive_after`]: a relay that keeps coming back and falling over goes
 /// on counting (and backing off longer) instead of starting from the first retry after every short success.
+/// The retries before the relay's first goal are forgiven when it is reached: there was nothing to flap from,
+/// and a fresh relay's first refusal (it offers HOP only once identify told it its address) is no failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Goal {
     since: Instant,
@@ -75,13 +77,6 @@ struct Goal {
 }
 
 impl Goal {
-    fn reached(attempts: u32, env: &Env<'_>) -> Self {
-        Self {
-            since: env.now,
-            attempts,
-        }
-    }
-
     /// The retries still counted against the relay when it loses the goal now.
     fn unforgiven(self, env: &Env<'_>) -> u32 {
         if env.now.saturating_duration_since(self.since) >= env.config.forgive_after() {
@@ -203,6 +198,8 @@ pub(crate) struct Relay {
     outage_since: Option<Instant>,
     /// A network change already reset this outage's backoff; later changes leave it to back off.
     network_reset: bool,
+    /// The relay has been in its goal state before, so a loss soon after reaching it again is a flap.
+    reached_before: bool,
     state: State,
 }
 
@@ -215,6 +212,7 @@ impl Relay {
             links,
             outage_since: None,
             network_reset: false,
+            reached_before: false,
             state: State::GaveUp {
                 attempts: 0,
                 reason: GiveUpReason::MaxAttempts,
@@ -418,7 +416,7 @@ impl Relay {
                 self.state = State::Reserved {
                     listener,
                     adopted: false,
-                    goal: Goal::reached(attempt, env),
+                    goal: self.goal_reached(attempt, env),
                 };
                 self.reach_goal();
                 env.emit(Event::Reserved {
@@ -442,8 +440,8 @@ impl Relay {
                     State::Reserved { goal, .. } => goal,
                     State::Waiting { attempt, .. }
                     | State::Promoted { attempt, .. }
-                    | State::Reserving { attempt, .. } => Goal::reached(attempt, env),
-                    _ => Goal::reached(0, env),
+                    | State::Reserving { attempt, .. } => self.goal_reached(attempt, env),
+                    _ => self.goal_reached(0, env),
                 };
                 self.state = State::Reserved {
                     listener,
@@ -597,6 +595,16 @@ impl Relay {
         }
     }
 
+    /// The goal is reached now after `attempts` retries, which count on if it does not hold.
+    fn goal_reached(&mut self, attempts: u32, env: &Env<'_>) -> Goal {
+        let attempts = if self.reached_before { attempts } else { 0 };
+        self.reached_before = true;
+        Goal {
+            since: env.now,
+            attempts,
+        }
+    }
+
     fn reach_goal(&mut self) {
         self.outage_since = None;
         self.network_reset = false;
@@ -644,7 +652,7 @@ impl Relay {
         };
         if !env.config.reservations() {
             self.state = State::Connected {
-                goal: Goal::reached(attempt, env),
+                goal: self.goal_reached(attempt, env),
             };
             self.reach_goal();
             return;

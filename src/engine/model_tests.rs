@@ -133,6 +133,8 @@ struct ModelRelay {
     network_reset: bool,
     /// A `Reconnected { attempts }` the keeper owes.
     owed_reconnected: Option<u32>,
+    /// The relay was in its goal state before.
+    reached_before: bool,
 }
 
 /// The rules of the keeper, written from the words rather than from the implementation.
@@ -164,13 +166,15 @@ impl Model {
         self.relays.get_mut(&r)
     }
 
+    /// The goal reached after `attempts` retries; those before the relay's first goal are forgiven at once.
     fn goal(relay: &mut ModelRelay, config: &Config, foreign: bool, attempts: u32, now: Instant) {
         relay.phase = Phase::Goal {
             announced: !config.reservations(),
             foreign,
             since: now,
-            attempts,
+            attempts: if relay.reached_before { attempts } else { 0 },
         };
+        relay.reached_before = true;
         relay.outage = false;
         relay.network_reset = false;
     }
@@ -231,6 +235,7 @@ impl Model {
                     outage: false,
                     network_reset: false,
                     owed_reconnected: None,
+                    reached_before: false,
                 };
                 Self::try_now(&mut relay, config, 0, connected, now);
                 self.relays.insert(r, relay);

@@ -910,3 +910,16 @@ fn adopting_while_our_request_is_in_flight_withdraws_it() {
     assert_eq!(driver.removed, [ours]);
     assert_eq!(driver.relay.own_listener(), None);
 }
+
+#[test]
+fn the_retries_before_the_first_reservation_are_forgiven_when_it_is_reached() {
+    let mut driver = Driver::exact(Some(10));
+    driver.fail_dial();
+    driver.elapse();
+    driver.fail_dial();
+    driver.elapse();
+    driver.connect_ours();
+    driver.reservation_accepted();
+    driver.disconnect();
+    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+}
