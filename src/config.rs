@@ -286,7 +286,8 @@ impl Config {
     /// reservations off) has held for `after`; until then a new loss goes on counting from the retries the
     /// last outage took, so a flapping relay backs off longer and longer, gives up after
     /// [`with_max_attempts`](Self::with_max_attempts) like any relay that keeps failing, and in a pool
-    /// ([`with_max_reservations`](Self::with_max_reservations)) loses its slot to a standby. Default 60 s;
+    /// ([`with_max_reservations`](Self::with_max_reservations)) loses its slot to a standby. The retries before
+    /// a relay's first goal are forgiven when it is reached: there was nothing to flap from. Default 60 s;
     /// `Duration::ZERO` forgives as soon as the goal is reached. Values above one year are clamped.
     pub fn with_forgive_after(mut self, after: Duration) -> Self {
         self.forgive_after = after.min(MAX_DELAY);
