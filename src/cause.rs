@@ -34,6 +34,11 @@ pub enum CauseKind {
     /// once it knows its external address, which it learns from identify; the keeper reserves the moment the
     /// relay announces HOP.
     HopUnsupported,
+    /// The relay refused the reservation because it does not offer HOP yet, which a freshly started
+    /// rust-libp2p relay does until identify told it its external address. The keeper reserves the moment
+    /// the relay announces HOP (usually within a round trip); the event's delay is only the fallback, for a
+    /// relay that never announces it, and the try counts as failed only if that fallback fires first.
+    AwaitingHop,
     /// The relay accepted the reservation without any address to be reached at (go-libp2p relays put only
     /// public addresses into reservations), which rust-libp2p's client refuses.
     NoAddressesInReservation,
@@ -53,6 +58,7 @@ impl CauseKind {
             CauseKind::ReservationRefused => "reservation_refused",
             CauseKind::ResourceLimitExceeded => "resource_limit_exceeded",
             CauseKind::HopUnsupported => "hop_unsupported",
+            CauseKind::AwaitingHop => "awaiting_hop",
             CauseKind::NoAddressesInReservation => "no_addresses_in_reservation",
             CauseKind::ProtocolError => "protocol_error",
         }

@@ -9,9 +9,9 @@ const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// Configuration of a [`RelayKeeper`](crate::RelayKeeper).
 ///
-/// By default waits start at 5 s and double up to 60 s, with full jitter, for at most 10 retries per outage;
-/// a circuit reservation is kept on every relay, a dial may take 10 s, and each relay connection is probed
-/// every 2 s (a silent death is reported within 4 s).
+/// By default waits start at 5 s and double up to 60 s, with full jitter, for at most 10 retries per outage,
+/// then a 10 minute cool-down and a fresh round; a circuit reservation is kept on every relay, a dial may take
+/// 10 s, and each relay connection is probed every 2 s (a silent death is reported within 4 s).
 ///
 /// ```
 /// use std::time::Duration;
@@ -74,11 +74,17 @@ const DEFAULT_PROMOTION_SPREAD: Duration = Duration::from_millis(100);
 /// over, few enough that a node connected to many relays keeps no state for most of them.
 pub const MAX_DISCOVERED: usize = 8;
 
-/// How long a relay must hold its goal before its retries are forgiven, unless [`Config::with_forgive_after`]
+/// How long a relay must hold its goal before its backoff level is forgiven, unless [`Config::with_forgive_after`]
 /// says otherwise: longer than a relay restart and the keeper's loss detection take, so a relay that falls over
 /// again within seconds of coming back is seen to flap; short next to a reservation's hour, so a relay that
 /// works is soon back to short waits.
 const DEFAULT_FORGIVE_AFTER: Duration = Duration::from_secs(60);
+
+/// How long a relay that gave up after [`Config::with_max_attempts`] is left alone before a fresh round of
+/// retries, unless [`Config::with_cooldown`] says otherwise: go-libp2p's autorelay, rust-libp2p's autorelay
+/// proposal and iroh never give up for good, and an unattended node must not stay unreachable because its
+/// relay had a bad quarter of an hour; ten minutes keeps the load a dead relay sees from a herd negligible.
+const DEFAULT_COOLDOWN: Duration = Duration::from_secs(10 * 60);
 
 impl Default for Config {
     fn default() -> Self {
@@ -89,7 +95,7 @@ impl Default for Config {
             jitter: true,
             rng_seed: None,
             reservations: true,
-            cooldown: None,
+            cooldown: Some(DEFAULT_COOLDOWN),
             dial_timeout: None,
             probe: Some(Probe {
                 interval: Duration::from_secs(2),
@@ -153,23 +159,26 @@ impl Config {
         self
     }
 
-    /// After giving up on a relay, try it again once `cooldown` has passed, with a fresh backoff; and again
-    /// after each further give-up. `None` (the default) leaves a relay that gave up alone until
-    /// [`RelayKeeper::retry_now`](crate::RelayKeeper::retry_now) or
-    /// [`RelayKeeper::add_relay`](crate::RelayKeeper::add_relay).
+    /// After giving up on a relay for [`with_max_attempts`](Self::with_max_attempts), start a fresh round of
+    /// retries (count and backoff from the start) once `cooldown` has passed and a further wait, drawn like a
+    /// retry at the cap ([`with_max_delay`](Self::with_max_delay)), so that a herd that gave up together
+    /// does not come back in one instant; and again after each further give-up.
     ///
-    /// Set it on nodes that run unattended, where nobody is there to call `retry_now` after a long outage
-    /// (a relay down for maintenance, a data-centre network failure), so the node never stays unreachable
-    /// for good; a cool-down of a few times the max delay keeps the load on a dead relay negligible:
+    /// Default: 10 minutes, so an unattended node is never unreachable for good: a relay down for half an
+    /// hour is reserved on again at most the cool-down and the cap after it is back. `None` leaves a relay
+    /// that gave up alone until [`RelayKeeper::retry_now`](crate::RelayKeeper::retry_now),
+    /// [`RelayKeeper::add_relay`](crate::RelayKeeper::add_relay), a network change or the relay offering HOP
+    /// on a live connection:
     ///
     /// ```
-    /// use std::time::Duration;
     /// use libp2p_relay_keeper::Config;
     ///
-    /// let config = Config::default().with_cooldown(Some(Duration::from_secs(10 * 60)));
+    /// // Give up for good after 10 failed retries, as the seed project does.
+    /// let config = Config::default().with_cooldown(None);
     /// ```
     ///
-    /// Values above one year are clamped to one year.
+    /// A give-up for a mistake in the relay's address is never retried by the cool-down. Values above one
+    /// year are clamped to one year.
     pub fn with_cooldown(mut self, cooldown: Option<Duration>) -> Self {
         self.cooldown = cooldown.map(|c| c.min(MAX_DELAY));
         self
@@ -282,13 +291,15 @@ impl Config {
         self
     }
 
-    /// A relay's failed retries are forgiven once its goal (the reservation, or the connection with
-    /// reservations off) has held for `after`; until then a new loss goes on counting from the retries the
-    /// last outage took, so a flapping relay backs off longer and longer, gives up after
-    /// [`with_max_attempts`](Self::with_max_attempts) like any relay that keeps failing, and in a pool
-    /// ([`with_max_reservations`](Self::with_max_reservations)) loses its slot to a standby. The retries before
-    /// a relay's first goal are forgiven when it is reached: there was nothing to flap from. Default 60 s;
-    /// `Duration::ZERO` forgives as soon as the goal is reached. Values above one year are clamped.
+    /// Flap protection: the waits of a new outage go on from the backoff level where the last outage left
+    /// them until the relay's goal (the reservation, or the connection with reservations off) has held for
+    /// `after`; then they start from the base again. So a relay that keeps falling over right after coming
+    /// back is retried less and less often (and in a pool, [`with_max_reservations`](Self::with_max_reservations),
+    /// loses its slot to a standby), while each outage's retries are counted from 1 and
+    /// [`with_max_attempts`](Self::with_max_attempts) applies to them alone: forgiveness shapes the waits,
+    /// never the give-up. The level is also back at the base after the relay's first goal, a network change
+    /// and a cool-down. Default 60 s; `Duration::ZERO` forgives as soon as the goal is reached. Values above
+    /// one year are clamped.
     pub fn with_forgive_after(mut self, after: Duration) -> Self {
         self.forgive_after = after.min(MAX_DELAY);
         self

@@ -58,6 +58,8 @@ impl Command {
         match self {
             Command::Dial(opts) => opts.get_peer_id() == Some(*relay),
             Command::Listen(opts) => circuit_relay(opts.address()) == Some(*relay),
+            // What the node as a whole became stays news after the relay it names is gone.
+            Command::Emit(Event::Reachable { .. } | Event::Unreachable { .. } | Event::PoolShort { .. }) => false,
             Command::Emit(event) => event.relay() == *relay,
             Command::KeepAlive { peer, .. } => peer == relay,
             Command::RemoveListener(_) | Command::Close { .. } => false,
@@ -798,10 +800,7 @@ impl Engine {
         self.metrics
             .on_transition(before, Some(after), transition.restored_after, now);
         if let Some(pool) = &mut self.pool {
-            let relay = self.relays.get(&peer).map(|kept| &kept.relay);
-            let eligible = relay.is_some_and(Relay::eligible);
-            let promoted = relay.is_some_and(Relay::promoted);
-            pool.on_transition(peer, &transition, eligible, promoted);
+            pool.on_transition(peer, &transition, self.relays.get(&peer).map(|kept| &kept.relay));
         }
         let mut actions = std::mem::take(&mut self.shared.actions);
         for action in actions.drain(..) {
@@ -911,7 +910,7 @@ impl Engine {
             } => {
                 tracing::debug!(%relay, attempt, ?delay, cause = %cause.kind, error = %cause.message, "relay retry scheduled");
                 let fix = match cause.kind {
-                    CauseKind::HopUnsupported if !self.identify_runs => Some(
+                    CauseKind::HopUnsupported | CauseKind::AwaitingHop if !self.identify_runs => Some(
                         "this swarm runs no identify: a rust-libp2p relay offers HOP only once it knows its \
                          external address, which it learns from its clients' identify; add \
                          libp2p::identify::Behaviour to your behaviour (relay operators: or set the relay's \
@@ -933,6 +932,20 @@ impl Engine {
                 relay,
                 attempts,
                 reason,
+                retry_in: Some(retry_in),
+            } => tracing::warn!(
+                %relay,
+                attempts,
+                %reason,
+                retry_in_ms = retry_in.as_millis(),
+                "gave up on relay for now: {}",
+                reason.fix()
+            ),
+            Event::GaveUp {
+                relay,
+                attempts,
+                reason,
+                retry_in: None,
             } => tracing::warn!(%relay, attempts, %reason, "gave up on relay: {}", reason.fix()),
             Event::Reachable { relay, addr } => {
                 tracing::info!(%relay, %addr, "node reachable through a relay")

@@ -38,9 +38,10 @@ pub enum Event {
         /// The first circuit address the reservation yielded.
         addr: Multiaddr,
     },
-    /// The keeper leaves the relay alone until [`RelayKeeper::add_relay`](crate::RelayKeeper::add_relay)
-    /// (or, after [`GiveUpReason::MaxAttempts`], [`RelayKeeper::retry_now`](crate::RelayKeeper::retry_now),
-    /// a network change or the cool-down).
+    /// The keeper leaves the relay alone: after [`GiveUpReason::MaxAttempts`] until the cool-down is over
+    /// (`retry_in`), or until [`RelayKeeper::retry_now`](crate::RelayKeeper::retry_now), a network change
+    /// or the relay offering HOP on a live connection; after a mistake until
+    /// [`RelayKeeper::add_relay`](crate::RelayKeeper::add_relay).
     GaveUp {
         /// The relay.
         relay: PeerId,
@@ -48,6 +49,10 @@ pub enum Event {
         attempts: u32,
         /// Why: too many failed retries, or a mistake in the relay's address that no retry cures.
         reason: GiveUpReason,
+        /// When, counted from this event, the keeper starts a fresh round of retries by itself: the
+        /// cool-down ([`Config::with_cooldown`](crate::Config::with_cooldown)) and a jitter below the cap on
+        /// the waits. `None`: never by itself (no cool-down, or a mistake).
+        retry_in: Option<Duration>,
     },
     /// The node became reachable: the first circuit address of any kept relay is live. Comes after the
     /// [`Event::Reserved`] that brought it.
@@ -113,7 +118,14 @@ impl fmt::Display for Event {
                 relay,
                 attempts,
                 reason,
-            } => write!(f, "gave_up relay={relay} attempts={attempts} reason={reason}"),
+                retry_in,
+            } => {
+                write!(f, "gave_up relay={relay} attempts={attempts} reason={reason}")?;
+                match retry_in {
+                    Some(retry_in) => write!(f, " retry_in_ms={}", retry_in.as_millis()),
+                    None => Ok(()),
+                }
+            }
             Event::Reachable { relay, addr } => write!(f, "reachable relay={relay} addr={addr}"),
             Event::Unreachable { relay } => write!(f, "unreachable relay={relay}"),
             Event::PoolShort { relay, held, target } => {
@@ -153,6 +165,14 @@ mod tests {
                 relay,
                 attempts: 10,
                 reason: GiveUpReason::MaxAttempts,
+                retry_in: Some(Duration::from_millis(612_345)),
+            }
+            .to_string(),
+            Event::GaveUp {
+                relay,
+                attempts: 0,
+                reason: GiveUpReason::WrongPeerId,
+                retry_in: None,
             }
             .to_string(),
             Event::Reachable {
@@ -168,7 +188,8 @@ mod tests {
                 format!("reconnect_scheduled relay={relay} attempt=2 delay_ms=4312 cause=probe_timeout"),
                 format!("reconnected relay={relay} attempts=3"),
                 format!("reserved relay={relay} addr={addr}"),
-                format!("gave_up relay={relay} attempts=10 reason=max_attempts"),
+                format!("gave_up relay={relay} attempts=10 reason=max_attempts retry_in_ms=612345"),
+                format!("gave_up relay={relay} attempts=0 reason=wrong_peer_id"),
                 format!("reachable relay={relay} addr={addr}"),
                 format!("unreachable relay={relay}"),
             ]

@@ -60,7 +60,8 @@ impl GiveUpReason {
     pub(crate) fn fix(&self) -> &'static str {
         match self {
             GiveUpReason::MaxAttempts => {
-                "call add_relay or retry_now to try again, or set Config::with_cooldown so the keeper does"
+                "call retry_now (or add_relay) to try again now; with a cool-down (Config::with_cooldown, on by \
+                 default) the keeper starts a fresh round by itself"
             }
             GiveUpReason::WrongPeerId => {
                 "the peer at the relay's address has another peer id: fix the /p2p/<id> part and call add_relay"

@@ -7,7 +7,10 @@ use std::time::Duration;
 use libp2p::PeerId;
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 
-use crate::{relay::Transition, Config, RelayStatus};
+use crate::{
+    relay::{Relay, Transition},
+    Config, RelayStatus,
+};
 
 /// Slots for at most `target` relays out of the kept ones.
 #[derive(Debug)]
@@ -19,7 +22,7 @@ pub(crate) struct Pool {
     held: usize,
     /// Standbys whose backoff has run out, in the order they became eligible.
     eligible: Vec<PeerId>,
-    /// Relays holding a slot while they wait for a retry of their own: the ones to give a slot to a standby.
+    /// Relays holding a slot while they wait out a backoff of their own: the ones to give a slot to a standby.
     waiting: Vec<PeerId>,
     /// Promoted relays that have not been dialed yet (their spread is running): a candidate added now may
     /// still take one's place at no cost.
@@ -90,13 +93,10 @@ impl Pool {
     }
 
     /// Follows `peer`'s transition: its slot, its eligibility and whether it is promoted but not yet dialed.
-    pub(crate) fn on_transition(
-        &mut self,
-        peer: PeerId,
-        transition: &Transition,
-        eligible: bool,
-        promoted: bool,
-    ) {
+    pub(crate) fn on_transition(&mut self, peer: PeerId, transition: &Transition, relay: Option<&Relay>) {
+        let eligible = relay.is_some_and(Relay::eligible);
+        let promoted = relay.is_some_and(Relay::promoted);
+        let gives_way = relay.is_some_and(Relay::gives_way);
         let (before, after) = transition.status;
         let held_before = before.is_some_and(holds_slot);
         match (held_before, holds_slot(after)) {
@@ -105,11 +105,7 @@ impl Pool {
             _ => {}
         }
         set(&mut self.eligible, peer, eligible);
-        set(
-            &mut self.waiting,
-            peer,
-            matches!(after, RelayStatus::Waiting { .. }),
-        );
+        set(&mut self.waiting, peer, gives_way);
         set(&mut self.promoted, peer, promoted);
     }
 

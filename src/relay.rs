@@ -15,7 +15,7 @@ use libp2p::{
 
 use smallvec::SmallVec;
 
-use crate::{backoff::Backoff, mistake::Mistake, Cause, Config, Event, GiveUpReason, RelayStatus};
+use crate::{backoff::Backoff, mistake::Mistake, Cause, CauseKind, Config, Event, GiveUpReason, RelayStatus};
 
 /// What the relay is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,15 @@ enum State {
     },
     /// Retry `attempt` is due at `deadline`.
     Waiting { attempt: u32, deadline: Instant },
+    /// Connected; the relay refused try `attempt` because it does not offer HOP yet. Not a failure yet: the
+    /// keeper reserves again the moment the relay offers HOP, as the same try. Only if `deadline` (the
+    /// fallback) comes first does the try count as failed: then retry `attempt + 1` starts, or with `last`
+    /// (the try was the round's last) the keeper gives up.
+    AwaitingHop {
+        attempt: u32,
+        deadline: Instant,
+        last: bool,
+    },
     /// `attempts` retries failed, or a mistake left no address to dial (`reason`); nothing is done until the
     /// relay is revived, or until `retry_at` when a cool-down is configured.
     GaveUp {
@@ -65,25 +74,18 @@ enum State {
     Paused,
 }
 
-/// When the relay reached its goal state, and how many retries that took. The retries are forgiven only once
-/// the goal has held for [`Config::with_forgive_after`]: a relay that keeps coming back and falling over goes
-/// on counting (and backing off longer) instead of starting from the first retry after every short success.
-/// The retries before the relay's first goal are forgiven when it is reached: there was nothing to flap from,
-/// and a fresh relay's first refusal (it offers HOP only once identify told it its address) is no failure.
+/// When the relay reached its goal state. The backoff level its last outage left is forgiven only once the
+/// goal has held for [`Config::with_forgive_after`]: a relay that keeps coming back and falling over backs
+/// off longer each time instead of starting from the base after every short success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Goal {
     since: Instant,
-    attempts: u32,
 }
 
 impl Goal {
-    /// The retries still counted against the relay when it loses the goal now.
-    fn unforgiven(self, env: &Env<'_>) -> u32 {
-        if env.now.saturating_duration_since(self.since) >= env.config.forgive_after() {
-            0
-        } else {
-            self.attempts
-        }
+    /// Whether the goal held long enough, when it is lost now, to forgive the backoff level.
+    fn held(self, env: &Env<'_>) -> bool {
+        env.now.saturating_duration_since(self.since) >= env.config.forgive_after()
     }
 }
 
@@ -196,10 +198,17 @@ pub(crate) struct Relay {
     links: Links,
     /// When the relay left its goal state (or first failed to reach it); `None` while it is in it.
     outage_since: Option<Instant>,
+    /// The backoff level: the next counted wait is drawn below `backoff_bound(level + 1)`. It goes on across
+    /// outages until the goal holds for `forgive_after`, so it is kept apart from the attempt count, which
+    /// starts from 1 in every outage and alone decides the give-up.
+    level: u32,
     /// A network change already reset this outage's backoff; later changes leave it to back off.
     network_reset: bool,
     /// The relay has been in its goal state before, so a loss soon after reaching it again is a flap.
     reached_before: bool,
+    /// The connection on which the relay's refusal for lack of HOP was already let off once: a second one
+    /// on the same connection counts, so a relay whose HOP comes and goes cannot loop.
+    hop_awaited_on: Option<ConnectionId>,
     state: State,
 }
 
@@ -211,13 +220,11 @@ impl Relay {
             addrs: vec![addr],
             links,
             outage_since: None,
+            level: 0,
             network_reset: false,
             reached_before: false,
-            state: State::GaveUp {
-                attempts: 0,
-                reason: GiveUpReason::MaxAttempts,
-                retry_at: None,
-            },
+            hop_awaited_on: None,
+            state: State::Paused,
         };
         relay.start_over(env);
         let transition = Transition {
@@ -259,9 +266,21 @@ impl Relay {
         match self.state {
             State::Dialing { .. } => RelayStatus::Connecting,
             State::Reserving { .. } | State::Connected { .. } => RelayStatus::Connected,
+            State::AwaitingHop { last: true, .. } => RelayStatus::Connected,
             State::Reserved { .. } => RelayStatus::Reserved,
             State::Waiting { attempt, .. } => RelayStatus::Waiting { attempt },
-            State::GaveUp { attempts, reason, .. } => RelayStatus::GaveUp { attempts, reason },
+            State::AwaitingHop { attempt, .. } => RelayStatus::Waiting {
+                attempt: attempt.saturating_add(1),
+            },
+            State::GaveUp {
+                attempts,
+                reason,
+                retry_at,
+            } => RelayStatus::GaveUp {
+                attempts,
+                reason,
+                retry_at,
+            },
             State::Standby { .. } => RelayStatus::Standby,
             State::Promoted { .. } => RelayStatus::Connecting,
             State::Paused => RelayStatus::Paused,
@@ -284,15 +303,22 @@ impl Relay {
         )
     }
 
+    /// Whether the relay holds a pool slot only to wait out a backoff, so a standby may take the slot. Not
+    /// while it waits for a connected relay to offer HOP: that is a matter of a round trip.
+    pub(crate) fn gives_way(&self) -> bool {
+        matches!(self.state, State::Waiting { .. })
+    }
+
     /// When the engine must feed [`Input::TimerFired`]; `None` when no retry or dial is timed.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.state {
             State::Waiting { deadline, .. }
+            | State::AwaitingHop { deadline, .. }
             | State::Dialing { deadline, .. }
             | State::Promoted { at: deadline, .. } => Some(deadline),
             State::GaveUp { retry_at, .. } => retry_at,
             State::Standby { eligible_at, .. } => eligible_at,
-            _ => None,
+            State::Reserving { .. } | State::Connected { .. } | State::Reserved { .. } | State::Paused => None,
         }
     }
 
@@ -320,21 +346,38 @@ impl Relay {
         }
     }
 
-    /// The one place where the relay changes state.
+    /// The one place where the relay changes state. Every input is matched against every state, without a
+    /// catch-all, so a pair that does nothing says why.
     fn step(&mut self, input: Input, env: &mut Env<'_>) {
         let connected = !self.links.is_empty();
-        match (self.state, input) {
-            (state, Input::ConnectionClosed { connection, cause }) => {
+        let reserving = env.config.reservations();
+        match input {
+            Input::ConnectionClosed { connection, cause } => {
                 self.links.retain(|(id, _)| *id != connection);
                 if !connected || !self.links.is_empty() {
                     return;
                 }
-                match state {
-                    State::Connected { goal } | State::Reserved { goal, .. } => {
-                        self.fail(goal.unforgiven(env), false, cause, env)
-                    }
+                match self.state {
+                    State::Connected { goal } | State::Reserved { goal, .. } => self.lose_goal(goal, cause, env),
                     State::Reserving { attempt, .. } => self.fail(attempt, false, cause, env),
-                    // A waiting retry dials instead of reserving when it fires.
+                    // HOP cannot come on a connection that is gone: the refused try failed, and the retry
+                    // announced for the fallback's deadline dials when it fires.
+                    State::AwaitingHop {
+                        attempt,
+                        deadline,
+                        last,
+                    } => {
+                        if last {
+                            self.give_up(attempt, GiveUpReason::MaxAttempts, env);
+                        } else {
+                            self.level = self.level.saturating_add(1);
+                            self.state = State::Waiting {
+                                attempt: attempt.saturating_add(1),
+                                deadline,
+                            };
+                        }
+                    }
+                    // A waiting retry dials instead of reserving when it fires; the others dial nothing now.
                     State::Waiting { .. }
                     | State::Dialing { .. }
                     | State::GaveUp { .. }
@@ -343,17 +386,19 @@ impl Relay {
                     | State::Paused => {}
                 }
             }
-            (state, Input::ConnectionEstablished { connection, dialed }) => {
+            Input::ConnectionEstablished { connection, dialed } => {
                 self.links.push((connection, dialed));
                 if connected {
                     return;
                 }
-                let (attempt, ours) = match state {
+                let (attempt, ours) = match self.state {
                     State::Dialing { dial, attempt, .. } => (attempt, dial == Some(connection)),
                     State::Waiting { attempt, .. } | State::Promoted { attempt, .. } => (attempt, false),
+                    // Connected already, or not trying: the connection is recorded, nothing more.
                     State::Connected { .. }
                     | State::Reserving { .. }
                     | State::Reserved { .. }
+                    | State::AwaitingHop { .. }
                     | State::GaveUp { .. }
                     | State::Standby { .. }
                     | State::Paused => return,
@@ -367,252 +412,419 @@ impl Relay {
                 }
                 self.on_connection(attempt, env);
             }
-            (
+            Input::DialFailed {
+                connection,
+                cause,
+                mistake,
+            } => match self.state {
                 State::Dialing {
                     dial: Some(dial),
                     attempt,
                     ..
-                },
-                Input::DialFailed {
-                    connection,
-                    cause,
-                    mistake,
-                },
-            ) if dial == connection => self.dial_failed(attempt, cause, mistake, env),
-            (
+                } if dial == connection => self.dial_failed(attempt, cause, mistake, env),
+                // The keeper yielded to another dial: its outcome is this retry's.
+                State::Dialing {
+                    dial: None, attempt, ..
+                } => self.dial_failed(attempt, cause, mistake, env),
+                // Another dial than ours, or one that no longer matters: ours was aborted or superseded.
+                State::Dialing { .. }
+                | State::Reserving { .. }
+                | State::Connected { .. }
+                | State::Reserved { .. }
+                | State::Waiting { .. }
+                | State::AwaitingHop { .. }
+                | State::GaveUp { .. }
+                | State::Standby { .. }
+                | State::Promoted { .. }
+                | State::Paused => {}
+            },
+            Input::DialSkipped { connection } => match self.state {
                 State::Dialing {
                     dial: Some(dial),
                     attempt,
                     deadline,
-                },
-                Input::DialSkipped { connection },
-            ) if dial == connection => {
-                if connected {
-                    self.on_connection(attempt, env);
-                } else {
-                    self.state = State::Dialing {
-                        dial: None,
-                        attempt,
-                        deadline,
-                    };
+                } if dial == connection => {
+                    if connected {
+                        self.on_connection(attempt, env);
+                    } else {
+                        self.state = State::Dialing {
+                            dial: None,
+                            attempt,
+                            deadline,
+                        };
+                    }
                 }
-            }
-            (
-                State::Dialing {
-                    dial: None, attempt, ..
-                },
-                Input::DialFailed { cause, mistake, .. },
-            ) => self.dial_failed(attempt, cause, mistake, env),
-            (State::Dialing { attempt, .. }, Input::TimerFired) => {
-                env.actions.push(Action::AbortDials);
-                self.fail(attempt, false, Cause::dial_timeout(), env)
-            }
-            (
-                State::Reserving {
-                    listener, attempt, ..
-                },
-                Input::ListenAddr { listener: id, addr },
-            ) if listener == id => {
-                self.state = State::Reserved {
-                    listener,
-                    adopted: false,
-                    goal: self.goal_reached(attempt, env),
-                };
-                self.reach_goal();
-                env.emit(Event::Reserved {
-                    relay: env.relay,
-                    addr,
-                });
-            }
-            (
-                State::Waiting { .. }
-                | State::Promoted { .. }
+                // A dial of ours that the keeper no longer waits for.
+                State::Dialing { .. }
                 | State::Reserving { .. }
-                | State::Reserved { .. },
-                Input::ForeignReservation { listener, addr },
-            ) if connected && env.config.reservations() => {
-                let was_reserved = matches!(self.state, State::Reserved { .. });
-                // Our request in flight would replace the application's listener once accepted.
-                if let State::Reserving { listener: ours, .. } = self.state {
-                    env.actions.push(Action::RemoveListener(ours));
-                }
-                let goal = match self.state {
-                    State::Reserved { goal, .. } => goal,
-                    State::Waiting { attempt, .. }
-                    | State::Promoted { attempt, .. }
-                    | State::Reserving { attempt, .. } => self.goal_reached(attempt, env),
-                    _ => self.goal_reached(0, env),
-                };
-                self.state = State::Reserved {
-                    listener,
-                    adopted: true,
-                    goal,
-                };
-                self.reach_goal();
-                if !was_reserved {
+                | State::Connected { .. }
+                | State::Reserved { .. }
+                | State::Waiting { .. }
+                | State::AwaitingHop { .. }
+                | State::GaveUp { .. }
+                | State::Standby { .. }
+                | State::Promoted { .. }
+                | State::Paused => {}
+            },
+            Input::ListenAddr { listener: id, addr } => match self.state {
+                State::Reserving { listener, .. } if listener == id => {
+                    let goal = self.goal_reached(env);
+                    self.state = State::Reserved {
+                        listener,
+                        adopted: false,
+                        goal,
+                    };
+                    self.reach_goal();
                     env.emit(Event::Reserved {
                         relay: env.relay,
-                        addr: addr.clone(),
+                        addr,
                     });
                 }
-                env.actions.push(Action::Adopt { listener, addr });
-            }
-            (
+                // A renewal of the live reservation, or an address of a listener the keeper gave up on.
+                State::Reserving { .. }
+                | State::Reserved { .. }
+                | State::Dialing { .. }
+                | State::Connected { .. }
+                | State::Waiting { .. }
+                | State::AwaitingHop { .. }
+                | State::GaveUp { .. }
+                | State::Standby { .. }
+                | State::Promoted { .. }
+                | State::Paused => {}
+            },
+            Input::ForeignReservation { listener, addr } => match self.state {
+                // The application's reservation is the relay's from now on, whatever the keeper was doing:
+                // a status that said "gave up" or "standby" while the node is reachable through it would lie.
+                State::Waiting { .. }
+                | State::AwaitingHop { .. }
+                | State::Promoted { .. }
+                | State::Reserving { .. }
+                | State::Reserved { .. }
+                | State::GaveUp { .. }
+                | State::Standby { .. }
+                    if connected && reserving =>
+                {
+                    self.adopt(listener, addr, env)
+                }
+                // Not connected (the application's listener is not live yet), reservations off (the keeper
+                // holds none to replace), or paused (the keeper holds none while the node is public).
+                State::Waiting { .. }
+                | State::AwaitingHop { .. }
+                | State::Promoted { .. }
+                | State::Reserving { .. }
+                | State::Reserved { .. }
+                | State::GaveUp { .. }
+                | State::Standby { .. }
+                | State::Dialing { .. }
+                | State::Connected { .. }
+                | State::Paused => {}
+            },
+            Input::ListenerClosed {
+                listener: id,
+                refused,
+                cause,
+            } => match self.state {
                 State::Reserving {
                     listener,
                     attempt,
                     hop_since,
-                },
-                Input::ListenerClosed {
-                    listener: id,
-                    refused,
-                    cause,
-                },
-            ) if listener == id && connected => {
-                // Only a refusal is known to be cured by HOP; a replacement must back off, or the keeper
-                // would answer the application's listener with one of its own.
-                self.fail(attempt, hop_since && refused, cause, env)
-            }
-            (
-                State::Reserved { listener, goal, .. },
-                Input::ListenerClosed {
-                    listener: id, cause, ..
-                },
-            ) if listener == id && connected => self.fail(goal.unforgiven(env), false, cause, env),
-            (
+                } if listener == id && connected => self.refused(attempt, hop_since, refused, cause, env),
+                State::Reserved { listener, goal, .. } if listener == id && connected => {
+                    self.lose_goal(goal, cause, env)
+                }
+                // A stale listener, or one whose connection closed: the closed connection is the news.
+                State::Reserving { .. }
+                | State::Reserved { .. }
+                | State::Dialing { .. }
+                | State::Connected { .. }
+                | State::Waiting { .. }
+                | State::AwaitingHop { .. }
+                | State::GaveUp { .. }
+                | State::Standby { .. }
+                | State::Promoted { .. }
+                | State::Paused => {}
+            },
+            Input::ListenerUnsupported { listener: id } => match self.state {
                 State::Reserving {
                     listener, attempt, ..
-                },
-                Input::ListenerUnsupported { listener: id },
-            ) if listener == id => self.give_up(attempt, GiveUpReason::NoRelayTransport, env),
-            (State::Waiting { attempt, .. }, Input::TimerFired) => self.try_now(attempt, env),
-            (State::Waiting { attempt, .. }, Input::HopEnabled) if connected && env.config.reservations() => {
-                self.try_now(attempt, env)
-            }
-            (
-                State::Reserving {
-                    listener, attempt, ..
-                },
-                Input::HopEnabled,
-            ) => {
-                self.state = State::Reserving {
-                    listener,
-                    attempt,
-                    hop_since: true,
-                };
-            }
-            (State::Waiting { .. } | State::Promoted { .. }, Input::RetryNow) => self.try_now(0, env),
-            (State::GaveUp { .. } | State::Standby { .. }, Input::RetryNow) if self.retryable() => {
-                self.start_over(env)
-            }
-            (
+                } if listener == id => self.give_up(attempt, GiveUpReason::NoRelayTransport, env),
+                // A stale listener.
+                State::Reserving { .. }
+                | State::Dialing { .. }
+                | State::Connected { .. }
+                | State::Reserved { .. }
+                | State::Waiting { .. }
+                | State::AwaitingHop { .. }
+                | State::GaveUp { .. }
+                | State::Standby { .. }
+                | State::Promoted { .. }
+                | State::Paused => {}
+            },
+            Input::TimerFired => match self.state {
+                State::Dialing { attempt, .. } => {
+                    env.actions.push(Action::AbortDials);
+                    self.fail(attempt, false, Cause::dial_timeout(), env)
+                }
+                State::Waiting { attempt, .. } | State::Promoted { attempt, .. } => self.try_now(attempt, env),
+                // The fallback came before HOP: the refused try counts.
+                State::AwaitingHop { attempt, last, .. } => {
+                    if last {
+                        self.give_up(attempt, GiveUpReason::MaxAttempts, env);
+                    } else {
+                        self.level = self.level.saturating_add(1);
+                        self.try_now(attempt.saturating_add(1), env);
+                    }
+                }
                 State::GaveUp {
                     retry_at: Some(_), ..
-                },
-                Input::TimerFired,
-            ) => self.start_over(env),
-            (State::Waiting { .. }, Input::NetworkChanged) if !self.network_reset => {
-                self.network_reset = true;
-                self.try_now(0, env);
-            }
-            (
+                } => self.start_over(env),
+                State::Standby { attempt, .. } => {
+                    self.state = State::Standby {
+                        attempt,
+                        eligible_at: None,
+                    }
+                }
+                // Nothing of these is timed.
+                State::GaveUp { retry_at: None, .. }
+                | State::Reserving { .. }
+                | State::Connected { .. }
+                | State::Reserved { .. }
+                | State::Paused => {}
+            },
+            Input::HopEnabled => match self.state {
+                State::Waiting { attempt, .. } if connected && reserving => self.try_now(attempt, env),
+                // The refused try goes on, uncounted.
+                State::AwaitingHop { attempt, .. } => self.on_connection(attempt, env),
+                State::Reserving {
+                    listener, attempt, ..
+                } => {
+                    self.state = State::Reserving {
+                        listener,
+                        attempt,
+                        hop_since: true,
+                    };
+                }
+                // What the relay lacked is there now: a fresh round, as after a cool-down.
+                State::GaveUp { .. } if connected && reserving && self.retryable() => self.start_over(env),
+                // A standby that waits out a refusal is eligible the moment the relay offers HOP.
+                State::Standby {
+                    attempt,
+                    eligible_at: Some(_),
+                } if connected && reserving => {
+                    self.state = State::Standby {
+                        attempt,
+                        eligible_at: None,
+                    }
+                }
+                // Not connected (HOP on a connection that closed since), reservations off, a mistake that
+                // HOP does not cure, in the goal already, about to try, or paused.
+                State::Waiting { .. }
+                | State::GaveUp { .. }
+                | State::Standby { .. }
+                | State::Dialing { .. }
+                | State::Connected { .. }
+                | State::Reserved { .. }
+                | State::Promoted { .. }
+                | State::Paused => {}
+            },
+            Input::RetryNow => match self.state {
+                State::Waiting { .. } | State::AwaitingHop { .. } | State::Promoted { .. } => {
+                    self.level = 0;
+                    self.try_now(0, env)
+                }
+                State::GaveUp { .. } | State::Standby { .. } if self.retryable() => self.start_over(env),
+                // The try under way becomes the first of a fresh count; a dial keeps its time limit.
+                State::Dialing { dial, deadline, .. } => {
+                    self.level = 0;
+                    self.state = State::Dialing {
+                        dial,
+                        attempt: 0,
+                        deadline,
+                    }
+                }
+                State::Reserving {
+                    listener, hop_since, ..
+                } => {
+                    self.level = 0;
+                    self.state = State::Reserving {
+                        listener,
+                        attempt: 0,
+                        hop_since,
+                    }
+                }
+                // A mistake waits for a fixed address; the others have nothing to retry.
+                State::GaveUp { .. } | State::Standby { .. } | State::Connected { .. } | State::Reserved { .. } => {}
+                State::Paused => {}
+            },
+            Input::NetworkChanged => match self.state {
+                State::Waiting { .. } if !self.network_reset => {
+                    self.network_reset = true;
+                    self.level = 0;
+                    self.try_now(0, env);
+                }
                 State::GaveUp { .. }
                 | State::Standby {
                     eligible_at: Some(_), ..
-                },
-                Input::NetworkChanged,
-            ) if !self.network_reset && self.retryable() => {
-                self.network_reset = true;
-                self.start_over(env);
-            }
-            (State::Standby { attempt, .. }, Input::TimerFired) => {
-                self.state = State::Standby {
-                    attempt,
-                    eligible_at: None,
+                } if !self.network_reset && self.retryable() => {
+                    self.network_reset = true;
+                    self.start_over(env);
                 }
-            }
-            (State::Standby { attempt, .. }, Input::Promote { delay }) => {
-                if delay.is_zero() {
-                    self.try_now(attempt, env);
-                } else {
-                    self.state = State::Promoted {
-                        attempt,
-                        at: env.now + delay,
-                    };
-                }
-            }
-            (State::Promoted { attempt, .. }, Input::TimerFired) => self.try_now(attempt, env),
-            (State::Waiting { attempt, deadline }, Input::Demote) => {
-                self.state = State::Standby {
-                    attempt,
-                    eligible_at: Some(deadline),
-                }
-            }
-            (State::GaveUp { .. } | State::Paused, Input::Pause) => {}
-            (_, Input::Pause) => {
-                if let Some(listener) = self.own_listener() {
-                    env.actions.push(Action::RemoveListener(listener));
-                }
-                self.state = State::Paused;
-                self.reach_goal();
-            }
-            (State::Paused, Input::Resume) => self.start_over(env),
-            (State::Promoted { attempt, .. }, Input::Demote) => {
-                self.state = State::Standby {
-                    attempt,
-                    eligible_at: None,
-                }
-            }
-            (state, Input::Added(addr)) => {
+                // Reset once per outage already, a mistake, trying or in the goal already, an eligible
+                // standby, paused; and a relay awaiting HOP is connected, so its link did not change.
+                State::Waiting { .. }
+                | State::GaveUp { .. }
+                | State::Standby { .. }
+                | State::AwaitingHop { .. }
+                | State::Dialing { .. }
+                | State::Reserving { .. }
+                | State::Connected { .. }
+                | State::Reserved { .. }
+                | State::Promoted { .. }
+                | State::Paused => {}
+            },
+            Input::Added(addr) => {
                 if !self.addrs.contains(&addr) {
                     self.addrs.push(addr);
                     tracing::debug!(relay = %env.relay, addrs = ?self.addrs, "relay address added");
                 }
-                if let State::GaveUp { .. } = state {
+                if let State::GaveUp { .. } = self.state {
                     self.start_over(env);
                 }
             }
-            (State::Dialing { dial, deadline, .. }, Input::RetryNow) => {
-                self.state = State::Dialing {
-                    dial,
-                    attempt: 0,
-                    deadline,
+            Input::Promote { delay } => match self.state {
+                State::Standby { attempt, .. } => {
+                    if delay.is_zero() {
+                        self.try_now(attempt, env);
+                    } else {
+                        self.state = State::Promoted {
+                            attempt,
+                            at: env.now + delay,
+                        };
+                    }
                 }
-            }
-            (
-                State::Reserving {
-                    listener, hop_since, ..
-                },
-                Input::RetryNow,
-            ) => {
-                self.state = State::Reserving {
-                    listener,
-                    attempt: 0,
-                    hop_since,
+                // The pool promotes standbys only.
+                State::Dialing { .. }
+                | State::Reserving { .. }
+                | State::Connected { .. }
+                | State::Reserved { .. }
+                | State::Waiting { .. }
+                | State::AwaitingHop { .. }
+                | State::GaveUp { .. }
+                | State::Promoted { .. }
+                | State::Paused => {}
+            },
+            Input::Demote => match self.state {
+                State::Waiting { attempt, deadline } => {
+                    self.state = State::Standby {
+                        attempt,
+                        eligible_at: Some(deadline),
+                    }
                 }
-            }
-            _ => {}
+                State::Promoted { attempt, .. } => {
+                    self.state = State::Standby {
+                        attempt,
+                        eligible_at: None,
+                    }
+                }
+                // The pool demotes only relays that give way or have not been dialed.
+                State::Dialing { .. }
+                | State::Reserving { .. }
+                | State::Connected { .. }
+                | State::Reserved { .. }
+                | State::AwaitingHop { .. }
+                | State::GaveUp { .. }
+                | State::Standby { .. }
+                | State::Paused => {}
+            },
+            Input::Pause => match self.state {
+                // Nothing held; a relay that gave up stays given up.
+                State::GaveUp { .. } | State::Paused => {}
+                State::Dialing { .. }
+                | State::Reserving { .. }
+                | State::Connected { .. }
+                | State::Reserved { .. }
+                | State::Waiting { .. }
+                | State::AwaitingHop { .. }
+                | State::Standby { .. }
+                | State::Promoted { .. } => {
+                    if let Some(listener) = self.own_listener() {
+                        env.actions.push(Action::RemoveListener(listener));
+                    }
+                    self.state = State::Paused;
+                    self.reach_goal();
+                }
+            },
+            Input::Resume => match self.state {
+                State::Paused => self.start_over(env),
+                // Only a paused relay resumes.
+                State::Dialing { .. }
+                | State::Reserving { .. }
+                | State::Connected { .. }
+                | State::Reserved { .. }
+                | State::Waiting { .. }
+                | State::AwaitingHop { .. }
+                | State::GaveUp { .. }
+                | State::Standby { .. }
+                | State::Promoted { .. } => {}
+            },
         }
     }
 
-    /// The goal is reached now after `attempts` retries, which count on if it does not hold.
-    fn goal_reached(&mut self, attempts: u32, env: &Env<'_>) -> Goal {
-        let attempts = if self.reached_before { attempts } else { 0 };
+    /// The application's `listener`, live at `addr`, holds the relay's reservation from now on.
+    fn adopt(&mut self, listener: ListenerId, addr: Multiaddr, env: &mut Env<'_>) {
+        // Our request in flight would replace the application's listener once accepted.
+        if let State::Reserving { listener: ours, .. } = self.state {
+            env.actions.push(Action::RemoveListener(ours));
+        }
+        let was_reserved = matches!(self.state, State::Reserved { .. });
+        let goal = match self.state {
+            State::Reserved { goal, .. } | State::Connected { goal } => goal,
+            _ => self.goal_reached(env),
+        };
+        self.state = State::Reserved {
+            listener,
+            adopted: true,
+            goal,
+        };
+        self.reach_goal();
+        if !was_reserved {
+            env.emit(Event::Reserved {
+                relay: env.relay,
+                addr: addr.clone(),
+            });
+        }
+        env.actions.push(Action::Adopt { listener, addr });
+    }
+
+    /// The goal is reached now. The backoff level stays until the goal has held for `forgive_after`, except
+    /// at the relay's first goal: there was nothing to flap from, and a fresh relay's first refusal (it offers
+    /// HOP only once identify told it its address) is no failure.
+    fn goal_reached(&mut self, env: &Env<'_>) -> Goal {
+        if !self.reached_before {
+            self.level = 0;
+        }
         self.reached_before = true;
-        Goal {
-            since: env.now,
-            attempts,
-        }
+        Goal { since: env.now }
     }
 
+    /// The outage is over: the relay is in its goal state, or paused.
     fn reach_goal(&mut self) {
         self.outage_since = None;
         self.network_reset = false;
     }
 
-    /// Starts afresh, with no retry counted: tries now, or in a pool waits as an eligible standby for the pool
-    /// to promote it; while reservations are paused, stays paused.
+    /// Loses the goal reached at `goal`; its backoff level is forgiven if it held long enough.
+    fn lose_goal(&mut self, goal: Goal, cause: Cause, env: &mut Env<'_>) {
+        if goal.held(env) {
+            self.level = 0;
+        }
+        self.fail(0, false, cause, env)
+    }
+
+    /// Starts afresh, with no retry counted and the backoff at its base: tries now, or in a pool waits as an
+    /// eligible standby for the pool to promote it; while reservations are paused, stays paused.
     fn start_over(&mut self, env: &mut Env<'_>) {
+        self.level = 0;
         if env.paused {
             self.state = State::Paused;
         } else if env.config.max_reservations().is_some() {
@@ -651,9 +863,8 @@ impl Relay {
             return;
         };
         if !env.config.reservations() {
-            self.state = State::Connected {
-                goal: self.goal_reached(attempt, env),
-            };
+            let goal = self.goal_reached(env);
+            self.state = State::Connected { goal };
             self.reach_goal();
             return;
         }
@@ -672,6 +883,48 @@ impl Relay {
             hop_since: false,
         };
         env.actions.push(Action::Listen(opts));
+    }
+
+    /// The relay closed the keeper's reservation request of try `attempt` (`refused`: with an error). A
+    /// refusal for lack of HOP is a "not yet", once per connection: the keeper waits for the relay to offer
+    /// HOP (or, if it did meanwhile, `hop_since`, asks again at once) without counting the try.
+    fn refused(&mut self, attempt: u32, hop_since: bool, refused: bool, cause: Cause, env: &mut Env<'_>) {
+        let link = self.links.first().map(|(id, _)| *id);
+        let not_yet = refused && cause.kind == CauseKind::HopUnsupported && self.hop_awaited_on != link;
+        if !not_yet {
+            // Only a refusal is known to be cured by HOP; a replacement must back off, or the keeper would
+            // answer the application's listener with one of its own.
+            self.fail(attempt, hop_since && refused, cause, env);
+            return;
+        }
+        self.hop_awaited_on = link;
+        self.outage_since.get_or_insert(env.now);
+        if hop_since {
+            tracing::debug!(relay = %env.relay, "refused before the relay offered HOP, which it does now; asking again");
+            self.on_connection(attempt, env);
+            return;
+        }
+        let last = env.config.max_attempts().is_some_and(|max| attempt >= max);
+        let level = self.level.saturating_add(1);
+        // The last try's fallback dials nothing, it only gives up: no herd to spread, so no jitter.
+        let delay = if last {
+            env.config.backoff_bound(level)
+        } else {
+            env.backoff.delay(env.config, level)
+        };
+        self.state = State::AwaitingHop {
+            attempt,
+            deadline: env.now + delay,
+            last,
+        };
+        if !last {
+            env.emit(Event::ReconnectScheduled {
+                relay: env.relay,
+                attempt: attempt.saturating_add(1),
+                delay,
+                cause: Cause::new(CauseKind::AwaitingHop, cause.message),
+            });
+        }
     }
 
     /// A dial failed; addresses it showed to be mistaken are never dialed again, and a relay left with none
@@ -698,8 +951,9 @@ impl Relay {
         self.fail(attempt, false, cause, env)
     }
 
-    /// Retry `failed` (0: the goal state was lost, or a try that was no retry failed) did not reach the goal.
-    /// `immediately`: the cause of the failure is known to be gone, so the next retry needs no wait.
+    /// Try `failed` (0: the goal was lost, or the first try, which is no retry) did not reach the goal: retry
+    /// `failed + 1` waits its backoff, one level up; once `max_attempts` retries of this outage failed, the
+    /// keeper gives up. `immediately`: the cause is known to be gone, so the retry needs no wait.
     fn fail(&mut self, failed: u32, immediately: bool, cause: Cause, env: &mut Env<'_>) {
         self.outage_since.get_or_insert(env.now);
         if env.config.max_attempts().is_some_and(|max| failed >= max) {
@@ -707,10 +961,11 @@ impl Relay {
             return;
         }
         let attempt = failed.saturating_add(1);
+        self.level = self.level.saturating_add(1);
         let delay = if immediately {
-            Default::default()
+            Duration::ZERO
         } else {
-            env.backoff.delay(env.config, attempt)
+            env.backoff.delay(env.config, self.level)
         };
         self.state = State::Waiting {
             attempt,
@@ -724,22 +979,25 @@ impl Relay {
         });
     }
 
+    /// Gives up after `attempts` retries. With a cool-down, a fresh round starts once it is over, after a
+    /// wait drawn like a retry at the cap, so a herd that gave up together does not come back in one instant.
     fn give_up(&mut self, attempts: u32, reason: GiveUpReason, env: &mut Env<'_>) {
         self.outage_since.get_or_insert(env.now);
-        let retry_at = env
+        let retry_in = env
             .config
             .cooldown()
             .filter(|_| reason.is_retryable())
-            .map(|cooldown| env.now + cooldown);
+            .map(|cooldown| cooldown + env.backoff.delay(env.config, u32::MAX));
         self.state = State::GaveUp {
             attempts,
             reason,
-            retry_at,
+            retry_at: retry_in.map(|retry_in| env.now + retry_in),
         };
         env.emit(Event::GaveUp {
             relay: env.relay,
             attempts,
             reason,
+            retry_in,
         });
     }
 }

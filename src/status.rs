@@ -1,3 +1,5 @@
+use std::time::Instant;
+
 use crate::GiveUpReason;
 
 /// What the keeper is doing about one relay, as returned by [`RelayKeeper::status`](crate::RelayKeeper::status).
@@ -16,13 +18,16 @@ pub enum RelayStatus {
         attempt: u32,
     },
     /// The keeper left the relay alone. [`RelayKeeper::add_relay`](crate::RelayKeeper::add_relay) revives
-    /// it, and so does [`RelayKeeper::retry_now`](crate::RelayKeeper::retry_now) after
-    /// [`GiveUpReason::MaxAttempts`].
+    /// it; after [`GiveUpReason::MaxAttempts`] so do the cool-down's end (`retry_at`),
+    /// [`RelayKeeper::retry_now`](crate::RelayKeeper::retry_now), a network change and the relay offering
+    /// HOP on a live connection.
     GaveUp {
         /// How many retries of the outage were made.
         attempts: u32,
         /// Why the keeper gave up.
         reason: GiveUpReason,
+        /// When the keeper starts a fresh round by itself; `None`: never by itself.
+        retry_at: Option<Instant>,
     },
     /// [`RelayKeeper::stop`](crate::RelayKeeper::stop) was called; nothing is done for any relay any more.
     Stopped,

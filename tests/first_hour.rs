@@ -166,7 +166,7 @@ async fn a_relay_waiting_for_identify_is_reported_as_not_offering_hop() {
                 _ => None,
             })
             .await;
-        assert_eq!(cause.kind, CauseKind::HopUnsupported);
+        assert_eq!(cause.kind, CauseKind::AwaitingHop, "a first refusal is a \"not yet\"");
         assert!(
             cause.message.contains("does not offer HOP (yet)"),
             "{}",

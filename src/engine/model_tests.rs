@@ -20,7 +20,9 @@ use super::{
     harness::{circuit, dialer, Harness},
     Command,
 };
-use crate::{address::circuit_relay, handler::ToBehaviour, Config, Event, GiveUpReason, RelayStatus};
+use crate::{
+    address::circuit_relay, handler::ToBehaviour, CauseKind, Config, Event, GiveUpReason, RelayStatus,
+};
 
 /// Relays 0..RELAYS may be kept; peer RELAYS never is.
 const RELAYS: usize = 3;
@@ -48,6 +50,8 @@ enum Op {
     ReservationAccepted(usize),
     /// The keeper's listener on `r` closes, with an error or without.
     ReservationClosed(usize, bool),
+    /// The relay refuses the keeper's reservation on `r` because it does not offer HOP (yet).
+    RefusedForHop(usize),
     /// The keeper's listener on `r` fails; `true`: the swarm has no relay transport.
     ListenerFailed(usize, bool),
     /// The application listens on relay `r` itself.
@@ -74,6 +78,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..8usize).prop_map(Op::Close),
         4 => relay().prop_map(Op::ReservationAccepted),
         3 => (relay(), any::<bool>()).prop_map(|(r, e)| Op::ReservationClosed(r, e)),
+        3 => relay().prop_map(Op::RefusedForHop),
         1 => (relay(), any::<bool>()).prop_map(|(r, u)| Op::ListenerFailed(r, u)),
         1 => relay().prop_map(Op::ForeignReservation),
         1 => relay().prop_map(Op::ForeignListenerClosed),
@@ -105,19 +110,30 @@ fn config() -> impl Strategy<Value = Config> {
 /// What the model says a relay is doing.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
-    /// A dial (not connected; it is aborted at `dial_due`) or a reservation request (connected) for retry
-    /// `attempt` is under way.
-    Trying { attempt: u32, dial_due: Option<Instant> },
+    /// A dial (not connected; it is aborted at `dial_due`) or a reservation request (connected) for try
+    /// `attempt` is under way; `hop_since`: the relay announced HOP while the request was in flight.
+    Trying {
+        attempt: u32,
+        dial_due: Option<Instant>,
+        hop_since: bool,
+    },
     /// Retry `attempt` is due at `due`; `None` until the keeper has announced the wait.
     Waiting { attempt: u32, due: Option<Instant> },
+    /// Try `attempt` was refused for lack of HOP and is not counted yet; the fallback is due at `due`
+    /// (announced, `None` until then; for the round's `last` try it is the bound itself and not announced).
+    AwaitingHop {
+        attempt: u32,
+        due: Option<Instant>,
+        last: bool,
+    },
     /// In the goal state; `announced` once the keeper said so (nothing to say without reservations).
-    /// Reached at `since` after `attempts` retries, which are forgiven once it held for `forgive_after`.
+    /// Reached at `since`; the backoff level is forgiven once it held for `forgive_after`.
     Goal {
         announced: bool,
         foreign: bool,
         since: Instant,
-        attempts: u32,
     },
+    /// `revive_at`: `None` until the keeper has announced the give-up, then the end of its cool-down (if any).
     GaveUp {
         attempts: u32,
         reason: GiveUpReason,
@@ -130,14 +146,23 @@ enum Phase {
 struct ModelRelay {
     phase: Phase,
     outage: bool,
+    /// The backoff level: the next counted wait is drawn below `backoff_bound(level + 1)`.
+    level: u32,
     network_reset: bool,
     /// A `Reconnected { attempts }` the keeper owes.
     owed_reconnected: Option<u32>,
     /// The relay was in its goal state before.
     reached_before: bool,
+    /// The connection on which a refusal for lack of HOP was let off.
+    hop_waived_on: Option<ConnectionId>,
 }
 
-/// The rules of the keeper, written from the words rather than from the implementation.
+/// The rules of the keeper, written from the words rather than from the implementation:
+/// - an outage's retries are counted from 1, and `max_attempts` failed retries in a row give up;
+/// - the waits follow a backoff level of their own, which goes on across outages until the goal has held
+///   for `forgive_after` (and is back at the base after the first goal, a network change, a fresh round);
+/// - a refusal for lack of HOP is not counted, once per connection, unless its fallback fires before HOP;
+/// - a give-up for too many retries starts a fresh round after the cool-down, or when HOP appears.
 #[derive(Debug)]
 struct Model {
     config: Config,
@@ -153,9 +178,22 @@ impl Model {
             Phase::Trying { .. } if connected => RelayStatus::Connected,
             Phase::Trying { .. } => RelayStatus::Connecting,
             Phase::Waiting { attempt, .. } => RelayStatus::Waiting { attempt },
+            Phase::AwaitingHop { last: true, .. } => RelayStatus::Connected,
+            Phase::AwaitingHop { attempt, .. } => RelayStatus::Waiting {
+                attempt: attempt + 1,
+            },
             Phase::Goal { .. } if self.config.reservations() => RelayStatus::Reserved,
             Phase::Goal { .. } => RelayStatus::Connected,
-            Phase::GaveUp { attempts, reason, .. } => RelayStatus::GaveUp { attempts, reason },
+            Phase::GaveUp {
+                attempts,
+                reason,
+                revive_at,
+                ..
+            } => RelayStatus::GaveUp {
+                attempts,
+                reason,
+                retry_at: revive_at,
+            },
         })
     }
 
@@ -166,14 +204,16 @@ impl Model {
         self.relays.get_mut(&r)
     }
 
-    /// The goal reached after `attempts` retries; those before the relay's first goal are forgiven at once.
-    fn goal(relay: &mut ModelRelay, config: &Config, foreign: bool, attempts: u32, now: Instant) {
+    /// The goal is reached; the first one forgives the level at once.
+    fn goal(relay: &mut ModelRelay, config: &Config, foreign: bool, now: Instant) {
         relay.phase = Phase::Goal {
             announced: !config.reservations(),
             foreign,
             since: now,
-            attempts: if relay.reached_before { attempts } else { 0 },
         };
+        if !relay.reached_before {
+            relay.level = 0;
+        }
         relay.reached_before = true;
         relay.outage = false;
         relay.network_reset = false;
@@ -181,38 +221,51 @@ impl Model {
 
     fn try_now(relay: &mut ModelRelay, config: &Config, attempt: u32, connected: bool, now: Instant) {
         if connected && !config.reservations() {
-            Self::goal(relay, config, false, attempt, now);
+            Self::goal(relay, config, false, now);
         } else {
             relay.phase = Phase::Trying {
                 attempt,
                 dial_due: (!connected).then(|| now + config.dial_timeout()),
+                hop_since: false,
             };
         }
     }
 
-    /// The retries still counted when a goal reached at `since` after `attempts` retries is lost `now`.
-    fn unforgiven(config: &Config, since: Instant, attempts: u32, now: Instant) -> u32 {
-        if now - since >= config.forgive_after() {
-            0
-        } else {
-            attempts
-        }
+    /// A fresh round: no retry counted, the backoff at its base.
+    fn fresh(relay: &mut ModelRelay, config: &Config, connected: bool, now: Instant) {
+        relay.level = 0;
+        Self::try_now(relay, config, 0, connected, now);
     }
 
-    fn fail(relay: &mut ModelRelay, config: &Config, failed: u32, now: Instant) {
+    fn give_up(relay: &mut ModelRelay, attempts: u32) {
         relay.outage = true;
-        relay.phase = match config.max_attempts() {
-            Some(max) if failed >= max => Phase::GaveUp {
-                attempts: failed,
-                reason: GiveUpReason::MaxAttempts,
-                announced: false,
-                revive_at: config.cooldown().map(|c| now + c),
-            },
-            _ => Phase::Waiting {
-                attempt: failed + 1,
-                due: None,
-            },
+        relay.phase = Phase::GaveUp {
+            attempts,
+            reason: GiveUpReason::MaxAttempts,
+            announced: false,
+            revive_at: None,
         };
+    }
+
+    /// Try `failed` failed (0: the goal was lost or the first try failed).
+    fn fail(relay: &mut ModelRelay, config: &Config, failed: u32) {
+        relay.outage = true;
+        if config.max_attempts().is_some_and(|max| failed >= max) {
+            Self::give_up(relay, failed);
+            return;
+        }
+        relay.level += 1;
+        relay.phase = Phase::Waiting {
+            attempt: failed + 1,
+            due: None,
+        };
+    }
+
+    fn lose_goal(relay: &mut ModelRelay, config: &Config, since: Instant, now: Instant) {
+        if now - since >= config.forgive_after() {
+            relay.level = 0;
+        }
+        Self::fail(relay, config, 0);
     }
 
     fn add(&mut self, r: usize, connected: bool, now: Instant) {
@@ -223,7 +276,7 @@ impl Model {
         match self.relays.get_mut(&r) {
             Some(relay) => {
                 if matches!(relay.phase, Phase::GaveUp { .. }) {
-                    Self::try_now(relay, config, 0, connected, now);
+                    Self::fresh(relay, config, connected, now);
                 }
             }
             None => {
@@ -231,13 +284,16 @@ impl Model {
                     phase: Phase::Trying {
                         attempt: 0,
                         dial_due: None,
+                        hop_since: false,
                     },
                     outage: false,
+                    level: 0,
                     network_reset: false,
                     owed_reconnected: None,
                     reached_before: false,
+                    hop_waived_on: None,
                 };
-                Self::try_now(&mut relay, config, 0, connected, now);
+                Self::fresh(&mut relay, config, connected, now);
                 self.relays.insert(r, relay);
             }
         }
@@ -247,12 +303,21 @@ impl Model {
         let config = self.config.clone();
         let Some(relay) = self.relay(r) else { return };
         match relay.phase {
-            Phase::Waiting { .. } => Self::try_now(relay, &config, 0, connected, now),
+            Phase::Waiting { .. } | Phase::AwaitingHop { .. } => Self::fresh(relay, &config, connected, now),
             Phase::GaveUp { reason, .. } if reason.is_retryable() => {
-                Self::try_now(relay, &config, 0, connected, now)
+                Self::fresh(relay, &config, connected, now)
             }
             // The attempt under way becomes the first of a fresh count; its dial keeps its time limit.
-            Phase::Trying { dial_due, .. } => relay.phase = Phase::Trying { attempt: 0, dial_due },
+            Phase::Trying {
+                dial_due, hop_since, ..
+            } => {
+                relay.level = 0;
+                relay.phase = Phase::Trying {
+                    attempt: 0,
+                    dial_due,
+                    hop_since,
+                }
+            }
             Phase::GaveUp { .. } | Phase::Goal { .. } => {}
         }
     }
@@ -266,11 +331,11 @@ impl Model {
             let retryable = match relay.phase {
                 Phase::Waiting { .. } => true,
                 Phase::GaveUp { reason, .. } => reason.is_retryable(),
-                _ => false,
+                Phase::Trying { .. } | Phase::AwaitingHop { .. } | Phase::Goal { .. } => false,
             };
             if retryable && !relay.network_reset {
                 relay.network_reset = true;
-                Self::try_now(relay, &config, 0, connected(*r), now);
+                Self::fresh(relay, &config, connected(*r), now);
             }
         }
     }
@@ -282,7 +347,7 @@ impl Model {
         let (attempt, ours) = match relay.phase {
             Phase::Trying { attempt, .. } => (attempt, ours),
             Phase::Waiting { attempt, .. } => (attempt, false),
-            Phase::Goal { .. } | Phase::GaveUp { .. } => return,
+            Phase::AwaitingHop { .. } | Phase::Goal { .. } | Phase::GaveUp { .. } => return,
         };
         if relay.outage {
             relay.owed_reconnected = Some(if ours { attempt } else { 0 });
@@ -294,50 +359,71 @@ impl Model {
         let config = self.config.clone();
         let Some(relay) = self.relay(r) else { return };
         match relay.phase {
-            Phase::Goal { since, attempts, .. } => Self::fail(
-                relay,
-                &config,
-                Self::unforgiven(&config, since, attempts, now),
-                now,
-            ),
-            Phase::Trying { attempt, .. } => Self::fail(relay, &config, attempt, now),
+            Phase::Goal { since, .. } => Self::lose_goal(relay, &config, since, now),
+            Phase::Trying { attempt, .. } => Self::fail(relay, &config, attempt),
+            // HOP cannot come on a closed connection: the refused try failed; its announced retry dials.
+            Phase::AwaitingHop { attempt, last: true, .. } => Self::give_up(relay, attempt),
+            Phase::AwaitingHop { attempt, due, .. } => {
+                relay.level += 1;
+                relay.phase = Phase::Waiting {
+                    attempt: attempt + 1,
+                    due,
+                };
+            }
             Phase::Waiting { .. } | Phase::GaveUp { .. } => {}
         }
     }
 
-    fn dial_failed(&mut self, r: usize, connected: bool, now: Instant) {
+    fn dial_failed(&mut self, r: usize, connected: bool) {
         let config = self.config.clone();
         let Some(relay) = self.relay(r) else { return };
         if let (Phase::Trying { attempt, .. }, false) = (relay.phase, connected) {
-            Self::fail(relay, &config, attempt, now);
+            Self::fail(relay, &config, attempt);
         }
     }
 
     fn reservation_accepted(&mut self, r: usize, now: Instant) {
         let config = self.config.clone();
         let Some(relay) = self.relay(r) else { return };
-        if let Phase::Trying { attempt, .. } = relay.phase {
-            Self::goal(relay, &config, false, attempt, now);
+        if let Phase::Trying { .. } = relay.phase {
+            Self::goal(relay, &config, false, now);
         }
     }
 
-    /// The keeper's own listener on `r` closed (or failed) while connected.
-    fn own_listener_closed(&mut self, r: usize, now: Instant) {
+    /// The keeper's own listener on `r` closed (or failed) while connected through `link`; `for_hop`: the
+    /// relay refused it because it does not offer HOP.
+    fn own_listener_closed(&mut self, r: usize, for_hop: bool, link: Option<ConnectionId>, now: Instant) {
         let config = self.config.clone();
         let Some(relay) = self.relay(r) else { return };
         match relay.phase {
-            Phase::Trying { attempt, .. } => Self::fail(relay, &config, attempt, now),
+            Phase::Trying {
+                attempt, hop_since, ..
+            } if for_hop && relay.hop_waived_on != link => {
+                relay.hop_waived_on = link;
+                relay.outage = true;
+                relay.phase = if hop_since {
+                    // HOP is there already: the same try asks again.
+                    Phase::Trying {
+                        attempt,
+                        dial_due: None,
+                        hop_since: false,
+                    }
+                } else {
+                    let last = config.max_attempts().is_some_and(|max| attempt >= max);
+                    Phase::AwaitingHop {
+                        attempt,
+                        // The last try's fallback only gives up, so it needs no jitter.
+                        due: last.then(|| now + config.backoff_bound(relay.level + 1)),
+                        last,
+                    }
+                };
+            }
+            Phase::Trying { attempt, .. } => Self::fail(relay, &config, attempt),
             Phase::Goal {
                 foreign: false,
                 since,
-                attempts,
                 ..
-            } => Self::fail(
-                relay,
-                &config,
-                Self::unforgiven(&config, since, attempts, now),
-                now,
-            ),
+            } => Self::lose_goal(relay, &config, since, now),
             _ => {}
         }
     }
@@ -356,6 +442,7 @@ impl Model {
         }
     }
 
+    /// The application's reservation is live: it is the relay's, whatever the keeper was doing.
     fn foreign_reservation(&mut self, r: usize, now: Instant) {
         let config = self.config.clone();
         if !config.reservations() {
@@ -364,22 +451,17 @@ impl Model {
         let Some(relay) = self.relay(r) else { return };
         match relay.phase {
             Phase::Goal {
-                announced,
-                since,
-                attempts,
-                ..
+                announced, since, ..
             } => {
                 relay.phase = Phase::Goal {
                     announced,
                     foreign: true,
                     since,
-                    attempts,
                 }
             }
-            Phase::Waiting { attempt, .. } | Phase::Trying { attempt, .. } => {
-                Self::goal(relay, &config, true, attempt, now)
+            Phase::Waiting { .. } | Phase::Trying { .. } | Phase::AwaitingHop { .. } | Phase::GaveUp { .. } => {
+                Self::goal(relay, &config, true, now)
             }
-            Phase::GaveUp { .. } => {}
         }
     }
 
@@ -389,30 +471,39 @@ impl Model {
         if let Phase::Goal {
             foreign: true,
             since,
-            attempts,
             ..
         } = relay.phase
         {
-            Self::fail(
-                relay,
-                &config,
-                Self::unforgiven(&config, since, attempts, now),
-                now,
-            );
+            Self::lose_goal(relay, &config, since, now);
         }
     }
 
-    fn hop(&mut self, r: usize) {
+    /// The relay announces HOP on a live connection.
+    fn hop(&mut self, r: usize, now: Instant) {
         let config = self.config.clone();
         if !config.reservations() {
             return;
         }
         let Some(relay) = self.relay(r) else { return };
-        if let Phase::Waiting { attempt, .. } = relay.phase {
-            relay.phase = Phase::Trying {
-                attempt,
-                dial_due: None,
-            };
+        match relay.phase {
+            Phase::Waiting { attempt, .. } | Phase::AwaitingHop { attempt, .. } => {
+                relay.phase = Phase::Trying {
+                    attempt,
+                    dial_due: None,
+                    hop_since: false,
+                };
+            }
+            Phase::Trying {
+                attempt, dial_due, ..
+            } => {
+                relay.phase = Phase::Trying {
+                    attempt,
+                    dial_due,
+                    hop_since: true,
+                }
+            }
+            Phase::GaveUp { reason, .. } if reason.is_retryable() => Self::fresh(relay, &config, true, now),
+            Phase::GaveUp { .. } | Phase::Goal { .. } => {}
         }
     }
 
@@ -428,36 +519,48 @@ impl Model {
                     attempt,
                     due: Some(due),
                 } if due <= now => Self::try_now(relay, &config, attempt, connected(*r), now),
+                Phase::AwaitingHop {
+                    attempt,
+                    due: Some(due),
+                    last: false,
+                } if due <= now => {
+                    relay.level += 1;
+                    Self::try_now(relay, &config, attempt + 1, connected(*r), now);
+                }
                 Phase::GaveUp {
                     revive_at: Some(at), ..
-                } if at <= now => Self::try_now(relay, &config, 0, connected(*r), now),
+                } if at <= now => Self::fresh(relay, &config, connected(*r), now),
                 _ => {}
             }
         }
     }
 
-    /// Dials that ran out of time are aborted and count as failed retries; done before the keeper's actions
-    /// are matched, since the keeper reports the failure in the same poll.
-    fn expire_dials(&mut self, now: Instant) {
+    /// Dials that ran out of time are aborted and count as failed retries, and the last try's fallback gives
+    /// up; done before the keeper's actions are matched, since the keeper reports both in the same poll.
+    fn expire(&mut self, now: Instant) {
         let config = self.config.clone();
         if self.stopped {
             return;
         }
         for relay in self.relays.values_mut() {
-            if let Phase::Trying {
-                attempt,
-                dial_due: Some(due),
-            } = relay.phase
-            {
-                if due <= now {
-                    Self::fail(relay, &config, attempt, now);
-                }
+            match relay.phase {
+                Phase::Trying {
+                    attempt,
+                    dial_due: Some(due),
+                    ..
+                } if due <= now => Self::fail(relay, &config, attempt),
+                Phase::AwaitingHop {
+                    attempt,
+                    due: Some(due),
+                    last: true,
+                } if due <= now => Self::give_up(relay, attempt),
+                _ => {}
             }
         }
     }
 
-    /// The earliest instant at which a relay's wait, dial time limit or cool-down ends; `None` if nothing is
-    /// timed, as after stop.
+    /// The earliest instant at which a relay's wait, fallback, dial time limit or cool-down ends; `None` if
+    /// nothing is timed, as after stop.
     fn next_deadline(&self, connected: impl Fn(usize) -> bool) -> Option<Instant> {
         if self.stopped {
             return None;
@@ -465,7 +568,7 @@ impl Model {
         self.relays
             .iter()
             .filter_map(|(r, relay)| match relay.phase {
-                Phase::Waiting { due, .. } => due,
+                Phase::Waiting { due, .. } | Phase::AwaitingHop { due, .. } => due,
                 Phase::Trying { dial_due, .. } if !connected(*r) => dial_due,
                 Phase::GaveUp { revive_at, .. } => revive_at,
                 Phase::Trying { .. } | Phase::Goal { .. } => None,
@@ -482,14 +585,19 @@ impl Model {
             .ok_or("event for a relay the model does not keep")?;
         match (event.clone(), relay.phase) {
             (
-                Event::ReconnectScheduled { attempt, delay, .. },
+                Event::ReconnectScheduled {
+                    attempt,
+                    delay,
+                    cause,
+                    ..
+                },
                 Phase::Waiting {
                     attempt: a,
                     due: None,
                 },
-            ) if attempt == a => {
-                if delay >= config.backoff_bound(attempt) {
-                    return Err(format!("wait {delay:?} is not below its bound"));
+            ) if attempt == a && cause.kind != CauseKind::AwaitingHop => {
+                if delay >= config.backoff_bound(relay.level) {
+                    return Err(format!("wait {delay:?} is not below the bound of level {}", relay.level));
                 }
                 relay.phase = Phase::Waiting {
                     attempt,
@@ -497,19 +605,55 @@ impl Model {
                 };
             }
             (
-                Event::GaveUp { attempts, .. },
+                Event::ReconnectScheduled {
+                    attempt,
+                    delay,
+                    cause,
+                    ..
+                },
+                Phase::AwaitingHop {
+                    attempt: a,
+                    due: None,
+                    last: false,
+                },
+            ) if attempt == a + 1 && cause.kind == CauseKind::AwaitingHop => {
+                if delay >= config.backoff_bound(relay.level + 1) {
+                    return Err(format!("fallback {delay:?} is not below the bound of level {}", relay.level + 1));
+                }
+                relay.phase = Phase::AwaitingHop {
+                    attempt: a,
+                    due: Some(now + delay),
+                    last: false,
+                };
+            }
+            (
+                Event::GaveUp {
+                    attempts, retry_in, ..
+                },
                 Phase::GaveUp {
                     attempts: a,
                     reason,
                     announced: false,
-                    revive_at,
+                    ..
                 },
             ) if attempts == a => {
+                // A cool-down applies to too many retries only, and its end is jittered below the cap.
+                let cooldown = config.cooldown().filter(|_| reason.is_retryable());
+                let expected = match (cooldown, retry_in) {
+                    (None, None) => true,
+                    (Some(cooldown), Some(retry_in)) => {
+                        retry_in >= cooldown && retry_in < cooldown + config.backoff_bound(u32::MAX)
+                    }
+                    _ => false,
+                };
+                if !expected {
+                    return Err(format!("give-up retries in {retry_in:?} with cool-down {cooldown:?}"));
+                }
                 relay.phase = Phase::GaveUp {
                     attempts,
                     reason,
                     announced: true,
-                    revive_at,
+                    revive_at: retry_in.map(|retry_in| now + retry_in),
                 };
             }
             (
@@ -518,14 +662,12 @@ impl Model {
                     announced: false,
                     foreign,
                     since,
-                    attempts,
                 },
             ) => {
                 relay.phase = Phase::Goal {
                     announced: true,
                     foreign,
                     since,
-                    attempts,
                 };
             }
             (Event::Reconnected { attempts, .. }, _) if relay.owed_reconnected == Some(attempts) => {
@@ -542,6 +684,7 @@ impl Model {
             let owes = matches!(
                 relay.phase,
                 Phase::Waiting { due: None, .. }
+                    | Phase::AwaitingHop { due: None, .. }
                     | Phase::GaveUp { announced: false, .. }
                     | Phase::Goal { announced: false, .. }
             ) || relay.owed_reconnected.is_some();
@@ -627,6 +770,14 @@ impl World {
         self.direct_connections(p) > 0
     }
 
+    /// The oldest open direct connection to `p`: the one the keeper reserves through.
+    fn link(&self, p: usize) -> Option<ConnectionId> {
+        self.connections
+            .iter()
+            .find(|(_, peer, relayed)| *peer == p && !relayed)
+            .map(|(id, _, _)| *id)
+    }
+
     fn index_of(&self, peer: &PeerId) -> usize {
         self.peers
             .iter()
@@ -703,7 +854,7 @@ impl World {
                 };
                 let connected = self.connected(r);
                 self.feed_dial_failure(r, id, &DialError::Aborted)?;
-                self.model.dial_failed(r, connected, now);
+                self.model.dial_failed(r, connected);
                 self.settle()
             }
             Op::ForeignDialFail(r) => {
@@ -750,7 +901,20 @@ impl World {
                 let io_error = std::io::Error::other("reservation refused");
                 let reason = if error { Err(&io_error) } else { Ok(()) };
                 self.harness.engine.on_listener_closed(listener, reason, now);
-                self.model.own_listener_closed(r, now);
+                self.model.own_listener_closed(r, false, self.link(r), now);
+                self.settle()
+            }
+            Op::RefusedForHop(r) => {
+                let Some(listener) = self.own_listeners.remove(&r) else {
+                    return Ok(());
+                };
+                let refusal = std::io::Error::other(libp2p::relay::client::transport::Error::Reservation(
+                    libp2p::relay::outbound::hop::ReserveError::Unsupported,
+                ));
+                self.harness
+                    .engine
+                    .on_listener_closed(listener, Err(&refusal), now);
+                self.model.own_listener_closed(r, true, self.link(r), now);
                 self.settle()
             }
             Op::ListenerFailed(r, unsupported) => {
@@ -766,7 +930,7 @@ impl World {
                 if unsupported {
                     self.model.listener_unsupported(r);
                 } else {
-                    self.model.own_listener_closed(r, now);
+                    self.model.own_listener_closed(r, false, self.link(r), now);
                 }
                 self.settle()
             }
@@ -777,7 +941,7 @@ impl World {
                 // A new listener on a relay replaces the old ones, which close first.
                 if let Some(listener) = self.own_listeners.remove(&r) {
                     self.harness.engine.on_listener_closed(listener, Ok(()), now);
-                    self.model.own_listener_closed(r, now);
+                    self.model.own_listener_closed(r, false, self.link(r), now);
                     self.settle()?;
                 }
                 if let Some(listener) = self.foreign_listeners.remove(&r) {
@@ -813,7 +977,7 @@ impl World {
                 self.harness
                     .engine
                     .on_handler_event(self.peers[r], id, ToBehaviour::HopEnabled, now);
-                self.model.hop(r);
+                self.model.hop(r, now);
                 self.settle()
             }
             Op::Advance(ms) => {
@@ -867,7 +1031,7 @@ impl World {
     fn settle(&mut self) -> Step {
         let commands = self.harness.drain();
         let now = self.harness.now;
-        self.model.expire_dials(now);
+        self.model.expire(now);
         for command in commands {
             self.check_command(command)?;
         }

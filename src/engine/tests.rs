@@ -393,7 +393,8 @@ fn a_listener_on_a_swarm_without_relay_transport_gives_up() {
         harness.engine.status(&peer),
         Some(RelayStatus::GaveUp {
             attempts: 0,
-            reason: GiveUpReason::NoRelayTransport
+            reason: GiveUpReason::NoRelayTransport,
+            retry_at: None,
         })
     );
     assert_eq!(harness.engine.poll_timeout(), None);

@@ -70,14 +70,16 @@ impl Driver {
         driver
     }
 
-    /// A relay with millisecond backoff and no jitter, so that deadlines are exact.
+    /// A relay with millisecond backoff and no jitter, so that deadlines are exact, and no cool-down, so a
+    /// give-up stays.
     fn exact(max_attempts: Option<u32>) -> Self {
         Self::new(
             Config::default()
                 .with_base_delay(MS)
                 .with_max_delay(100 * MS)
                 .with_jitter(false)
-                .with_max_attempts(max_attempts),
+                .with_max_attempts(max_attempts)
+                .with_cooldown(None),
             false,
         )
     }
@@ -179,6 +181,16 @@ impl Driver {
         });
     }
 
+    /// The relay refuses our request because it does not offer HOP yet.
+    fn refused_for_hop(&mut self) {
+        let listener = self.last_listener.expect("a reservation was requested");
+        self.feed(Input::ListenerClosed {
+            listener,
+            refused: true,
+            cause: Cause::new(CauseKind::HopUnsupported, "relay does not offer HOP (yet)"),
+        });
+    }
+
     /// Our listener closes without an error while connected: replaced, or its connection went.
     fn listener_replaced(&mut self) {
         let listener = self.last_listener.expect("a reservation was requested");
@@ -192,6 +204,16 @@ impl Driver {
     /// Lets the clock run for as long as it takes to forgive the relay's retries.
     fn hold(&mut self) {
         self.now += self.config.forgive_after();
+    }
+
+    /// How many retries the relay gave up after, and why; `None` while it has not given up.
+    fn gave_up(&self) -> Option<(u32, GiveUpReason)> {
+        match self.relay.status() {
+            RelayStatus::GaveUp {
+                attempts, reason, ..
+            } => Some((attempts, reason)),
+            _ => None,
+        }
     }
 
     fn take_events(&mut self) -> Vec<Event> {
@@ -261,17 +283,13 @@ fn a_mistaken_last_address_gives_up_at_once_and_only_revive_tries_again() {
             addrs: None,
         }),
     });
-    let gave_up = RelayStatus::GaveUp {
-        attempts: 0,
-        reason: GiveUpReason::WrongPeerId,
-    };
-    assert_eq!(driver.relay.status(), gave_up);
+    assert_eq!(driver.gave_up(), Some((0, GiveUpReason::WrongPeerId)));
     for input in [Input::NetworkChanged, Input::RetryNow] {
         driver.feed(input);
     }
     assert_eq!(
-        (driver.dials, driver.relay.status()),
-        (1, gave_up),
+        (driver.dials, driver.gave_up()),
+        (1, Some((0, GiveUpReason::WrongPeerId))),
         "no address left to dial"
     );
     let fixed = format!("/ip4/127.0.0.1/tcp/4002/p2p/{}", driver.peer);
@@ -322,7 +340,10 @@ fn connection_then_reservation_reaches_the_goal_once() {
 
 #[test]
 fn backoff_doubles_to_the_cap_then_gives_up_after_max_attempts() {
-    let config = Config::default().with_jitter(false).with_max_attempts(Some(10));
+    let config = Config::default()
+        .with_jitter(false)
+        .with_max_attempts(Some(10))
+        .with_cooldown(None);
     let mut driver = Driver::reserved(config);
     driver.disconnect();
     let mut waits = Vec::new();
@@ -336,13 +357,7 @@ fn backoff_doubles_to_the_cap_then_gives_up_after_max_attempts() {
         1 + 10,
         "the first dial plus exactly max_attempts retries"
     );
-    assert_eq!(
-        driver.relay.status(),
-        RelayStatus::GaveUp {
-            attempts: 10,
-            reason: GiveUpReason::MaxAttempts
-        }
-    );
+    assert_eq!(driver.gave_up(), Some((10, GiveUpReason::MaxAttempts)));
     let events = driver.take_events();
     assert_eq!(scheduled(&events), (1..=10).collect::<Vec<_>>());
     assert!(matches!(events.last(), Some(Event::GaveUp { attempts: 10, .. })));
@@ -354,7 +369,10 @@ fn backoff_doubles_to_the_cap_then_gives_up_after_max_attempts() {
 
 #[test]
 fn jittered_waits_are_reproducible_with_a_seed_and_within_bounds() {
-    let config = Config::default().with_rng_seed(9).with_max_attempts(Some(8));
+    let config = Config::default()
+        .with_rng_seed(9)
+        .with_max_attempts(Some(8))
+        .with_cooldown(None);
     let run = || {
         let mut driver = Driver::reserved(config.clone());
         driver.disconnect();
@@ -402,7 +420,7 @@ fn a_successful_retry_ends_the_outage_and_leaves_no_timer() {
 }
 
 #[test]
-fn a_relay_that_falls_over_soon_after_coming_back_goes_on_counting() {
+fn a_relay_that_falls_over_soon_after_coming_back_waits_longer_but_counts_from_one() {
     let mut driver = Driver::exact(Some(10));
     driver.connect_ours();
     driver.reservation_accepted();
@@ -415,17 +433,42 @@ fn a_relay_that_falls_over_soon_after_coming_back_goes_on_counting() {
     // Back after retry 2, lost again before the reservation held for `forgive_after`.
     driver.now += driver.config.forgive_after() - MS;
     driver.disconnect();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 3 });
-    assert_eq!(driver.elapse(), driver.config.backoff_bound(3), "the longer wait");
+    assert_eq!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1 },
+        "a new outage's retries count from 1"
+    );
+    assert_eq!(
+        driver.elapse(),
+        driver.config.backoff_bound(3),
+        "the wait goes on from the level the last outage ended at"
+    );
     driver.connect_ours();
     driver.reservation_accepted();
     driver.hold();
     driver.disconnect();
-    assert_eq!(
-        driver.relay.status(),
-        RelayStatus::Waiting { attempt: 1 },
-        "forgiven"
-    );
+    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert_eq!(driver.elapse(), driver.config.backoff_bound(1), "forgiven");
+}
+
+#[test]
+fn flaps_shorter_than_forgive_after_never_add_up_to_a_give_up() {
+    let mut driver = Driver::exact(Some(3));
+    driver.connect_ours();
+    driver.reservation_accepted();
+    for flap in 0..20 {
+        driver.now += driver.config.forgive_after() / 2;
+        driver.disconnect();
+        driver.elapse();
+        driver.fail_dial();
+        driver.elapse();
+        driver.connect_ours();
+        driver.reservation_accepted();
+        assert_eq!(driver.relay.status(), RelayStatus::Reserved, "flap {flap}");
+    }
+    let events = driver.take_events();
+    assert!(!events.iter().any(|e| matches!(e, Event::GaveUp { .. })));
+    assert_eq!(scheduled(&events), [1, 2].repeat(20), "each outage counts its own retries");
 }
 
 #[test]
@@ -674,13 +717,7 @@ fn zero_max_attempts_gives_up_at_the_loss() {
     driver.connect_ours();
     driver.reservation_accepted();
     driver.disconnect();
-    assert_eq!(
-        driver.relay.status(),
-        RelayStatus::GaveUp {
-            attempts: 0,
-            reason: GiveUpReason::MaxAttempts
-        }
-    );
+    assert_eq!(driver.gave_up(), Some((0, GiveUpReason::MaxAttempts)));
     assert_eq!(driver.dials, 1);
 }
 
@@ -701,13 +738,7 @@ fn retry_now_revives_a_relay_that_gave_up_with_a_fresh_backoff() {
     driver.fail_dial();
     driver.elapse();
     driver.fail_dial();
-    assert_eq!(
-        driver.relay.status(),
-        RelayStatus::GaveUp {
-            attempts: 1,
-            reason: GiveUpReason::MaxAttempts
-        }
-    );
+    assert_eq!(driver.gave_up(), Some((1, GiveUpReason::MaxAttempts)));
     driver.feed(Input::RetryNow);
     assert_eq!(driver.dials, 3);
     driver.fail_dial();
@@ -737,13 +768,7 @@ fn a_swarm_without_relay_transport_gives_up_instead_of_retrying() {
     let mut driver = Driver::new(Config::default(), true);
     let listener = driver.last_listener.unwrap();
     driver.feed(Input::ListenerUnsupported { listener });
-    assert_eq!(
-        driver.relay.status(),
-        RelayStatus::GaveUp {
-            attempts: 0,
-            reason: GiveUpReason::NoRelayTransport
-        }
-    );
+    assert_eq!(driver.gave_up(), Some((0, GiveUpReason::NoRelayTransport)));
     assert_eq!(driver.relay.deadline(), None);
 }
 
@@ -794,18 +819,18 @@ fn a_cooldown_tries_again_after_giving_up_with_a_fresh_backoff() {
     driver.fail_dial();
     driver.elapse();
     driver.fail_dial();
-    assert_eq!(
-        driver.relay.status(),
-        RelayStatus::GaveUp {
-            attempts: 2,
-            reason: GiveUpReason::MaxAttempts
-        }
-    );
+    assert_eq!(driver.gave_up(), Some((2, GiveUpReason::MaxAttempts)));
+    let retry_at = match driver.relay.status() {
+        RelayStatus::GaveUp { retry_at, .. } => retry_at,
+        status => panic!("{status:?}"),
+    };
+    let cap = driver.config.backoff_bound(u32::MAX);
     assert_eq!(
         driver.elapse(),
-        Duration::from_secs(600),
-        "the cool-down, not a backoff wait"
+        Duration::from_secs(600) + cap,
+        "the cool-down and a wait at the cap (exact without jitter), not a backoff wait"
     );
+    assert_eq!(Some(driver.now), retry_at, "the status says when");
     assert_eq!(driver.dials, 4);
     driver.fail_dial();
     assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
@@ -816,13 +841,7 @@ fn a_cooldown_tries_again_after_giving_up_with_a_fresh_backoff() {
 fn without_a_cooldown_giving_up_is_final() {
     let mut driver = Driver::exact(Some(0));
     driver.fail_dial();
-    assert_eq!(
-        driver.relay.status(),
-        RelayStatus::GaveUp {
-            attempts: 0,
-            reason: GiveUpReason::MaxAttempts
-        }
-    );
+    assert_eq!(driver.gave_up(), Some((0, GiveUpReason::MaxAttempts)));
     assert_eq!(driver.relay.deadline(), None);
 }
 
@@ -865,13 +884,7 @@ fn a_network_change_revives_a_relay_that_gave_up_and_resets_for_the_next_outage(
     driver.connect_ours();
     driver.reservation_accepted();
     driver.disconnect();
-    assert_eq!(
-        driver.relay.status(),
-        RelayStatus::GaveUp {
-            attempts: 0,
-            reason: GiveUpReason::MaxAttempts
-        }
-    );
+    assert_eq!(driver.gave_up(), Some((0, GiveUpReason::MaxAttempts)));
     driver.feed(Input::NetworkChanged);
     assert_eq!(driver.dials, 3, "a new outage gets its own reset");
 }
@@ -922,4 +935,155 @@ fn the_retries_before_the_first_reservation_are_forgiven_when_it_is_reached() {
     driver.reservation_accepted();
     driver.disconnect();
     assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+}
+
+/// The first retry of an outage that reaches a freshly restarted relay, which refuses until it offers HOP.
+fn restarted_relay_refusing(max_attempts: Option<u32>) -> Driver {
+    let mut driver = Driver::exact(max_attempts);
+    driver.connect_ours();
+    driver.reservation_accepted();
+    driver.disconnect();
+    driver.elapse();
+    driver.connect_ours();
+    driver.take_events();
+    driver.refused_for_hop();
+    driver
+}
+
+#[test]
+fn a_refusal_for_lack_of_hop_waits_for_hop_and_is_not_counted_when_hop_comes() {
+    let mut driver = restarted_relay_refusing(Some(10));
+    let events = driver.take_events();
+    let fallback = driver.config.backoff_bound(2);
+    assert!(
+        matches!(
+            events.as_slice(),
+            [Event::ReconnectScheduled { attempt: 2, delay, cause, .. }]
+                if cause.kind == CauseKind::AwaitingHop && *delay == fallback
+        ),
+        "the fallback is announced as the retry it would be: {events:?}"
+    );
+    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
+    driver.feed(Input::HopEnabled);
+    assert_eq!(driver.listens, 3, "reserves again the moment HOP comes");
+    driver.reservation_accepted();
+    assert_eq!(driver.relay.status(), RelayStatus::Reserved);
+    // The refusal raised neither the count nor the level: the next outage waits as the last one did.
+    driver.disconnect();
+    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert_eq!(driver.elapse(), driver.config.backoff_bound(2));
+}
+
+#[test]
+fn a_refusal_for_lack_of_hop_counts_once_its_fallback_fires_first() {
+    let mut driver = restarted_relay_refusing(Some(10));
+    assert_eq!(driver.elapse(), driver.config.backoff_bound(2), "the fallback");
+    assert_eq!(driver.listens, 3, "retry 2 asks again on the live connection");
+    // A second refusal on the same connection is counted: a relay whose HOP flaps cannot loop.
+    driver.take_events();
+    driver.refused_for_hop();
+    let events = driver.take_events();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [Event::ReconnectScheduled { attempt: 3, delay, cause, .. }]
+                if cause.kind == CauseKind::HopUnsupported && *delay == driver.config.backoff_bound(3)
+        ),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn each_connection_gets_one_uncounted_refusal() {
+    let mut driver = restarted_relay_refusing(Some(10));
+    driver.disconnect();
+    assert_eq!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 2 },
+        "the announced retry dials when it fires, as HOP cannot come on a closed connection"
+    );
+    driver.elapse();
+    driver.connect_ours();
+    driver.take_events();
+    driver.refused_for_hop();
+    let events = driver.take_events();
+    assert!(
+        matches!(events.as_slice(), [Event::ReconnectScheduled { attempt: 3, cause, .. }] if cause.kind == CauseKind::AwaitingHop),
+        "a new connection waits for HOP again: {events:?}"
+    );
+}
+
+#[test]
+fn a_refusal_of_the_last_retry_still_waits_for_hop_and_gives_up_only_at_its_fallback() {
+    let mut driver = restarted_relay_refusing(Some(1));
+    assert_eq!(driver.take_events().len(), 0, "no retry is left to announce");
+    assert_eq!(driver.relay.status(), RelayStatus::Connected);
+    driver.feed(Input::HopEnabled);
+    driver.reservation_accepted();
+    assert_eq!(driver.relay.status(), RelayStatus::Reserved, "saved by HOP");
+
+    let mut driver = restarted_relay_refusing(Some(1));
+    assert_eq!(driver.elapse(), driver.config.backoff_bound(2), "the bound, without jitter");
+    assert_eq!(driver.gave_up(), Some((1, GiveUpReason::MaxAttempts)));
+    assert_eq!(driver.listens, 2, "no retry beyond max_attempts");
+}
+
+#[test]
+fn a_refusal_after_hop_was_announced_asks_again_at_once_without_an_event() {
+    let mut driver = Driver::new(Config::default(), true);
+    driver.feed(Input::HopEnabled);
+    driver.refused_for_hop();
+    assert_eq!(driver.take_events().len(), 0);
+    assert_eq!(driver.listens, 2);
+    assert_eq!(driver.relay.status(), RelayStatus::Connected);
+}
+
+#[test]
+fn hop_on_a_live_connection_revives_a_relay_that_gave_up() {
+    let mut driver = Driver::exact(Some(0));
+    driver.connect_ours();
+    driver.reservation_closed();
+    assert_eq!(driver.gave_up(), Some((0, GiveUpReason::MaxAttempts)));
+    driver.feed(Input::HopEnabled);
+    assert_eq!(driver.listens, 2, "a fresh round reserves on the live connection");
+    driver.reservation_accepted();
+    assert_eq!(driver.relay.status(), RelayStatus::Reserved);
+}
+
+#[test]
+fn the_applications_reservation_on_a_relay_that_gave_up_is_adopted() {
+    let mut driver = Driver::exact(Some(0));
+    driver.connect_ours();
+    driver.reservation_closed();
+    assert_eq!(driver.gave_up(), Some((0, GiveUpReason::MaxAttempts)));
+    let addr = driver.relay.addrs()[0].clone().with(Protocol::P2pCircuit);
+    driver.take_events();
+    driver.feed(Input::ForeignReservation {
+        listener: ListenerId::next(),
+        addr,
+    });
+    assert_eq!(driver.relay.status(), RelayStatus::Reserved, "the status says what the node is");
+    assert!(matches!(driver.take_events().as_slice(), [Event::Reserved { .. }]));
+}
+
+#[test]
+fn by_default_a_give_up_starts_a_fresh_round_after_ten_minutes_and_a_jitter_below_the_cap() {
+    let config = Config::default().with_rng_seed(3);
+    let mut driver = Driver::reserved(config.clone());
+    driver.disconnect();
+    while driver.gave_up().is_none() {
+        driver.elapse();
+        driver.fail_dial();
+    }
+    let retry_in = match driver.take_events().last() {
+        Some(Event::GaveUp { retry_in, .. }) => retry_in.expect("a cool-down by default"),
+        other => panic!("{other:?}"),
+    };
+    let cooldown = Duration::from_secs(600);
+    assert!(retry_in >= cooldown && retry_in < cooldown + config.backoff_bound(u32::MAX));
+    assert_eq!(driver.elapse(), retry_in);
+    assert_eq!(driver.relay.status(), RelayStatus::Connecting, "a fresh round");
+    driver.fail_dial();
+    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(driver.elapse() < config.backoff_bound(1), "from the base");
 }
