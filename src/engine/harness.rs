@@ -33,6 +33,14 @@ pub(crate) fn circuit(addr: &Multiaddr) -> Multiaddr {
     addr.clone().with(Protocol::P2pCircuit)
 }
 
+/// The error a circuit listener closes with when the relay does not offer HOP (yet), nested as the swarm
+/// hands it over.
+pub(crate) fn hop_refusal() -> std::io::Error {
+    std::io::Error::other(libp2p::relay::client::transport::Error::Reservation(
+        libp2p::relay::outbound::hop::ReserveError::Unsupported,
+    ))
+}
+
 /// An outbound connection dialed at `addr`.
 pub(crate) fn dialer(addr: &Multiaddr) -> ConnectedPoint {
     ConnectedPoint::Dialer {

@@ -17,7 +17,7 @@ use libp2p::{
 use proptest::prelude::*;
 
 use super::{
-    harness::{circuit, dialer, Harness},
+    harness::{circuit, dialer, hop_refusal, Harness},
     Command,
 };
 use crate::{
@@ -908,9 +908,7 @@ impl World {
                 let Some(listener) = self.own_listeners.remove(&r) else {
                     return Ok(());
                 };
-                let refusal = std::io::Error::other(libp2p::relay::client::transport::Error::Reservation(
-                    libp2p::relay::outbound::hop::ReserveError::Unsupported,
-                ));
+                let refusal = hop_refusal();
                 self.harness
                     .engine
                     .on_listener_closed(listener, Err(&refusal), now);

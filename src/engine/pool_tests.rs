@@ -7,7 +7,7 @@ use libp2p::{
 };
 
 use super::{
-    harness::{circuit, dials, events, fast, relay_addr, Harness},
+    harness::{circuit, dials, events, fast, hop_refusal, relay_addr, Harness},
     *,
 };
 use crate::handler::ToBehaviour;
@@ -180,6 +180,105 @@ fn a_lost_reservation_is_failed_over_to_a_standby_without_a_backoff_wait() {
     harness.advance(backoff);
     assert!(dials(&harness.drain()).is_empty());
     assert_eq!(harness.engine.status(&lost), Some(RelayStatus::Standby));
+}
+
+/// The one reservation request among what the engine has now.
+fn requested(harness: &mut Harness) -> ListenerId {
+    let listeners: Vec<ListenerId> = harness
+        .drain()
+        .iter()
+        .filter_map(|c| match c {
+            Command::Listen(opts) => Some(opts.listener_id()),
+            _ => None,
+        })
+        .collect();
+    let [listener] = listeners[..] else {
+        panic!("one reservation request: {listeners:?}")
+    };
+    listener
+}
+
+/// Connects the dialed relay as a freshly started upstream relay answers: it refuses the reservation until
+/// identify told it its address, then announces HOP; returns the connection's listener once it is live.
+fn reserve_on_a_fresh_relay(
+    harness: &mut Harness,
+    (peer, connection): (PeerId, ConnectionId),
+    relays: &[(PeerId, Multiaddr)],
+) {
+    let addr = addr_of(relays, peer);
+    harness.connect(peer, connection, &addr);
+    let refused = requested(harness);
+    harness
+        .engine
+        .on_listener_closed(refused, Err(&hop_refusal()), harness.now);
+    assert!(dials(&harness.drain()).is_empty(), "the refused relay keeps its slot");
+    harness
+        .engine
+        .on_handler_event(peer, connection, ToBehaviour::HopEnabled, harness.now);
+    let listener = requested(harness);
+    harness
+        .engine
+        .on_new_listen_addr(listener, &circuit(&addr), harness.now);
+    harness.drain();
+}
+
+#[test]
+fn fresh_relays_refusing_until_identify_fail_over_within_the_spread() {
+    let (mut harness, relays) = pool_with(slow(), 1, 3);
+    let first = promoted_dials(&mut harness);
+    reserve_on_a_fresh_relay(&mut harness, first[0], &relays);
+    assert_eq!(harness.engine.status(&first[0].0), Some(RelayStatus::Reserved));
+    let (lost, connection) = first[0];
+    harness.close(lost, connection, &addr_of(&relays, lost));
+    let start = harness.now;
+    let promoted = promoted_dials(&mut harness);
+    assert_eq!(promoted.len(), 1);
+    reserve_on_a_fresh_relay(&mut harness, promoted[0], &relays);
+    assert_eq!(
+        harness.engine.status(&promoted[0].0),
+        Some(RelayStatus::Reserved)
+    );
+    assert_eq!(harness.now - start, SPREAD, "no backoff wait on the way");
+}
+
+#[test]
+fn a_standby_refused_for_lack_of_hop_is_eligible_the_moment_it_offers_hop() {
+    let (mut harness, relays) = pool_with(slow(), 1, 2);
+    let (refusing, connection) = promoted_dials(&mut harness)[0];
+    let other = relays.iter().find(|(p, _)| *p != refusing).unwrap().0;
+    harness.connect(refusing, connection, &addr_of(&relays, refusing));
+    // No HOP announcement within the fallback (a relay client without identify would not see one): the
+    // second refusal on the connection counts, and the other relay takes the slot.
+    for fallback in [true, false] {
+        let listener = requested(&mut harness);
+        harness
+            .engine
+            .on_listener_closed(listener, Err(&hop_refusal()), harness.now);
+        if fallback {
+            harness.advance_to_timeout();
+        }
+    }
+    assert_eq!(harness.engine.status(&refusing), Some(RelayStatus::Standby));
+    let (_, dial) = promoted_dials(&mut harness)[0];
+    harness.fail_dial(other, dial, &DialError::Aborted);
+    harness.drain();
+    assert!(matches!(
+        harness.engine.status(&other),
+        Some(RelayStatus::Waiting { .. })
+    ));
+    // Now the refusing relay offers HOP: it takes the slot at once, on its live connection.
+    harness
+        .engine
+        .on_handler_event(refusing, connection, ToBehaviour::HopEnabled, harness.now);
+    let listener = requested(&mut harness);
+    harness.engine.on_new_listen_addr(
+        listener,
+        &circuit(&addr_of(&relays, refusing)),
+        harness.now,
+    );
+    harness.drain();
+    assert_eq!(harness.engine.status(&refusing), Some(RelayStatus::Reserved));
+    assert_eq!(harness.engine.status(&other), Some(RelayStatus::Standby));
 }
 
 #[test]
@@ -652,7 +751,7 @@ fn the_pools_target_and_its_failovers_are_measured() {
 /// promotion); a relay that was only discovered is never dialed; and the reachability events agree with the
 /// circuit addresses.
 mod properties {
-    use std::collections::HashMap;
+    use std::collections::{HashMap, HashSet};
 
     use proptest::prelude::*;
 
@@ -676,6 +775,8 @@ mod properties {
         Accept(usize),
         /// The keeper's listener on `r` closes, refused or not.
         Refuse(usize, bool),
+        /// The relay refuses the keeper's reservation on `r` because it does not offer HOP yet.
+        RefuseForHop(usize),
         /// Relay `r` starts (`true`) or stops offering HOP on its first direct connection.
         Hop(usize, bool),
         Advance(u64),
@@ -690,13 +791,14 @@ mod properties {
             1 => r().prop_map(Op::Remove),
             1 => r().prop_map(Op::RetryNow),
             1 => Just(Op::NetworkChanged),
-            1 => r().prop_map(Op::Connect),
+            2 => r().prop_map(Op::Connect),
             4 => r().prop_map(Op::CompleteDial),
             3 => r().prop_map(Op::FailDial),
             3 => r().prop_map(Op::Disconnect),
             4 => r().prop_map(Op::Accept),
             2 => (r(), any::<bool>()).prop_map(|(r, e)| Op::Refuse(r, e)),
-            2 => (r(), any::<bool>()).prop_map(|(r, on)| Op::Hop(r, on)),
+            2 => r().prop_map(Op::RefuseForHop),
+            4 => (r(), any::<bool>()).prop_map(|(r, on)| Op::Hop(r, on)),
             4 => (0u64..300).prop_map(Op::Advance),
             1 => Just(Op::Settle),
         ]
@@ -715,6 +817,8 @@ mod properties {
         standby_since: HashMap<usize, Instant>,
         /// The relays the application gave to `add_relay`; the others can only be discovered.
         given: Vec<usize>,
+        /// Relays whose last announced wait is a fallback while they wait for HOP, which keeps their slot.
+        awaiting_hop: HashSet<usize>,
     }
 
     impl World {
@@ -740,6 +844,7 @@ mod properties {
                 reachable: false,
                 standby_since: HashMap::new(),
                 given: Vec::new(),
+                awaiting_hop: HashSet::new(),
             }
         }
 
@@ -823,16 +928,29 @@ mod properties {
                     engine.on_listener_closed(listener, reason, now);
                     touched = Some(r);
                 }
+                Op::RefuseForHop(r) => {
+                    let Some(listener) = self.listeners.remove(&r) else {
+                        return Ok(());
+                    };
+                    engine.on_listener_closed(listener, Err(&hop_refusal()), now);
+                    touched = Some(r);
+                }
                 Op::Hop(r, on) => {
                     let Some(&id) = self.connections.get(&r).and_then(|c| c.first()) else {
                         return Ok(());
                     };
+                    let peer = self.relays[r].0;
+                    let before = engine.status(&peer);
                     let event = if on {
                         ToBehaviour::HopEnabled
                     } else {
                         ToBehaviour::HopDisabled
                     };
-                    engine.on_handler_event(self.relays[r].0, id, event, now);
+                    engine.on_handler_event(peer, id, event, now);
+                    self.settle()?;
+                    if on {
+                        self.check_hop_cures(r, before)?;
+                    }
                     touched = Some(r);
                 }
                 Op::Advance(ms) => self.harness.advance(Duration::from_millis(ms)),
@@ -879,6 +997,14 @@ mod properties {
                     Command::Close { peer, .. } => {
                         self.dials.remove(&self.index(peer));
                     }
+                    Command::Emit(Event::ReconnectScheduled { relay, cause, .. }) => {
+                        let r = self.index(relay);
+                        if cause.kind == crate::CauseKind::AwaitingHop {
+                            self.awaiting_hop.insert(r);
+                        } else {
+                            self.awaiting_hop.remove(&r);
+                        }
+                    }
                     Command::Emit(Event::Reachable { .. }) => self.reachable = true,
                     Command::Emit(Event::Unreachable { .. }) => self.reachable = false,
                     Command::Emit(_) | Command::KeepAlive { .. } => {}
@@ -887,8 +1013,39 @@ mod properties {
             self.check()
         }
 
+        /// A relay that starts offering HOP on a live connection is cured of what a refusal or a give-up
+        /// said: a standby is eligible at once, so it stays one only while no slot is free or given way; a
+        /// relay that gave up for too many retries starts a fresh round.
+        fn check_hop_cures(&self, r: usize, before: Option<RelayStatus>) -> Result<(), String> {
+            let engine = &self.harness.engine;
+            let after = engine.status(&self.relays[r].0);
+            let statuses: Vec<(PeerId, RelayStatus)> = engine.relays().collect();
+            let held = statuses.iter().filter(|(_, s)| crate::pool::holds_slot(*s)).count();
+            let gives_way = statuses.iter().any(|(peer, s)| {
+                matches!(s, RelayStatus::Waiting { .. }) && !self.awaiting_hop.contains(&self.index(*peer))
+            });
+            match (before, after) {
+                (Some(RelayStatus::Standby), Some(RelayStatus::Standby)) if held < self.target || gives_way => {
+                    Err(format!("standby {r} offers HOP but stays out of a slot it could take: {statuses:?}"))
+                }
+                (
+                    Some(RelayStatus::GaveUp {
+                        reason: crate::GiveUpReason::MaxAttempts,
+                        ..
+                    }),
+                    Some(RelayStatus::GaveUp { .. }),
+                ) => Err(format!("relay {r} offers HOP but stays given up")),
+                _ => Ok(()),
+            }
+        }
+
         fn check(&mut self) -> Result<(), String> {
             let statuses: Vec<RelayStatus> = self.harness.engine.relays().map(|(_, s)| s).collect();
+            let now = self.harness.now;
+            let engine = &self.harness.engine;
+            self.awaiting_hop.retain(|r| {
+                matches!(engine.status(&self.relays[*r].0), Some(RelayStatus::Waiting { .. }))
+            });
             let held = statuses.iter().filter(|s| crate::pool::holds_slot(**s)).count();
             if held > self.target {
                 return Err(format!(
@@ -897,7 +1054,6 @@ mod properties {
                 ));
             }
             // Every wait is shorter than `MAX_DELAY`: a standby for longer is eligible, so no slot may be free.
-            let now = self.harness.now;
             for (r, (peer, _)) in self.relays.iter().enumerate() {
                 if self.harness.engine.status(peer) == Some(RelayStatus::Standby) {
                     self.standby_since.entry(r).or_insert(now);
@@ -909,7 +1065,9 @@ mod properties {
             if held < self.target && eligible {
                 return Err(format!("a free slot and an eligible standby: {statuses:?}"));
             }
-            let waiting = statuses.iter().any(|s| matches!(s, RelayStatus::Waiting { .. }));
+            let waiting = self.harness.engine.relays().any(|(peer, s)| {
+                matches!(s, RelayStatus::Waiting { .. }) && !self.awaiting_hop.contains(&self.index(peer))
+            });
             if waiting && eligible {
                 return Err(format!(
                     "a lost relay keeps its slot from an eligible standby: {statuses:?}"

@@ -337,6 +337,46 @@ fn remove_relay_removes_the_keepers_listener_and_releases_keep_alive() {
 }
 
 #[test]
+fn the_node_hears_it_became_reachable_when_the_relay_that_made_it_so_is_removed() {
+    let mut harness = Harness::new(fast());
+    let relays: Vec<(PeerId, Multiaddr)> = (0..2)
+        .map(|n| {
+            let (_, addr) = relay_addr();
+            let peer = harness.add_relay(&addr);
+            harness.connect(peer, id(n + 1), &addr);
+            (peer, addr)
+        })
+        .collect();
+    let listeners: Vec<ListenerId> = harness
+        .drain()
+        .iter()
+        .filter_map(|c| match c {
+            Command::Listen(opts) => Some(opts.listener_id()),
+            _ => None,
+        })
+        .collect();
+    for ((_, addr), listener) in relays.iter().zip(&listeners) {
+        harness
+            .engine
+            .on_new_listen_addr(*listener, &circuit(addr), harness.now);
+    }
+    // Both reservations are live, and the first made the node reachable; its event is still queued.
+    assert!(harness.engine.remove_relay(&relays[0].0, harness.now));
+    let events = events_of(harness.drain());
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Reachable { .. })),
+        "the node is reachable through the other relay: {events:?}"
+    );
+    assert!(!events.iter().any(|e| matches!(e, Event::Unreachable { .. })));
+    assert_eq!(harness.engine.circuit_addrs().count(), 1);
+}
+
+/// The events among `commands`, owned.
+fn events_of(commands: Vec<Command>) -> Vec<Event> {
+    events(&commands).into_iter().cloned().collect()
+}
+
+#[test]
 fn bad_addresses_change_nothing() {
     let mut harness = Harness::new(fast());
     let (peer, addr) = relay_addr();
