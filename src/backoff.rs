@@ -8,30 +8,45 @@ use crate::Config;
 #[derive(Debug)]
 pub(crate) struct Backoff {
     rng: StdRng,
+    /// A stream of its own for the fallbacks of refusals for lack of HOP, which are rarely used (HOP comes
+    /// first): with a seed, the waits of the retries are then the same whether or not relays refused.
+    fallbacks: StdRng,
 }
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
 
 impl Backoff {
     pub(crate) fn new(config: &Config) -> Self {
-        let rng = match config.rng_seed() {
-            Some(seed) => StdRng::seed_from_u64(seed),
-            None => rand::make_rng(),
+        let (rng, fallbacks) = match config.rng_seed() {
+            Some(seed) => (
+                StdRng::seed_from_u64(seed),
+                StdRng::seed_from_u64(seed ^ 0x686f_70),
+            ),
+            None => (rand::make_rng(), rand::make_rng()),
         };
-        Self { rng }
+        Self { rng, fallbacks }
     }
 
     /// The wait before retry `attempt` (1-based): uniform in `[0, bound)` with jitter, `bound` without.
     pub(crate) fn delay(&mut self, config: &Config, attempt: u32) -> Duration {
-        let bound = config.backoff_bound(attempt);
-        if !config.jitter() {
-            return bound;
-        }
-        // Whole nanoseconds, so that millisecond bounds in tests still spread; the bound is at least 1 ms,
-        // so the range is never empty.
-        let nanos = self.rng.random_range(0..bound.as_nanos());
-        Duration::new((nanos / NANOS_PER_SEC) as u64, (nanos % NANOS_PER_SEC) as u32)
+        draw(&mut self.rng, config, attempt)
     }
+
+    /// The fallback of a refusal for lack of HOP, drawn like the wait before retry `attempt`.
+    pub(crate) fn fallback(&mut self, config: &Config, attempt: u32) -> Duration {
+        draw(&mut self.fallbacks, config, attempt)
+    }
+}
+
+fn draw(rng: &mut StdRng, config: &Config, attempt: u32) -> Duration {
+    let bound = config.backoff_bound(attempt);
+    if !config.jitter() {
+        return bound;
+    }
+    // Whole nanoseconds, so that millisecond bounds in tests still spread; the bound is at least 1 ms, so the
+    // range is never empty.
+    let nanos = rng.random_range(0..bound.as_nanos());
+    Duration::new((nanos / NANOS_PER_SEC) as u64, (nanos % NANOS_PER_SEC) as u32)
 }
 
 #[cfg(test)]

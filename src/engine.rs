@@ -59,7 +59,9 @@ impl Command {
             Command::Dial(opts) => opts.get_peer_id() == Some(*relay),
             Command::Listen(opts) => circuit_relay(opts.address()) == Some(*relay),
             // What the node as a whole became stays news after the relay it names is gone.
-            Command::Emit(Event::Reachable { .. } | Event::Unreachable { .. } | Event::PoolShort { .. }) => false,
+            Command::Emit(Event::Reachable { .. } | Event::Unreachable { .. } | Event::PoolShort { .. }) => {
+                false
+            }
             Command::Emit(event) => event.relay() == *relay,
             Command::KeepAlive { peer, .. } => peer == relay,
             Command::RemoveListener(_) | Command::Close { .. } => false,
@@ -967,6 +969,8 @@ fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| p == Protocol::P2pCircuit)
 }
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod harness;
 #[cfg(test)]

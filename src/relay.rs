@@ -318,7 +318,9 @@ impl Relay {
             | State::Promoted { at: deadline, .. } => Some(deadline),
             State::GaveUp { retry_at, .. } => retry_at,
             State::Standby { eligible_at, .. } => eligible_at,
-            State::Reserving { .. } | State::Connected { .. } | State::Reserved { .. } | State::Paused => None,
+            State::Reserving { .. } | State::Connected { .. } | State::Reserved { .. } | State::Paused => {
+                None
+            }
         }
     }
 
@@ -358,7 +360,9 @@ impl Relay {
                     return;
                 }
                 match self.state {
-                    State::Connected { goal } | State::Reserved { goal, .. } => self.lose_goal(goal, cause, env),
+                    State::Connected { goal } | State::Reserved { goal, .. } => {
+                        self.lose_goal(goal, cause, env)
+                    }
                     State::Reserving { attempt, .. } => self.fail(attempt, false, cause, env),
                     // HOP cannot come on a connection that is gone: the refused try failed, and the retry
                     // announced for the fallback's deadline dials when it fires.
@@ -565,7 +569,9 @@ impl Relay {
                     env.actions.push(Action::AbortDials);
                     self.fail(attempt, false, Cause::dial_timeout(), env)
                 }
-                State::Waiting { attempt, .. } | State::Promoted { attempt, .. } => self.try_now(attempt, env),
+                State::Waiting { attempt, .. } | State::Promoted { attempt, .. } => {
+                    self.try_now(attempt, env)
+                }
                 // The fallback came before HOP: the refused try counts.
                 State::AwaitingHop { attempt, last, .. } => {
                     if last {
@@ -653,7 +659,10 @@ impl Relay {
                     }
                 }
                 // A mistake waits for a fixed address; the others have nothing to retry.
-                State::GaveUp { .. } | State::Standby { .. } | State::Connected { .. } | State::Reserved { .. } => {}
+                State::GaveUp { .. }
+                | State::Standby { .. }
+                | State::Connected { .. }
+                | State::Reserved { .. } => {}
                 State::Paused => {}
             },
             Input::NetworkChanged => match self.state {
@@ -910,7 +919,7 @@ impl Relay {
         let delay = if last {
             env.config.backoff_bound(level)
         } else {
-            env.backoff.delay(env.config, level)
+            env.backoff.fallback(env.config, level)
         };
         self.state = State::AwaitingHop {
             attempt,

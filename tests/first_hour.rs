@@ -166,7 +166,11 @@ async fn a_relay_waiting_for_identify_is_reported_as_not_offering_hop() {
                 _ => None,
             })
             .await;
-        assert_eq!(cause.kind, CauseKind::AwaitingHop, "a first refusal is a \"not yet\"");
+        assert_eq!(
+            cause.kind,
+            CauseKind::AwaitingHop,
+            "a first refusal is a \"not yet\""
+        );
         assert!(
             cause.message.contains("does not offer HOP (yet)"),
             "{}",

@@ -179,9 +179,7 @@ impl Model {
             Phase::Trying { .. } => RelayStatus::Connecting,
             Phase::Waiting { attempt, .. } => RelayStatus::Waiting { attempt },
             Phase::AwaitingHop { last: true, .. } => RelayStatus::Connected,
-            Phase::AwaitingHop { attempt, .. } => RelayStatus::Waiting {
-                attempt: attempt + 1,
-            },
+            Phase::AwaitingHop { attempt, .. } => RelayStatus::Waiting { attempt: attempt + 1 },
             Phase::Goal { .. } if self.config.reservations() => RelayStatus::Reserved,
             Phase::Goal { .. } => RelayStatus::Connected,
             Phase::GaveUp {
@@ -362,7 +360,9 @@ impl Model {
             Phase::Goal { since, .. } => Self::lose_goal(relay, &config, since, now),
             Phase::Trying { attempt, .. } => Self::fail(relay, &config, attempt),
             // HOP cannot come on a closed connection: the refused try failed; its announced retry dials.
-            Phase::AwaitingHop { attempt, last: true, .. } => Self::give_up(relay, attempt),
+            Phase::AwaitingHop {
+                attempt, last: true, ..
+            } => Self::give_up(relay, attempt),
             Phase::AwaitingHop { attempt, due, .. } => {
                 relay.level += 1;
                 relay.phase = Phase::Waiting {
@@ -450,18 +450,17 @@ impl Model {
         }
         let Some(relay) = self.relay(r) else { return };
         match relay.phase {
-            Phase::Goal {
-                announced, since, ..
-            } => {
+            Phase::Goal { announced, since, .. } => {
                 relay.phase = Phase::Goal {
                     announced,
                     foreign: true,
                     since,
                 }
             }
-            Phase::Waiting { .. } | Phase::Trying { .. } | Phase::AwaitingHop { .. } | Phase::GaveUp { .. } => {
-                Self::goal(relay, &config, true, now)
-            }
+            Phase::Waiting { .. }
+            | Phase::Trying { .. }
+            | Phase::AwaitingHop { .. }
+            | Phase::GaveUp { .. } => Self::goal(relay, &config, true, now),
         }
     }
 
@@ -469,9 +468,7 @@ impl Model {
         let config = self.config.clone();
         let Some(relay) = self.relay(r) else { return };
         if let Phase::Goal {
-            foreign: true,
-            since,
-            ..
+            foreign: true, since, ..
         } = relay.phase
         {
             Self::lose_goal(relay, &config, since, now);
@@ -597,7 +594,10 @@ impl Model {
                 },
             ) if attempt == a && cause.kind != CauseKind::AwaitingHop => {
                 if delay >= config.backoff_bound(relay.level) {
-                    return Err(format!("wait {delay:?} is not below the bound of level {}", relay.level));
+                    return Err(format!(
+                        "wait {delay:?} is not below the bound of level {}",
+                        relay.level
+                    ));
                 }
                 relay.phase = Phase::Waiting {
                     attempt,
@@ -618,7 +618,10 @@ impl Model {
                 },
             ) if attempt == a + 1 && cause.kind == CauseKind::AwaitingHop => {
                 if delay >= config.backoff_bound(relay.level + 1) {
-                    return Err(format!("fallback {delay:?} is not below the bound of level {}", relay.level + 1));
+                    return Err(format!(
+                        "fallback {delay:?} is not below the bound of level {}",
+                        relay.level + 1
+                    ));
                 }
                 relay.phase = Phase::AwaitingHop {
                     attempt: a,
@@ -647,7 +650,9 @@ impl Model {
                     _ => false,
                 };
                 if !expected {
-                    return Err(format!("give-up retries in {retry_in:?} with cool-down {cooldown:?}"));
+                    return Err(format!(
+                        "give-up retries in {retry_in:?} with cool-down {cooldown:?}"
+                    ));
                 }
                 relay.phase = Phase::GaveUp {
                     attempts,

@@ -211,7 +211,10 @@ fn reserve_on_a_fresh_relay(
     harness
         .engine
         .on_listener_closed(refused, Err(&hop_refusal()), harness.now);
-    assert!(dials(&harness.drain()).is_empty(), "the refused relay keeps its slot");
+    assert!(
+        dials(&harness.drain()).is_empty(),
+        "the refused relay keeps its slot"
+    );
     harness
         .engine
         .on_handler_event(peer, connection, ToBehaviour::HopEnabled, harness.now);
@@ -234,10 +237,7 @@ fn fresh_relays_refusing_until_identify_fail_over_within_the_spread() {
     let promoted = promoted_dials(&mut harness);
     assert_eq!(promoted.len(), 1);
     reserve_on_a_fresh_relay(&mut harness, promoted[0], &relays);
-    assert_eq!(
-        harness.engine.status(&promoted[0].0),
-        Some(RelayStatus::Reserved)
-    );
+    assert_eq!(harness.engine.status(&promoted[0].0), Some(RelayStatus::Reserved));
     assert_eq!(harness.now - start, SPREAD, "no backoff wait on the way");
 }
 
@@ -271,11 +271,9 @@ fn a_standby_refused_for_lack_of_hop_is_eligible_the_moment_it_offers_hop() {
         .engine
         .on_handler_event(refusing, connection, ToBehaviour::HopEnabled, harness.now);
     let listener = requested(&mut harness);
-    harness.engine.on_new_listen_addr(
-        listener,
-        &circuit(&addr_of(&relays, refusing)),
-        harness.now,
-    );
+    harness
+        .engine
+        .on_new_listen_addr(listener, &circuit(&addr_of(&relays, refusing)), harness.now);
     harness.drain();
     assert_eq!(harness.engine.status(&refusing), Some(RelayStatus::Reserved));
     assert_eq!(harness.engine.status(&other), Some(RelayStatus::Standby));
@@ -1020,13 +1018,20 @@ mod properties {
             let engine = &self.harness.engine;
             let after = engine.status(&self.relays[r].0);
             let statuses: Vec<(PeerId, RelayStatus)> = engine.relays().collect();
-            let held = statuses.iter().filter(|(_, s)| crate::pool::holds_slot(*s)).count();
+            let held = statuses
+                .iter()
+                .filter(|(_, s)| crate::pool::holds_slot(*s))
+                .count();
             let gives_way = statuses.iter().any(|(peer, s)| {
                 matches!(s, RelayStatus::Waiting { .. }) && !self.awaiting_hop.contains(&self.index(*peer))
             });
             match (before, after) {
-                (Some(RelayStatus::Standby), Some(RelayStatus::Standby)) if held < self.target || gives_way => {
-                    Err(format!("standby {r} offers HOP but stays out of a slot it could take: {statuses:?}"))
+                (Some(RelayStatus::Standby), Some(RelayStatus::Standby))
+                    if held < self.target || gives_way =>
+                {
+                    Err(format!(
+                        "standby {r} offers HOP but stays out of a slot it could take: {statuses:?}"
+                    ))
                 }
                 (
                     Some(RelayStatus::GaveUp {
@@ -1044,7 +1049,10 @@ mod properties {
             let now = self.harness.now;
             let engine = &self.harness.engine;
             self.awaiting_hop.retain(|r| {
-                matches!(engine.status(&self.relays[*r].0), Some(RelayStatus::Waiting { .. }))
+                matches!(
+                    engine.status(&self.relays[*r].0),
+                    Some(RelayStatus::Waiting { .. })
+                )
             });
             let held = statuses.iter().filter(|s| crate::pool::holds_slot(**s)).count();
             if held > self.target {

@@ -209,9 +209,7 @@ impl Driver {
     /// How many retries the relay gave up after, and why; `None` while it has not given up.
     fn gave_up(&self) -> Option<(u32, GiveUpReason)> {
         match self.relay.status() {
-            RelayStatus::GaveUp {
-                attempts, reason, ..
-            } => Some((attempts, reason)),
+            RelayStatus::GaveUp { attempts, reason, .. } => Some((attempts, reason)),
             _ => None,
         }
     }
@@ -468,7 +466,11 @@ fn flaps_shorter_than_forgive_after_never_add_up_to_a_give_up() {
     }
     let events = driver.take_events();
     assert!(!events.iter().any(|e| matches!(e, Event::GaveUp { .. })));
-    assert_eq!(scheduled(&events), [1, 2].repeat(20), "each outage counts its own retries");
+    assert_eq!(
+        scheduled(&events),
+        [1, 2].repeat(20),
+        "each outage counts its own retries"
+    );
 }
 
 #[test]
@@ -1023,7 +1025,11 @@ fn a_refusal_of_the_last_retry_still_waits_for_hop_and_gives_up_only_at_its_fall
     assert_eq!(driver.relay.status(), RelayStatus::Reserved, "saved by HOP");
 
     let mut driver = restarted_relay_refusing(Some(1));
-    assert_eq!(driver.elapse(), driver.config.backoff_bound(2), "the bound, without jitter");
+    assert_eq!(
+        driver.elapse(),
+        driver.config.backoff_bound(2),
+        "the bound, without jitter"
+    );
     assert_eq!(driver.gave_up(), Some((1, GiveUpReason::MaxAttempts)));
     assert_eq!(driver.listens, 2, "no retry beyond max_attempts");
 }
@@ -1062,8 +1068,15 @@ fn the_applications_reservation_on_a_relay_that_gave_up_is_adopted() {
         listener: ListenerId::next(),
         addr,
     });
-    assert_eq!(driver.relay.status(), RelayStatus::Reserved, "the status says what the node is");
-    assert!(matches!(driver.take_events().as_slice(), [Event::Reserved { .. }]));
+    assert_eq!(
+        driver.relay.status(),
+        RelayStatus::Reserved,
+        "the status says what the node is"
+    );
+    assert!(matches!(
+        driver.take_events().as_slice(),
+        [Event::Reserved { .. }]
+    ));
 }
 
 #[test]
