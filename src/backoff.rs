@@ -20,7 +20,7 @@ impl Backoff {
         let (rng, fallbacks) = match config.rng_seed() {
             Some(seed) => (
                 StdRng::seed_from_u64(seed),
-                StdRng::seed_from_u64(seed ^ 0x686f_70),
+                StdRng::seed_from_u64(seed ^ 0x0068_6f70),
             ),
             None => (rand::make_rng(), rand::make_rng()),
         };
