@@ -39,8 +39,10 @@ async fn a_wrong_peer_id_gives_up_after_the_first_dial_and_dials_no_more() {
         client.keeper().status(&wrong),
         Some(RelayStatus::GaveUp {
             attempts: 0,
-            reason: GiveUpReason::WrongPeerId
-        })
+            reason: GiveUpReason::WrongPeerId,
+            retry_at: None,
+        }),
+        "a mistake is not retried by the cool-down"
     );
     assert!(
         !client.keeper().retry_now(&wrong),
