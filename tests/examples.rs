@@ -43,7 +43,10 @@ async fn listener_stays_reachable_across_a_killed_relay_then_gives_up() {
     let attempts = listener
         .wait_prefix(&format!("keeper gave_up relay={relay_id} attempts="))
         .await;
-    assert_eq!(attempts, "5 reason=max_attempts");
+    assert!(
+        attempts.starts_with("5 reason=max_attempts retry_in_ms="),
+        "gives up after max_attempts, until the cool-down is over: {attempts}"
+    );
     assert_eq!(
         listener.count("keeper reconnect_scheduled") - before,
         5,
@@ -65,10 +68,12 @@ async fn a_listener_kept_on_a_quic_relay_is_reachable_again_after_a_restart() {
         "50",
         "--backoff-max-ms",
         "400",
+        // Only the probe sees the restart; a timeout well above what a loaded machine takes to answer, so
+        // the test waits for the loss, not for a false alarm.
         "--probe-interval-ms",
-        "300",
-        "--probe-timeout-ms",
         "500",
+        "--probe-timeout-ms",
+        "2000",
     ];
     let mut listener = LOOPBACK.dcutr("listen", "1", &relay_quic, &flags);
     let listener_id = listener.wait_prefix("peer_id=").await;

@@ -1,7 +1,13 @@
 //! The example binaries as real processes: started from the build `cargo test` made, read line by line,
-//! killed with SIGKILL when the test is done with them or fails.
+//! killed with SIGKILL when the test is done with them or fails. Their stdout and stderr are captured, and a
+//! test that fails (a timeout included) prints both for every process it still holds.
 
-use std::{path::PathBuf, process::Stdio};
+use std::{
+    cell::RefCell,
+    path::PathBuf,
+    process::Stdio,
+    sync::{Arc, Mutex, Once},
+};
 
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -38,7 +44,7 @@ pub fn example_binary(name: &str) -> PathBuf {
 }
 
 impl Process {
-    /// Starts example `name` with `args`; its stderr (the tracing log) is passed through to the test's.
+    /// Starts example `name` with `args`.
     pub fn spawn(name: &str, args: &[&str]) -> Self {
         Self::start(Command::new(example_binary(name)), name, args)
     }
@@ -56,22 +62,34 @@ impl Process {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let transcript = Arc::new(Mutex::new(Vec::new()));
         let (tx, lines) = mpsc::unbounded_channel();
+        let log = transcript.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = reader.next_line().await {
-                if tx.send(line).is_err() {
-                    break;
-                }
+                log.lock().unwrap().push(format!("[out] {line}"));
+                // The test may have stopped reading; the transcript still wants the rest.
+                let _ = tx.send(line);
             }
         });
+        let log = transcript.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                log.lock().unwrap().push(format!("[err] {line}"));
+            }
+        });
+        let name = format!("{name} {}", args.join(" "));
+        keep_for_failure(&name, &transcript);
         Self {
-            name: format!("{name} {}", args.join(" ")),
+            name,
             child,
             lines,
             seen: Vec::new(),
@@ -157,6 +175,33 @@ impl Process {
             .await
             .is_ok_and(|status| status.success())
     }
+}
+
+thread_local! {
+    /// The transcripts of every process this thread started, killed ones included.
+    static TRANSCRIPTS: RefCell<Vec<(String, Transcript)>> = const { RefCell::new(Vec::new()) };
+}
+
+type Transcript = Arc<Mutex<Vec<String>>>;
+
+/// Keeps `transcript` of process `name` for the thread's test, and makes sure a panic on this thread (a failed
+/// assertion or a timeout) prints every transcript the thread kept before the panic's own message.
+fn keep_for_failure(name: &str, transcript: &Transcript) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = TRANSCRIPTS.try_with(|kept| {
+                let Ok(kept) = kept.try_borrow() else { return };
+                for (name, transcript) in kept.iter() {
+                    let lines = transcript.lock().map(|t| t.join("\n")).unwrap_or_default();
+                    eprintln!("---- `{name}` wrote (stdout [out], stderr [err]) ----\n{lines}\n---- end of `{name}` ----");
+                }
+            });
+            default(info);
+        }));
+    });
+    TRANSCRIPTS.with(|kept| kept.borrow_mut().push((name.to_owned(), transcript.clone())));
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
