@@ -123,8 +123,8 @@ pub(crate) struct Engine {
     /// Connections the keeper closed because their probe timed out, with their peer, until the swarm reports
     /// them closed.
     probe_closed: HashMap<ConnectionId, PeerId>,
-    /// Causes whose fix was logged already; each is logged once.
-    fixes_logged: HashSet<CauseKind>,
+    /// The fixes logged already; each is logged once.
+    fixes_logged: HashSet<&'static str>,
     /// A connection reported that this swarm runs identify, so relays can learn their external address.
     identify_runs: bool,
     missing_transport_logged: bool,
@@ -921,7 +921,7 @@ impl Engine {
                     kind => kind.fix(),
                 };
                 if let Some(fix) = fix {
-                    if self.fixes_logged.insert(cause.kind) {
+                    if self.fixes_logged.insert(fix) {
                         tracing::warn!(%relay, cause = %cause.kind, error = %cause.message, "{fix}");
                     }
                 }

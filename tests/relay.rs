@@ -224,3 +224,82 @@ async fn the_keeper_keeps_an_idle_relay_connection_alive_without_reservations() 
     assert_eq!(client.count(|e| matches!(e, Event::ReconnectScheduled { .. })), 0);
     relay.kill().await;
 }
+
+/// A relay as rust-libp2p's relay-server example runs it (it offers HOP only once identify told it its
+/// address) is stopped for `down` and started again, `restarts` times, `up` apart; the client keeps it with
+/// 100-800 ms waits and the default `max_attempts`. Returns how long after each start its reservation was
+/// live again; fails if the keeper gives up.
+async fn restarts_in_a_row(restarts: usize, down: Duration, up: Duration) -> Vec<Duration> {
+    let config = fast_config()
+        .with_base_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_millis(800));
+    let relay = RelayServer::start(
+        Net::Tcp,
+        Keypair::generate_ed25519(),
+        None,
+        External::FromIdentify,
+        relay::Config::default(),
+    )
+    .await;
+    let mut client = Client::new(Net::Tcp, config, true);
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+    let mut relay = Some(relay);
+    let mut restored = Vec::new();
+    for restart in 0..restarts {
+        let (key, addr) = relay.take().expect("the relay runs").kill().await;
+        client.serve_for(down).await;
+        let started = std::time::Instant::now();
+        relay = Some(
+            RelayServer::start(
+                Net::Tcp,
+                key,
+                Some(addr),
+                External::FromIdentify,
+                relay::Config::default(),
+            )
+            .await,
+        );
+        client
+            .wait_for(&format!("the reservation after restart {restart}"), |e| match e {
+                Event::Reserved { relay, .. } if *relay == relay_id => Some(()),
+                Event::GaveUp { .. } => panic!("gave up after restart {restart}: {e}"),
+                _ => None,
+            })
+            .await;
+        restored.push(started.elapsed());
+        client.serve_for(up.saturating_sub(started.elapsed())).await;
+    }
+    assert_eq!(client.count(|e| matches!(e, Event::GaveUp { .. })), 0);
+    let circuit = client.keeper().circuit_addrs().next().cloned().expect("reserved");
+    let me = client.peer_id();
+    client
+        .serve_while(
+            "a peer reaching the node after the last restart",
+            reach_through_relay(Net::Tcp, circuit, me),
+        )
+        .await;
+    relay.expect("the relay runs").kill().await;
+    restored
+}
+
+#[tokio::test]
+async fn a_relay_restarting_again_and_again_is_reserved_after_every_restart() {
+    let restored = restarts_in_a_row(8, Duration::from_millis(400), Duration::from_secs(2)).await;
+    assert_eq!(restored.len(), 8);
+}
+
+/// The figures of BENCHMARKS.md's crash-loop row: 5 runs of 8 restarts (down 400 ms, up 2 s).
+/// `cargo test --release --test relay -- --ignored --nocapture crash_loop`
+#[tokio::test]
+#[ignore = "a measurement: 5 runs of 8 restarts, about two minutes"]
+async fn crash_loop_restore_times() {
+    for run in 1..=5 {
+        let restored = restarts_in_a_row(8, Duration::from_millis(400), Duration::from_secs(2)).await;
+        let ms: Vec<u128> = restored.iter().map(Duration::as_millis).collect();
+        println!(
+            "run {run}: reserved again {ms:?} ms after each restart; worst {} ms",
+            ms.iter().max().unwrap()
+        );
+    }
+}
