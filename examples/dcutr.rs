@@ -87,7 +87,7 @@ struct Opts {
     #[arg(long)]
     dial_timeout_ms: Option<u64>,
 
-    /// How long a relay's reservation must hold before its failed retries are forgiven, in milliseconds.
+    /// How long a relay's reservation must hold before its backoff level is forgiven, in milliseconds.
     #[arg(long, default_value_t = 60_000)]
     forgive_after_ms: u64,
 

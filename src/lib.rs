@@ -93,13 +93,18 @@
 //!  (not conn.)  │  ▼              conn. lost ▼   │ or relay offers HOP      │ reservation lost
 //!               └─ Waiting { attempt } ◀─────────┴──────────────────────────┘
 //!                      │
-//!                      │ max_attempts retries failed
+//!                      │ max_attempts retries of this outage failed
 //!                      ▼
-//!               GaveUp { attempts } ──retry_now / add_relay / network change / cool-down──▶ Connecting
+//!               GaveUp { attempts, retry_at } ──cool-down over / retry_now / add_relay / network change /
+//!                                               HOP on a live connection──▶ Connecting
 //! ```
 //!
-//! - Retries of one outage, re-dials and re-reservations alike, are numbered 1, 2, ...; the wait before retry
-//!   `n` is uniform in `[0, Config::backoff_bound(n))`. The dial made by `add_relay` is not a retry.
+//! - Retries of one outage, re-dials and re-reservations alike, are numbered 1, 2, ... and `max_attempts`
+//!   counts them: the keeper gives up after that many failed retries of one outage, and reaching the goal
+//!   resets the count. The waits follow a backoff level of their own: the wait before a retry is uniform in
+//!   `[0, Config::backoff_bound(level))`, the level rises by one with each wait, and a new outage goes on from
+//!   the level the last one ended at until the goal has held for [`Config::with_forgive_after`] (60 s by
+//!   default). Forgiveness shapes the waits, never the give-up. The dial made by `add_relay` is not a retry.
 //! - A connection loss is the last direct connection to the relay closing; relayed connections do not count.
 //!   The keeper probes each direct connection to a kept relay with the ping protocol's echo
 //!   ([`Config::with_probe`], every 2 s with a 2 s timeout by default) and closes one that stops answering: a
@@ -115,18 +120,21 @@
 //!   [`GiveUpReason`] when no address is left; one `warn!` names the fix.
 //! - Once connected it raises [`ToSwarm::ListenOn`](libp2p::swarm::ToSwarm) for `<relay addr>/p2p-circuit`:
 //!   re-dialing alone does not bring a reservation back in rust-libp2p.
-//! - A freshly restarted relay refuses reservations until it has a confirmed external address. With identify
-//!   on both sides the keeper sees the relay start offering the HOP protocol and reserves at once instead of
-//!   waiting out the backoff.
+//! - A freshly restarted relay refuses reservations until it has a confirmed external address. That refusal is
+//!   a "not yet" ([`CauseKind::AwaitingHop`]), once per connection: the keeper does not count it and, with
+//!   identify on both sides, reserves the moment the relay starts offering the HOP protocol; the announced
+//!   wait is only the fallback for a relay that never says so, and the try counts as failed only if it fires.
 //! - Its connection handler keeps direct connections to kept relays alive, because the relay client lets a
 //!   connection without a reservation idle out while a retry is waiting.
 //! - A new listen address of the node (or [`RelayKeeper::network_changed`]) retries every waiting or given-up
 //!   relay at once with its backoff reset, once per outage, so a laptop waking from sleep is reachable again
 //!   without waiting out a long backoff, while a relay that keeps failing still backs off.
-//! - With [`Config::with_cooldown`] a relay that gave up after too many retries is tried again after the
-//!   cool-down.
-//! - A relay's retries are forgiven only once its goal held for [`Config::with_forgive_after`] (60 s by
-//!   default): a relay that keeps falling over right after coming back backs off longer each time.
+//! - A relay that gave up after too many retries starts a fresh round after the cool-down
+//!   ([`Config::with_cooldown`], 10 minutes and a jitter below the cap by default), so an unattended node is
+//!   never unreachable for good; [`Event::GaveUp`] says when (`retry_in`).
+//! - A relay that keeps falling over right after coming back backs off longer each time (the level above), and
+//!   in a pool loses its slot to a standby, but is never given up for it: each time it is back, its count
+//!   starts over.
 //! - [`RelayKeeper::circuit_addrs`] lists the circuit addresses live right now; [`Event::Reachable`] and
 //!   [`Event::Unreachable`] say when the first comes up and the last goes away.
 //! - With the `metrics` feature, `RelayKeeper::with_metrics` registers Prometheus metrics.

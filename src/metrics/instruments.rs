@@ -95,7 +95,8 @@ impl Instruments {
         );
         registry.register(
             "reconnect_attempts",
-            "Retries scheduled, re-dials and re-reservations alike, by the cause of the loss or failure",
+            "Retries scheduled, re-dials and re-reservations alike, by the cause of the loss or failure \
+             (awaiting_hop: a fallback, used only if the relay never offers HOP)",
             metrics.reconnect_attempts.clone(),
         );
         registry.register(
