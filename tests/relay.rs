@@ -249,6 +249,11 @@ async fn restarts_in_a_row(restarts: usize, down: Duration, up: Duration) -> Vec
     for restart in 0..restarts {
         let (key, addr) = relay.take().expect("the relay runs").kill().await;
         client.serve_for(down).await;
+        assert_eq!(
+            client.count(|e| matches!(e, Event::GaveUp { .. })),
+            0,
+            "gave up while the relay was down before restart {restart}"
+        );
         let started = std::time::Instant::now();
         relay = Some(
             RelayServer::start(
