@@ -80,7 +80,7 @@ async fn run_child(variant: &str, relays: Vec<Multiaddr>) {
         "keeper" | "keeper without probe" => {
             let config = match variant {
                 "keeper" => Config::default(),
-                _ => Config::default().with_probe(None),
+                _ => Config::default().with_probe(false),
             };
             let mut swarm = client(|relay| Kept {
                 relay,

@@ -70,12 +70,13 @@ struct Opts {
     #[arg(long, default_value_t = 10)]
     max_attempts: u32,
 
-    /// How often the keeper probes each relay connection, in milliseconds.
-    #[arg(long, default_value_t = 2_000)]
+    /// How long a relay connection may go unheard before the keeper probes it, in milliseconds.
+    #[arg(long, default_value_t = 2_500)]
     probe_interval_ms: u64,
 
-    /// How long a probe may wait for its answer before the connection counts as dead, in milliseconds.
-    #[arg(long, default_value_t = 2_000)]
+    /// The floor of the probe's adaptive timeout, in milliseconds: a ping is late after
+    /// max(floor, srtt + 4 rttvar), and the connection counts as dead after twice that.
+    #[arg(long, default_value_t = 1_000)]
     probe_timeout_ms: u64,
 
     /// Turn the keeper's liveness probe off.
@@ -111,13 +112,15 @@ enum Mode {
     Listen,
 }
 
+/// `keeper` comes before `ping`: the first field that offers ping answers the relay's pings, and only pings
+/// the keeper answers spare its own probes.
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     relay_client: relay::client::Behaviour,
+    keeper: Toggle<RelayKeeper>,
     ping: ping::Behaviour,
     identify: identify::Behaviour,
     dcutr: dcutr::Behaviour,
-    keeper: Toggle<RelayKeeper>,
 }
 
 #[tokio::main]
@@ -146,12 +149,9 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
         .with_max_reservations(opts.max_reservations)
         .with_forgive_after(Duration::from_millis(opts.forgive_after_ms))
         .with_reservations(opts.mode == Mode::Listen)
-        .with_probe((!opts.no_probe).then(|| {
-            (
-                Duration::from_millis(opts.probe_interval_ms),
-                Duration::from_millis(opts.probe_timeout_ms),
-            )
-        }));
+        .with_probe(!opts.no_probe)
+        .with_probe_interval(Duration::from_millis(opts.probe_interval_ms))
+        .with_probe_timeout(Duration::from_millis(opts.probe_timeout_ms));
     if let Some(ms) = opts.dial_timeout_ms {
         config = config.with_dial_timeout(Duration::from_millis(ms));
     }

@@ -7,7 +7,7 @@
 //!
 //! It prints one line per fact on stdout: `peer_id=<id>` first, then `listening addr=<multiaddr>` per address,
 //! `dead_link peer=<id>` when it closed a silent connection and `connection_closed peer=<id>` when a
-//! connection ends. Unlike upstream, it probes every connection (`LinkProbe`, every 1 s, 2 s timeout) and
+//! connection ends. Unlike upstream, it probes every connection not heard from for 2 s (`LinkProbe`, adaptive timeout of at least 1 s) and
 //! closes one that stopped answering, so a client behind a dead link does not keep a stale reservation
 //! alive here and no circuit is routed into it; `--no-rate-limits` lifts the relay's limits for tests that dial through it often.
 
@@ -56,21 +56,24 @@ struct Opts {
     #[arg(long)]
     assume_reachable: bool,
 
-    /// How often to probe each connection, in milliseconds (`LinkProbe`).
-    #[arg(long, default_value_t = 1_000)]
+    /// How long a connection may go unheard before it is probed, in milliseconds (`LinkProbe`).
+    #[arg(long, default_value_t = 2_000)]
     probe_interval_ms: u64,
 
-    /// How long a probe may wait for its answer before the connection is closed as dead, in milliseconds.
-    #[arg(long, default_value_t = 2_000)]
+    /// The floor of the probe's adaptive timeout, in milliseconds: a connection is closed as dead once a
+    /// ping went unanswered for twice max(floor, srtt + 4 rttvar).
+    #[arg(long, default_value_t = 1_000)]
     probe_timeout_ms: u64,
 }
 
+/// `probe` comes before `ping`: the first field that offers ping answers the clients' pings, and only pings
+/// it answers spare the relay its own probes of that client.
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     relay: relay::Behaviour,
+    probe: LinkProbe,
     ping: ping::Behaviour,
     identify: identify::Behaviour,
-    probe: LinkProbe,
 }
 
 #[tokio::main]
@@ -85,15 +88,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .with_quic()
             .with_behaviour(|key| Behaviour {
                 relay: relay::Behaviour::new(key.public().to_peer_id(), relay_config(opts.no_rate_limits)),
+                probe: LinkProbe::new(
+                    Duration::from_millis(opts.probe_interval_ms),
+                    Duration::from_millis(opts.probe_timeout_ms),
+                ),
                 ping: ping::Behaviour::default(),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/relay-keeper/relay/1".into(),
                     key.public(),
                 )),
-                probe: LinkProbe::new(
-                    Duration::from_millis(opts.probe_interval_ms),
-                    Duration::from_millis(opts.probe_timeout_ms),
-                ),
             })?
             .build();
     common::say(format_args!("peer_id={}", swarm.local_peer_id()));

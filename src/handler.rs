@@ -2,6 +2,7 @@
 //! carry traffic, and reports when a relay starts offering the HOP protocol.
 
 use std::{
+    collections::VecDeque,
     io,
     task::{Context, Poll},
     time::{Duration, Instant},
@@ -23,7 +24,7 @@ use libp2p::{
     Stream,
 };
 
-use crate::config::Probe;
+use crate::{config::Probe, rtt::RttEstimator};
 
 /// The ping protocol's name. The probe speaks `/ipfs/ping/1.0.0` itself rather than through
 /// `libp2p::ping::Behaviour`: that behaviour hides the first failure of every connection (detection would
@@ -55,23 +56,27 @@ pub enum ToBehaviour {
     IdentifyRuns,
     /// The probe got its echo after this round trip.
     ProbeAnswered(Duration),
-    /// The probe got no answer in time: the connection is silent and should be closed.
+    /// The probe got no answer for twice its timeout: the connection is silent and should be closed.
     ProbeTimedOut,
 }
 
-/// Where the liveness probe of one connection is.
-enum ProbeState {
-    /// Not probing: the relay is not kept, the probe is off, or the remote does not speak ping.
-    Off,
-    /// The next probe starts when the delay elapses.
-    Idle(Delay),
-    /// A ping stream is being opened; the probe fails when `timeout` elapses first.
-    Opening { timeout: Delay },
-    /// The ping is on its way; the probe fails when `timeout` elapses before the echo.
-    Echoing {
-        timeout: Delay,
-        echo: BoxFuture<'static, io::Result<Duration>>,
-    },
+/// The probe's outbound ping stream: opened once, reused for every probe, reopened only when it fails.
+enum Outbound {
+    /// No stream: the next probe opens one.
+    Closed,
+    /// A stream is being opened and negotiated.
+    Opening,
+    /// Open, between probes.
+    Idle(Stream),
+    /// A ping is on its way on the stream.
+    Pinging(BoxFuture<'static, io::Result<(Stream, Duration)>>),
+}
+
+/// A probe waiting for its answer.
+struct Outstanding {
+    /// When the probe becomes late (after one timeout), then when it counts as a death (after the second).
+    deadline: Delay,
+    late: bool,
 }
 
 /// Connection handler of [`RelayKeeper`](crate::RelayKeeper).
@@ -81,17 +86,19 @@ pub struct Handler {
     /// Keep the connection alive: the keeper's relay connections are, a [`LinkProbe`](crate::LinkProbe)'s not.
     keep_alive: bool,
     probe: Option<Probe>,
-    probe_state: ProbeState,
+    rtt: RttEstimator,
+    outbound: Outbound,
+    /// When the next probe is due: `interval` after the remote was last heard from.
+    next_probe: Delay,
+    /// The probe sent and not answered yet.
+    outstanding: Option<Outstanding>,
     /// The remote answered a ping stream with "unsupported"; it is never probed again.
     ping_unsupported: bool,
-    /// The echo of the remote's ping on a kept relay's connection; one at a time, as libp2p-ping answers.
-    answering: Option<BoxFuture<'static, io::Result<()>>>,
+    /// The echo of one of the remote's pings; the stream comes back for the next, as libp2p-ping answers.
+    answering: Option<BoxFuture<'static, io::Result<Stream>>>,
     hop: bool,
-    hop_enabled: bool,
-    /// The remote stopped offering HOP; to be reported to the behaviour.
-    hop_disabled: bool,
-    /// This swarm offers identify; to be reported to the behaviour.
-    report_identify: bool,
+    /// Reports for the behaviour, oldest first.
+    reports: VecDeque<ToBehaviour>,
 }
 
 impl Handler {
@@ -101,7 +108,8 @@ impl Handler {
         handler
     }
 
-    /// A handler that probes the connection but does not keep it alive, for [`LinkProbe`](crate::LinkProbe).
+    /// A handler that probes the connection and answers its pings but does not keep it alive, for
+    /// [`LinkProbe`](crate::LinkProbe).
     pub(crate) fn probe_only(probe: Probe) -> Self {
         let mut handler = Self::unkept(Some(probe));
         handler.set_probing(true);
@@ -113,13 +121,14 @@ impl Handler {
             probing: false,
             keep_alive: false,
             probe,
-            probe_state: ProbeState::Off,
+            rtt: RttEstimator::default(),
+            outbound: Outbound::Closed,
+            next_probe: Delay::new(probe.map_or(Duration::ZERO, |probe| probe.interval)),
+            outstanding: None,
             ping_unsupported: false,
             answering: None,
             hop: false,
-            hop_enabled: false,
-            hop_disabled: false,
-            report_identify: false,
+            reports: VecDeque::new(),
         }
     }
 
@@ -129,22 +138,59 @@ impl Handler {
     }
 
     fn set_probing(&mut self, probing: bool) {
+        if probing && !self.probing {
+            self.heard();
+        }
+        if !probing {
+            self.outstanding = None;
+        }
         self.probing = probing;
-        match (probing, self.probe, &self.probe_state) {
-            (true, Some(probe), ProbeState::Off) if !self.ping_unsupported => {
-                self.probe_state = ProbeState::Idle(Delay::new(probe.interval))
-            }
-            (false, ..) => self.probe_state = ProbeState::Off,
-            _ => {}
+    }
+
+    /// Whether the probe runs on this connection.
+    fn probe_on(&self) -> Option<Probe> {
+        self.probe.filter(|_| self.probing && !self.ping_unsupported)
+    }
+
+    /// The remote proved alive (an echo, a reset stream, a ping of its own): the next probe is due a whole
+    /// interval from now, so when both ends probe, mostly the one with the shorter interval pays.
+    fn heard(&mut self) {
+        self.outstanding = None;
+        if let Some(probe) = self.probe {
+            self.next_probe.reset(probe.interval);
         }
     }
 
-    /// Schedules the next probe after an answer (or a reset, which proves the remote alive just as well).
-    fn next_probe(&mut self) {
-        self.probe_state = match self.probe {
-            Some(probe) if self.probing => ProbeState::Idle(Delay::new(probe.interval)),
-            _ => ProbeState::Off,
-        };
+    /// The timeout of a probe sent now.
+    fn timeout(&self) -> Duration {
+        self.rtt.timeout(self.probe.map_or(Duration::ZERO, |probe| probe.timeout))
+    }
+
+    /// Starts a probe now: a ping on the open stream, or a stream to ping on.
+    fn start_probe(&mut self) -> Option<ConnectionHandlerEvent<ReadyUpgrade<StreamProtocol>, (), ToBehaviour>> {
+        let timeout = self.timeout();
+        self.outstanding = Some(Outstanding {
+            deadline: Delay::new(timeout),
+            late: false,
+        });
+        match std::mem::replace(&mut self.outbound, Outbound::Closed) {
+            Outbound::Idle(stream) => {
+                self.outbound = Outbound::Pinging(ping(stream).boxed());
+                None
+            }
+            Outbound::Closed => {
+                self.outbound = Outbound::Opening;
+                // The negotiation may take as long as the probe may wait in all.
+                Some(ConnectionHandlerEvent::OutboundSubstreamRequest {
+                    protocol: SubstreamProtocol::new(ReadyUpgrade::new(PING_PROTOCOL), ())
+                        .with_timeout(timeout * 2),
+                })
+            }
+            busy @ (Outbound::Opening | Outbound::Pinging(_)) => {
+                self.outbound = busy;
+                None
+            }
+        }
     }
 }
 
@@ -156,11 +202,15 @@ impl libp2p::swarm::ConnectionHandler for Handler {
     type InboundOpenInfo = ();
     type OutboundOpenInfo = ();
 
-    /// On a kept relay's connection the keeper answers pings itself. A relay's `ping::Behaviour` that found
-    /// this node without ping stops answering pings too (libp2p-ping 0.48 goes inactive both ways), which
-    /// would starve the probe; answering keeps it active, whether the application runs ping or not.
+    /// On a kept relay's connection (and on every connection of a [`LinkProbe`](crate::LinkProbe)) the
+    /// handler answers pings itself, and each one answered is proof of life that moves its own next probe
+    /// back. A relay's `ping::Behaviour` that found this node without ping stops answering pings too
+    /// (libp2p-ping 0.48 goes inactive both ways), which would starve the probe; answering keeps it active.
+    /// Only the first handler of a derived behaviour that offers ping gets the remote's pings, so the keeper
+    /// (and `LinkProbe`) go before `ping::Behaviour` in the struct; in the other order both still work, but
+    /// the remote's pings no longer spare this end's probes.
     fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol> {
-        let upgrade = if self.keep_alive {
+        let upgrade = if self.keep_alive || self.probing {
             Either::Left(ReadyUpgrade::new(PING_PROTOCOL))
         } else {
             Either::Right(DeniedUpgrade)
@@ -182,66 +232,72 @@ impl libp2p::swarm::ConnectionHandler for Handler {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<ConnectionHandlerEvent<Self::OutboundProtocol, (), Self::ToBehaviour>> {
-        if std::mem::take(&mut self.hop_enabled) {
-            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::HopEnabled));
-        }
-        if std::mem::take(&mut self.hop_disabled) {
-            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::HopDisabled));
-        }
-        if std::mem::take(&mut self.report_identify) {
-            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::IdentifyRuns));
-        }
-        if let Some(answering) = &mut self.answering {
-            if answering.poll_unpin(cx).is_ready() {
-                self.answering = None;
+        loop {
+            if let Some(report) = self.reports.pop_front() {
+                return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(report));
             }
-        }
-        let timeout = self.probe.map_or(Duration::ZERO, |probe| probe.timeout);
-        match &mut self.probe_state {
-            ProbeState::Off => {}
-            ProbeState::Idle(delay) => {
-                if delay.poll_unpin(cx).is_ready() {
-                    let mut timer = Delay::new(timeout);
-                    // Registers the timer's waker, so its expiry polls the handler again.
-                    let _ = timer.poll_unpin(cx);
-                    self.probe_state = ProbeState::Opening { timeout: timer };
-                    return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
-                        protocol: SubstreamProtocol::new(ReadyUpgrade::new(PING_PROTOCOL), ())
-                            .with_timeout(timeout),
-                    });
+            if let Some(answering) = &mut self.answering {
+                match answering.poll_unpin(cx) {
+                    Poll::Ready(Ok(stream)) => {
+                        // The remote's ping is proof of life too.
+                        if self.probe_on().is_some() {
+                            self.heard();
+                        }
+                        self.answering = Some(answer(stream).boxed());
+                        continue;
+                    }
+                    Poll::Ready(Err(_)) => self.answering = None,
+                    Poll::Pending => {}
                 }
             }
-            ProbeState::Opening { timeout } => {
-                if timeout.poll_unpin(cx).is_ready() {
-                    self.probe_state = ProbeState::Off;
-                    return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(
-                        ToBehaviour::ProbeTimedOut,
-                    ));
+            if self.probe_on().is_none() {
+                return Poll::Pending;
+            }
+            if let Outbound::Pinging(pinging) = &mut self.outbound {
+                match pinging.poll_unpin(cx) {
+                    Poll::Ready(Ok((stream, rtt))) => {
+                        self.outbound = Outbound::Idle(stream);
+                        self.rtt.sample(rtt);
+                        self.heard();
+                        self.reports.push_back(ToBehaviour::ProbeAnswered(rtt));
+                        continue;
+                    }
+                    Poll::Ready(Err(error)) => {
+                        // A reset is an answer too: libp2p-ping's responder drops the older of two streams.
+                        tracing::debug!(%error, "probe stream failed; the remote answered, so the link is alive");
+                        self.outbound = Outbound::Closed;
+                        self.heard();
+                        continue;
+                    }
+                    Poll::Pending => {}
                 }
             }
-            ProbeState::Echoing { timeout, echo } => match echo.poll_unpin(cx) {
-                Poll::Ready(Ok(rtt)) => {
-                    self.next_probe();
-                    return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(
-                        ToBehaviour::ProbeAnswered(rtt),
-                    ));
-                }
-                Poll::Ready(Err(error)) => {
-                    tracing::debug!(%error, "probe stream failed; the remote answered, so the link is alive");
-                    self.next_probe();
-                    return self.poll(cx);
-                }
-                Poll::Pending => {
-                    if timeout.poll_unpin(cx).is_ready() {
-                        self.probe_state = ProbeState::Off;
+            let timeout = self.timeout();
+            if let Some(outstanding) = &mut self.outstanding {
+                if outstanding.deadline.poll_unpin(cx).is_ready() {
+                    if outstanding.late {
+                        self.outstanding = None;
+                        self.probing = false;
                         return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(
                             ToBehaviour::ProbeTimedOut,
                         ));
                     }
+                    // One late answer is no death: wait another timeout before calling the link silent.
+                    tracing::debug!(?timeout, "probe late; waiting one more timeout");
+                    outstanding.late = true;
+                    outstanding.deadline.reset(timeout);
+                    continue;
                 }
-            },
+                return Poll::Pending;
+            }
+            if self.next_probe.poll_unpin(cx).is_ready() {
+                if let Some(request) = self.start_probe() {
+                    return Poll::Ready(request);
+                }
+                continue;
+            }
+            return Poll::Pending;
         }
-        Poll::Pending
     }
 
     fn on_connection_event(&mut self, event: ConnectionEvent<Self::InboundProtocol, Self::OutboundProtocol>) {
@@ -250,18 +306,18 @@ impl libp2p::swarm::ConnectionHandler for Handler {
                 if !self.hop && added.clone().any(|p| *p == HOP_PROTOCOL_NAME) =>
             {
                 self.hop = true;
-                self.hop_enabled = true;
+                self.reports.push_back(ToBehaviour::HopEnabled);
             }
             ConnectionEvent::RemoteProtocolsChange(ProtocolsChange::Removed(removed))
                 if self.hop && removed.clone().any(|p| *p == HOP_PROTOCOL_NAME) =>
             {
                 self.hop = false;
-                self.hop_disabled = true;
+                self.reports.push_back(ToBehaviour::HopDisabled);
             }
             ConnectionEvent::LocalProtocolsChange(ProtocolsChange::Added(added))
                 if added.clone().any(|p| p.as_ref() == IDENTIFY_PROTOCOL) =>
             {
-                self.report_identify = true;
+                self.reports.push_back(ToBehaviour::IdentifyRuns);
             }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
                 protocol: mut stream,
@@ -269,28 +325,26 @@ impl libp2p::swarm::ConnectionHandler for Handler {
             }) => {
                 // The probe must not keep a connection alive that the keeper does not keep.
                 stream.ignore_for_keep_alive();
-                let state = std::mem::replace(&mut self.probe_state, ProbeState::Off);
-                if let ProbeState::Opening { timeout } = state {
-                    self.probe_state = ProbeState::Echoing {
-                        timeout,
-                        echo: echo(stream).boxed(),
-                    };
+                self.outbound = if self.outstanding.is_some() {
+                    Outbound::Pinging(ping(stream).boxed())
                 } else {
-                    self.probe_state = state;
-                }
+                    Outbound::Idle(stream)
+                };
             }
             ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => match error {
                 StreamUpgradeError::NegotiationFailed => {
-                    tracing::debug!("the relay does not speak ping; not probing this connection");
+                    tracing::debug!("the remote does not speak ping; not probing this connection");
                     self.ping_unsupported = true;
-                    self.probe_state = ProbeState::Off;
+                    self.outbound = Outbound::Closed;
+                    self.outstanding = None;
                 }
                 // The stream could not even be negotiated in time: leave the verdict to the probe's timer,
                 // which ran as long.
-                StreamUpgradeError::Timeout => {}
+                StreamUpgradeError::Timeout => self.outbound = Outbound::Closed,
                 StreamUpgradeError::Io(error) => {
                     tracing::debug!(%error, "probe stream failed to open");
-                    self.next_probe();
+                    self.outbound = Outbound::Closed;
+                    self.heard();
                 }
                 StreamUpgradeError::Apply(never) => libp2p::core::util::unreachable(never),
             },
@@ -309,9 +363,9 @@ impl libp2p::swarm::ConnectionHandler for Handler {
     }
 }
 
-/// One ping on a fresh stream: sends a random payload, waits for it to come back and closes the stream, so
-/// the remote's ping responder (which serves one stream per connection) is free again for the application's.
-async fn echo(mut stream: Stream) -> io::Result<Duration> {
+/// One ping on the probe's stream: sends a random payload and waits for it to come back; the stream stays
+/// open for the next probe.
+async fn ping(mut stream: Stream) -> io::Result<(Stream, Duration)> {
     let payload: [u8; PING_SIZE] = rand::random();
     let sent = Instant::now();
     stream.write_all(&payload).await?;
@@ -325,16 +379,15 @@ async fn echo(mut stream: Stream) -> io::Result<Duration> {
             "ping echo differs from the payload",
         ));
     }
-    let _ = stream.close().await;
-    Ok(rtt)
+    Ok((stream, rtt))
 }
 
-/// Answers the remote's pings on `stream` until it closes: every payload goes straight back.
-async fn answer(mut stream: Stream) -> io::Result<()> {
+/// Answers one of the remote's pings on `stream`: the payload goes straight back, and the stream is handed
+/// back for the next.
+async fn answer(mut stream: Stream) -> io::Result<Stream> {
     let mut payload = [0u8; PING_SIZE];
-    loop {
-        stream.read_exact(&mut payload).await?;
-        stream.write_all(&payload).await?;
-        stream.flush().await?;
-    }
+    stream.read_exact(&mut payload).await?;
+    stream.write_all(&payload).await?;
+    stream.flush().await?;
+    Ok(stream)
 }

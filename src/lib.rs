@@ -159,6 +159,7 @@ mod metrics;
 mod mistake;
 mod pool;
 mod relay;
+mod rtt;
 mod status;
 
 pub use behaviour::RelayKeeper;

@@ -23,7 +23,7 @@ async fn next_cause(client: &mut Client, what: &str) -> CauseKind {
 async fn a_relay_that_falls_silent_is_noticed_by_the_probe_and_restored() {
     let relay = RelayServer::spawn(Net::Tcp).await;
     let link = SilentLink::in_front_of(&relay).await;
-    let config = fast_config().with_probe(Some((Duration::from_millis(100), Duration::from_millis(300))));
+    let config = fast_config().with_probe_interval(Duration::from_millis(100)).with_probe_timeout(Duration::from_millis(300));
     let mut client = Client::new(Net::Tcp, config, false);
     let relay_id = client.keeper().add_relay(link.addr.clone()).unwrap();
     client.wait_reserved(relay_id).await;
@@ -42,7 +42,7 @@ async fn a_relay_that_falls_silent_is_noticed_by_the_probe_and_restored() {
 async fn without_the_probe_a_silent_relay_goes_unnoticed() {
     let relay = RelayServer::spawn(Net::Tcp).await;
     let link = SilentLink::in_front_of(&relay).await;
-    let mut client = Client::new(Net::Tcp, fast_config().with_probe(None), false);
+    let mut client = Client::new(Net::Tcp, fast_config().with_probe(false), false);
     let relay_id = client.keeper().add_relay(link.addr.clone()).unwrap();
     client.wait_reserved(relay_id).await;
 
@@ -55,7 +55,7 @@ async fn without_the_probe_a_silent_relay_goes_unnoticed() {
 #[tokio::test]
 async fn a_relay_without_ping_is_never_disconnected_for_it() {
     let relay = RelayServer::spawn_without_ping(Net::Tcp).await;
-    let config = fast_config().with_probe(Some((Duration::from_millis(50), Duration::from_millis(100))));
+    let config = fast_config().with_probe_interval(Duration::from_millis(50)).with_probe_timeout(Duration::from_millis(100));
     let mut client = Client::new(Net::Tcp, config, false);
     let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
     client.wait_reserved(relay_id).await;
@@ -71,7 +71,7 @@ async fn a_relay_without_ping_is_never_disconnected_for_it() {
 #[tokio::test]
 async fn a_client_without_ping_is_still_answered_by_a_relay_that_pings() {
     let relay = RelayServer::spawn(Net::Tcp).await;
-    let config = fast_config().with_probe(Some((Duration::from_millis(100), Duration::from_millis(300))));
+    let config = fast_config().with_probe_interval(Duration::from_millis(100)).with_probe_timeout(Duration::from_millis(300));
     let mut client = Client::new(Net::Tcp, config, false);
     let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
     client.wait_reserved(relay_id).await;
@@ -86,7 +86,7 @@ async fn a_client_without_ping_is_still_answered_by_a_relay_that_pings() {
 #[tokio::test]
 async fn the_probe_and_the_applications_ping_live_side_by_side() {
     let relay = RelayServer::spawn(Net::Tcp).await;
-    let config = fast_config().with_probe(Some((Duration::from_millis(300), Duration::from_secs(1))));
+    let config = fast_config().with_probe_interval(Duration::from_millis(300)).with_probe_timeout(Duration::from_secs(1));
     let keeper = RelayKeeper::new(config);
     let mut client = Client::build(Net::Tcp, keeper, false, Some(Duration::from_secs(1)));
     let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
