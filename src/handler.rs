@@ -163,11 +163,14 @@ impl Handler {
 
     /// The timeout of a probe sent now.
     fn timeout(&self) -> Duration {
-        self.rtt.timeout(self.probe.map_or(Duration::ZERO, |probe| probe.timeout))
+        self.rtt
+            .timeout(self.probe.map_or(Duration::ZERO, |probe| probe.timeout))
     }
 
     /// Starts a probe now: a ping on the open stream, or a stream to ping on.
-    fn start_probe(&mut self) -> Option<ConnectionHandlerEvent<ReadyUpgrade<StreamProtocol>, (), ToBehaviour>> {
+    fn start_probe(
+        &mut self,
+    ) -> Option<ConnectionHandlerEvent<ReadyUpgrade<StreamProtocol>, (), ToBehaviour>> {
         let timeout = self.timeout();
         self.outstanding = Some(Outstanding {
             deadline: Delay::new(timeout),

@@ -35,9 +35,9 @@ impl RttEstimator {
     /// How long a ping may take before it is late: `max(floor, srtt + 4 * rttvar)`, or before the first answer
     /// `max(floor, 5 s)`. An answer within it is never late.
     pub(crate) fn timeout(&self, floor: Duration) -> Duration {
-        let estimate = self
-            .smoothed
-            .map_or(INITIAL_TIMEOUT, |smoothed| smoothed.saturating_add(self.variation.saturating_mul(4)));
+        let estimate = self.smoothed.map_or(INITIAL_TIMEOUT, |smoothed| {
+            smoothed.saturating_add(self.variation.saturating_mul(4))
+        });
         estimate.max(floor)
     }
 }
@@ -69,7 +69,10 @@ mod tests {
             rtt.sample(if n % 2 == 0 { 500 * MS } else { 2500 * MS });
         }
         let timeout = rtt.timeout(1000 * MS);
-        assert!(timeout > 2500 * MS, "the slowest answers are not late: {timeout:?}");
+        assert!(
+            timeout > 2500 * MS,
+            "the slowest answers are not late: {timeout:?}"
+        );
     }
 
     #[test]

@@ -23,7 +23,9 @@ async fn next_cause(client: &mut Client, what: &str) -> CauseKind {
 async fn a_relay_that_falls_silent_is_noticed_by_the_probe_and_restored() {
     let relay = RelayServer::spawn(Net::Tcp).await;
     let link = SilentLink::in_front_of(&relay).await;
-    let config = fast_config().with_probe_interval(Duration::from_millis(100)).with_probe_timeout(Duration::from_millis(300));
+    let config = fast_config()
+        .with_probe_interval(Duration::from_millis(100))
+        .with_probe_timeout(Duration::from_millis(300));
     let mut client = Client::new(Net::Tcp, config, false);
     let relay_id = client.keeper().add_relay(link.addr.clone()).unwrap();
     client.wait_reserved(relay_id).await;
@@ -55,7 +57,9 @@ async fn without_the_probe_a_silent_relay_goes_unnoticed() {
 #[tokio::test]
 async fn a_relay_without_ping_is_never_disconnected_for_it() {
     let relay = RelayServer::spawn_without_ping(Net::Tcp).await;
-    let config = fast_config().with_probe_interval(Duration::from_millis(50)).with_probe_timeout(Duration::from_millis(100));
+    let config = fast_config()
+        .with_probe_interval(Duration::from_millis(50))
+        .with_probe_timeout(Duration::from_millis(100));
     let mut client = Client::new(Net::Tcp, config, false);
     let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
     client.wait_reserved(relay_id).await;
@@ -71,7 +75,9 @@ async fn a_relay_without_ping_is_never_disconnected_for_it() {
 #[tokio::test]
 async fn a_client_without_ping_is_still_answered_by_a_relay_that_pings() {
     let relay = RelayServer::spawn(Net::Tcp).await;
-    let config = fast_config().with_probe_interval(Duration::from_millis(100)).with_probe_timeout(Duration::from_millis(300));
+    let config = fast_config()
+        .with_probe_interval(Duration::from_millis(100))
+        .with_probe_timeout(Duration::from_millis(300));
     let mut client = Client::new(Net::Tcp, config, false);
     let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
     client.wait_reserved(relay_id).await;
@@ -86,7 +92,9 @@ async fn a_client_without_ping_is_still_answered_by_a_relay_that_pings() {
 #[tokio::test]
 async fn the_probe_and_the_applications_ping_live_side_by_side() {
     let relay = RelayServer::spawn(Net::Tcp).await;
-    let config = fast_config().with_probe_interval(Duration::from_millis(300)).with_probe_timeout(Duration::from_secs(1));
+    let config = fast_config()
+        .with_probe_interval(Duration::from_millis(300))
+        .with_probe_timeout(Duration::from_secs(1));
     let keeper = RelayKeeper::new(config);
     let mut client = Client::build(Net::Tcp, keeper, false, Some(Duration::from_secs(1)));
     let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
@@ -180,4 +188,105 @@ async fn a_dial_that_is_refused_fails_fast() {
     })
     .await;
     assert_eq!(cause, CauseKind::DialFailed);
+}
+
+/// A link with a round trip of `rtt` that still answers: with the default probe, and a dial limit and
+/// connection timeout that fit the link, the keeper reserves once and never cuts it.
+async fn a_slow_link_is_never_cut(rtt: Duration) {
+    let relay = RelayServer::spawn(Net::Tcp).await;
+    let link = common::DelayLink::in_front_of(&relay, rtt / 2).await;
+    let config = fast_config().with_dial_timeout(Duration::from_secs(30));
+    let mut client = Client::new(Net::Tcp, config, false);
+    let relay_id = client.keeper().add_relay(link.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+    // Long enough for a handful of probes at the default interval, the first ones while the estimate forms.
+    client.serve_for(Duration::from_secs(20)).await;
+    assert_eq!(
+        client.count(|e| matches!(e, Event::ReconnectScheduled { .. })),
+        0,
+        "round trip {rtt:?}: {:?}",
+        client.events
+    );
+    assert_eq!(client.keeper().status(&relay_id), Some(RelayStatus::Reserved));
+    relay.kill().await;
+}
+
+#[tokio::test]
+async fn a_link_with_a_1_2_s_round_trip_is_never_cut() {
+    a_slow_link_is_never_cut(Duration::from_millis(1200)).await;
+}
+
+#[tokio::test]
+async fn a_link_with_a_2_s_round_trip_is_never_cut() {
+    a_slow_link_is_never_cut(Duration::from_secs(2)).await;
+}
+
+/// The application's `ping::Behaviour` before the keeper in the derived behaviour: it, not the keeper, gets
+/// the relay's pings. Both still work: the probe on its own stream, the application's ping on its.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct PingFirst {
+    relay: relay::client::Behaviour,
+    ping: libp2p::ping::Behaviour,
+    keeper: RelayKeeper,
+}
+
+/// What a [`PingFirst`] swarm reported.
+#[derive(Debug, Default)]
+struct Seen {
+    pings: usize,
+    failures: usize,
+    causes: Vec<CauseKind>,
+}
+
+impl Seen {
+    /// Drives the swarm, counting; with `until_loss`, until the keeper schedules a retry.
+    async fn drive(&mut self, swarm: &mut libp2p::Swarm<PingFirst>, until_loss: bool) {
+        use libp2p::{futures::StreamExt, ping, swarm::SwarmEvent};
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::Behaviour(PingFirstEvent::Ping(ping::Event { result, .. })) => match result {
+                    Ok(_) => self.pings += 1,
+                    Err(_) => self.failures += 1,
+                },
+                SwarmEvent::Behaviour(PingFirstEvent::Keeper(Event::ReconnectScheduled {
+                    cause, ..
+                })) => {
+                    self.causes.push(cause.kind);
+                    if until_loss {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_probe_and_the_applications_ping_work_with_ping_first_in_the_behaviour() {
+    use libp2p::ping;
+    let relay = RelayServer::spawn(Net::Tcp).await;
+    let link = SilentLink::in_front_of(&relay).await;
+    let config = fast_config()
+        .with_probe_interval(Duration::from_millis(300))
+        .with_probe_timeout(Duration::from_secs(1));
+    let mut swarm = common::swarm(Net::Tcp, Keypair::generate_ed25519(), |_, relay| PingFirst {
+        relay,
+        ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(1))),
+        keeper: RelayKeeper::new(config),
+    });
+    let relay_id = swarm.behaviour_mut().keeper.add_relay(link.addr.clone()).unwrap();
+    let mut seen = Seen::default();
+    let _ = tokio::time::timeout(Duration::from_secs(5), seen.drive(&mut swarm, false)).await;
+    assert!(seen.pings >= 3, "the application's ping works: {seen:?}");
+    assert!(seen.causes.is_empty(), "nothing cut the live link: {seen:?}");
+    assert_eq!(
+        swarm.behaviour().keeper.status(&relay_id),
+        Some(RelayStatus::Reserved)
+    );
+    // And the probe still sees a silent death.
+    link.silence();
+    within("the probe noticing the silent link", seen.drive(&mut swarm, true)).await;
+    assert_eq!(seen.causes, [CauseKind::ProbeTimeout]);
+    relay.kill().await;
 }

@@ -26,7 +26,8 @@ async fn one_outage_is_counted_exactly() {
     let config = fast_config()
         .with_base_delay(Duration::from_millis(500))
         .with_jitter(false)
-        .with_probe_interval(Duration::from_millis(50)).with_probe_timeout(Duration::from_secs(2));
+        .with_probe_interval(Duration::from_millis(50))
+        .with_probe_timeout(Duration::from_secs(2));
     let keeper = RelayKeeper::new(config).with_metrics(&mut registry);
     let mut client = Client::with_keeper(Net::Tcp, keeper, false);
     let relay = RelayServer::spawn(Net::Tcp).await;

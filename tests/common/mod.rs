@@ -45,7 +45,7 @@ impl Net {
     }
 }
 
-fn swarm<B: NetworkBehaviour>(
+pub fn swarm<B: NetworkBehaviour>(
     net: Net,
     key: Keypair,
     behaviour: impl FnOnce(&Keypair, relay::client::Behaviour) -> B,
@@ -450,15 +450,7 @@ pub struct SilentLink {
 
 impl SilentLink {
     pub async fn in_front_of(relay: &RelayServer) -> Self {
-        let target =
-            relay
-                .transport_addr()
-                .iter()
-                .fold((std::net::Ipv4Addr::LOCALHOST, 0), |(ip, port), p| match p {
-                    Protocol::Ip4(ip) => (ip, port),
-                    Protocol::Tcp(port) => (ip, port),
-                    _ => (ip, port),
-                });
+        let target = relay_socket(relay);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -516,6 +508,95 @@ async fn forward(
             return;
         }
     }
+}
+
+/// A TCP forwarder on 127.0.0.1 in front of a relay that delays every byte by `one_way` in each direction,
+/// order kept, as a slow link does (a congested mobile uplink, a satellite hop): the round trip through it is
+/// twice `one_way` more than the relay's own.
+pub struct DelayLink {
+    /// The relay's address through the forwarder, ending in `/p2p/<relay id>`.
+    pub addr: Multiaddr,
+    task: JoinHandle<()>,
+}
+
+impl DelayLink {
+    pub async fn in_front_of(relay: &RelayServer, one_way: Duration) -> Self {
+        let target = relay_socket(relay);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                let _ = inbound.set_nodelay(true);
+                let _ = outbound.set_nodelay(true);
+                let (in_read, in_write) = inbound.into_split();
+                let (out_read, out_write) = outbound.into_split();
+                tokio::spawn(delay(in_read, out_write, one_way));
+                tokio::spawn(delay(out_read, in_write, one_way));
+            }
+        });
+        Self {
+            addr: format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", relay.peer_id)
+                .parse()
+                .unwrap(),
+            task,
+        }
+    }
+}
+
+impl Drop for DelayLink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies bytes, each chunk `by` after it was read, until either side closes.
+async fn delay(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    by: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (chunks, mut due) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        while let Some((at, chunk)) = due.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if chunks
+            .send((tokio::time::Instant::now() + by, buf[..n].to_vec()))
+            .is_err()
+        {
+            break;
+        }
+    }
+    drop(chunks);
+    let _ = writer.await;
+}
+
+/// The relay's TCP socket address.
+fn relay_socket(relay: &RelayServer) -> std::net::SocketAddr {
+    let (ip, port) =
+        relay
+            .transport_addr()
+            .iter()
+            .fold((std::net::Ipv4Addr::LOCALHOST, 0), |(ip, port), p| match p {
+                Protocol::Ip4(ip) => (ip, port),
+                Protocol::Tcp(port) => (ip, port),
+                _ => (ip, port),
+            });
+    (ip, port).into()
 }
 
 /// The log lines the code under test writes on this thread while the capture lives: a test's own subscriber,
