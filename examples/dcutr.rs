@@ -83,6 +83,10 @@ struct Opts {
     #[arg(long)]
     no_probe: bool,
 
+    /// Run without libp2p's `ping::Behaviour` (to measure what the keeper's probe costs alone).
+    #[arg(long)]
+    no_ping: bool,
+
     /// How long one dial to a relay may take, in milliseconds; by default the keeper's (10 s or the
     /// backoff cap, whichever is shorter).
     #[arg(long)]
@@ -118,7 +122,7 @@ enum Mode {
 struct Behaviour {
     relay_client: relay::client::Behaviour,
     keeper: Toggle<RelayKeeper>,
-    ping: ping::Behaviour,
+    ping: Toggle<ping::Behaviour>,
     identify: identify::Behaviour,
     dcutr: dcutr::Behaviour,
 }
@@ -169,7 +173,7 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
             .with_relay_client(noise::Config::new, yamux::Config::default)?
             .with_behaviour(|key, relay_client| Behaviour {
                 relay_client,
-                ping: ping::Behaviour::default(),
+                ping: (!opts.no_ping).then(ping::Behaviour::default).into(),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/relay-keeper/dcutr/1".into(),
                     key.public(),
@@ -177,6 +181,9 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
                 dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
                 keeper: (!opts.no_keeper).then(|| RelayKeeper::new(config)).into(),
             })?
+            .with_swarm_config(|config| config)
+            // The builder's default of 10 s cuts a handshake on a slow link (a few round trips of 2-3 s).
+            .with_connection_timeout(Duration::from_secs(30))
             .build();
     common::say(format_args!("peer_id={}", swarm.local_peer_id()));
 

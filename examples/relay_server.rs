@@ -22,8 +22,11 @@ use std::{
 use clap::Parser;
 use futures::StreamExt;
 use libp2p::{
-    identify, multiaddr::Protocol, noise, ping, relay, swarm::NetworkBehaviour, swarm::SwarmEvent, tcp,
-    yamux, Multiaddr,
+    identify,
+    multiaddr::Protocol,
+    noise, ping, relay,
+    swarm::{behaviour::toggle::Toggle, NetworkBehaviour, SwarmEvent},
+    tcp, yamux, Multiaddr,
 };
 use libp2p_relay_keeper::{LinkProbe, SilentLinkClosed};
 
@@ -64,6 +67,14 @@ struct Opts {
     /// ping went unanswered for twice max(floor, srtt + 4 rttvar).
     #[arg(long, default_value_t = 1_000)]
     probe_timeout_ms: u64,
+
+    /// Turn `LinkProbe` off.
+    #[arg(long)]
+    no_probe: bool,
+
+    /// Run without libp2p's `ping::Behaviour`.
+    #[arg(long)]
+    no_ping: bool,
 }
 
 /// `probe` comes before `ping`: the first field that offers ping answers the clients' pings, and only pings
@@ -71,8 +82,8 @@ struct Opts {
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     relay: relay::Behaviour,
-    probe: LinkProbe,
-    ping: ping::Behaviour,
+    probe: Toggle<LinkProbe>,
+    ping: Toggle<ping::Behaviour>,
     identify: identify::Behaviour,
 }
 
@@ -88,16 +99,23 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .with_quic()
             .with_behaviour(|key| Behaviour {
                 relay: relay::Behaviour::new(key.public().to_peer_id(), relay_config(opts.no_rate_limits)),
-                probe: LinkProbe::new(
-                    Duration::from_millis(opts.probe_interval_ms),
-                    Duration::from_millis(opts.probe_timeout_ms),
-                ),
-                ping: ping::Behaviour::default(),
+                probe: (!opts.no_probe)
+                    .then(|| {
+                        LinkProbe::new(
+                            Duration::from_millis(opts.probe_interval_ms),
+                            Duration::from_millis(opts.probe_timeout_ms),
+                        )
+                    })
+                    .into(),
+                ping: (!opts.no_ping).then(ping::Behaviour::default).into(),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/relay-keeper/relay/1".into(),
                     key.public(),
                 )),
             })?
+            .with_swarm_config(|config| config)
+            // The builder's default of 10 s cuts a handshake on a slow link (a few round trips of 2-3 s).
+            .with_connection_timeout(Duration::from_secs(30))
             .build();
     common::say(format_args!("peer_id={}", swarm.local_peer_id()));
 

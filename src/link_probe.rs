@@ -22,7 +22,12 @@ use crate::{
 };
 
 /// Probes every connection with the `/ipfs/ping/1.0.0` echo, as [`RelayKeeper`](crate::RelayKeeper) probes its
-/// relay links, and closes one whose probe goes unanswered for `timeout`.
+/// relay links, by the same rule ([`Config::with_probe`](crate::Config::with_probe)): a connection not heard
+/// from for `interval` is pinged on a stream kept open, and closed only once that ping went unanswered for
+/// twice `max(timeout, srtt + 4 x rttvar)`. It answers the peers' pings itself, and each one answered spares
+/// it a probe of its own, so a client whose keeper probes more often than the relay costs the relay nothing;
+/// put it before `ping::Behaviour` in the derived behaviour, since only the first field that offers ping gets
+/// the peers' pings.
 ///
 /// Meant for relay servers: when a client's link dies silently (its host vanished, its NAT mapping was
 /// dropped), the relay would otherwise route new circuits into the dead connection until TCP gives up.
@@ -42,7 +47,8 @@ use crate::{
 ///     probe: LinkProbe,
 /// }
 ///
-/// let probe = LinkProbe::new(Duration::from_secs(2), Duration::from_secs(2));
+/// // A client's silent death is seen within 2 + 2 x 1 s on a fast link.
+/// let probe = LinkProbe::new(Duration::from_secs(2), Duration::from_secs(1));
 /// ```
 pub struct LinkProbe {
     probe: Probe,
@@ -60,8 +66,8 @@ pub struct SilentLinkClosed {
 }
 
 impl LinkProbe {
-    /// Probes every `interval`, waiting `timeout` for each answer (both clamped like
-    /// [`Config::with_probe`](crate::Config::with_probe)'s).
+    /// Probes a connection not heard from for `interval`, with `timeout` as the floor of its adaptive timeout
+    /// (both clamped like [`Config::with_probe_interval`](crate::Config::with_probe_interval)'s).
     pub fn new(interval: Duration, timeout: Duration) -> Self {
         Self {
             probe: Probe::new(interval, timeout),

@@ -521,7 +521,11 @@ pub struct DelayLink {
 
 impl DelayLink {
     pub async fn in_front_of(relay: &RelayServer, one_way: Duration) -> Self {
-        let target = relay_socket(relay);
+        Self::to(relay_socket(relay), relay.peer_id, one_way).await
+    }
+
+    /// A delayed link to the relay `peer` listening at `target`, such as a `relay_server` process.
+    pub async fn to(target: std::net::SocketAddr, peer: PeerId, one_way: Duration) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
@@ -538,9 +542,7 @@ impl DelayLink {
             }
         });
         Self {
-            addr: format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", relay.peer_id)
-                .parse()
-                .unwrap(),
+            addr: format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}").parse().unwrap(),
             task,
         }
     }
