@@ -327,6 +327,11 @@ fn to_swarm(command: Command) -> ToSwarm<Event, FromBehaviour> {
             handler: NotifyHandler::One(connection),
             event: FromBehaviour::Kept(on),
         },
+        Command::ProbeNow { peer, connection } => ToSwarm::NotifyHandler {
+            peer_id: peer,
+            handler: NotifyHandler::One(connection),
+            event: FromBehaviour::ProbeNow,
+        },
         Command::Emit(event) => ToSwarm::GenerateEvent(event),
     }
 }

@@ -49,6 +49,11 @@ pub(crate) enum Command {
         connection: ConnectionId,
         on: bool,
     },
+    /// Tell the handler of `connection` to `peer` to probe it now: the node's network changed under it.
+    ProbeNow {
+        peer: PeerId,
+        connection: ConnectionId,
+    },
     Emit(Event),
 }
 
@@ -63,7 +68,7 @@ impl Command {
                 false
             }
             Command::Emit(event) => event.relay() == *relay,
-            Command::KeepAlive { peer, .. } => peer == relay,
+            Command::KeepAlive { peer, .. } | Command::ProbeNow { peer, .. } => peer == relay,
             Command::RemoveListener(_) | Command::Close { .. } => false,
         }
     }
@@ -343,6 +348,22 @@ impl Engine {
         if self.stopped {
             return 0;
         }
+        // A link that survived the change may be dead now (a new address, a laptop that slept): probe the
+        // relays that are still connected at once instead of an interval later.
+        let probes: Vec<Command> = self
+            .relays
+            .iter()
+            .flat_map(|(peer, kept)| {
+                kept.relay
+                    .links()
+                    .iter()
+                    .map(|(connection, _)| Command::ProbeNow {
+                        peer: *peer,
+                        connection: *connection,
+                    })
+            })
+            .collect();
+        self.commands.extend(probes);
         let peers: Vec<PeerId> = self.relays.keys().copied().collect();
         let retried = peers
             .into_iter()

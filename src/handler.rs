@@ -43,6 +43,8 @@ pub enum FromBehaviour {
     /// The relay is kept (`true`): keep the connection alive and probe it. `false`: let the swarm's idle
     /// timeout apply again and stop probing.
     Kept(bool),
+    /// Probe now, unless a probe is under way.
+    ProbeNow,
 }
 
 /// Reports from a connection to the keeper.
@@ -224,6 +226,7 @@ impl libp2p::swarm::ConnectionHandler for Handler {
     fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
         match event {
             FromBehaviour::Kept(kept) => self.set_kept(kept),
+            FromBehaviour::ProbeNow => self.next_probe.reset(Duration::ZERO),
         }
     }
 

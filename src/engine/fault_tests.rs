@@ -174,6 +174,7 @@ impl Sim {
             Command::Close { .. }
             | Command::RemoveListener(_)
             | Command::KeepAlive { .. }
+            | Command::ProbeNow { .. }
             | Command::Emit(_) => {}
         }
     }

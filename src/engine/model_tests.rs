@@ -1106,6 +1106,19 @@ impl World {
                 self.model.on_event(r, &event, self.harness.now)?;
             }
             Command::KeepAlive { .. } => {}
+            Command::ProbeNow { peer, connection } => {
+                let r = self.index_of(&peer);
+                self.kept(r)?;
+                if !self
+                    .connections
+                    .iter()
+                    .any(|(id, p, relayed)| *id == connection && *p == r && !relayed)
+                {
+                    return Err(format!(
+                        "probe of {connection}, no direct connection to relay {r}"
+                    ));
+                }
+            }
             Command::Close {
                 peer,
                 connection: CloseConnection::All,

@@ -1005,7 +1005,7 @@ mod properties {
                     }
                     Command::Emit(Event::Reachable { .. }) => self.reachable = true,
                     Command::Emit(Event::Unreachable { .. }) => self.reachable = false,
-                    Command::Emit(_) | Command::KeepAlive { .. } => {}
+                    Command::Emit(_) | Command::KeepAlive { .. } | Command::ProbeNow { .. } => {}
                 }
             }
             self.check()

@@ -657,3 +657,22 @@ fn a_relay_added_while_paused_stays_paused_until_the_node_is_private_again() {
         .on_external_addr_expired(&public_addr(), harness.now);
     assert_eq!(dials(&harness.drain()).len(), 1);
 }
+
+#[test]
+fn a_network_change_probes_every_connected_relay_at_once() {
+    let (mut harness, peer, _, _) = reserved();
+    assert_eq!(
+        harness.engine.network_changed(harness.now),
+        0,
+        "the reservation stays"
+    );
+    let probes: Vec<ConnectionId> = harness
+        .drain()
+        .iter()
+        .filter_map(|c| match c {
+            Command::ProbeNow { peer: p, connection } if *p == peer => Some(*connection),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(probes, [id(1)], "its link may not have survived the change");
+}
