@@ -71,12 +71,12 @@ struct Opts {
     max_attempts: u32,
 
     /// How long a relay connection may go unheard before the keeper probes it, in milliseconds.
-    #[arg(long, default_value_t = 2_500)]
+    #[arg(long, default_value_t = 3_000)]
     probe_interval_ms: u64,
 
     /// The floor of the probe's adaptive timeout, in milliseconds: a ping is late after
     /// max(floor, srtt + 4 rttvar), and the connection counts as dead after twice that.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 900)]
     probe_timeout_ms: u64,
 
     /// Turn the keeper's liveness probe off.

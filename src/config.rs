@@ -11,8 +11,8 @@ const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 ///
 /// By default waits start at 5 s and double up to 60 s, with full jitter, for at most 10 retries per outage,
 /// then a 10 minute cool-down and a fresh round; a circuit reservation is kept on every relay, a dial may take
-/// 10 s, and each relay connection is probed every 2.5 s with a timeout of at least 1 s (a silent death on a
-/// fast link is reported within 4.5 s).
+/// 10 s, and each relay connection not heard from for 3 s is probed, with a timeout of at least 0.9 s (a
+/// silent death on a fast link is reported within 4.8 s).
 ///
 /// ```
 /// use std::time::Duration;
@@ -45,13 +45,13 @@ pub struct Config {
 }
 
 /// How often a relay link that was not heard from is probed, unless [`Config::with_probe_interval`] says
-/// otherwise: with a 1 s floor on the timeout a silent death on a fast link is seen within 4.5 s, below the 5 s
-/// the keeper promises, for about 24 probes (6.7 KB) a minute on one idle link.
-const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(2_500);
+/// otherwise: with a 0.9 s floor on the timeout a silent death on a fast link is seen within 4.8 s, below the
+/// 5 s the keeper promises, for 20 probes (about 7.6 KB on a veth; BENCHMARKS.md) a minute on one idle link.
+const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(3);
 
 /// The floor of the probe's adaptive timeout unless [`Config::with_probe_timeout`] says otherwise: above what
 /// a loaded machine takes to answer on a fast link.
-const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(900);
 
 /// The liveness probe's timing; see [`Config::with_probe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,14 +211,14 @@ impl Config {
     /// Turns the liveness probe on direct connections to kept relays on (the default) or off.
     ///
     /// The probe sends the `/ipfs/ping/1.0.0` echo on one stream per connection, kept open and reused (about
-    /// 280 bytes and 3 packets on the wire per probe over TCP), once the relay has not been heard from for
+    /// 380 bytes and 4-5 packets on the wire per probe over TCP, measured on a veth), once the relay has not been heard from for
     /// [`with_probe_interval`](Self::with_probe_interval). The rule: each ping has a timeout
     /// `T = max(floor, srtt + 4 x rttvar)`, from the round trips measured on the connection (5 s before the
     /// first answer) and the floor [`with_probe_timeout`](Self::with_probe_timeout). An answer within `T` is
     /// on time, one later than `T` is only late; the connection is closed (`cause=probe_timeout`, and the usual
     /// restore) only when a ping stays unanswered for `2 x T` and nothing else was heard meanwhile. So a slow
     /// link that still answers is never cut, and a silent death is reported within
-    /// `interval + 2 x max(floor, srtt + 4 x rttvar)`: 4.5 s by default on a fast link, 2.5 + 2 x 3 s on a
+    /// `interval + 2 x max(floor, srtt + 4 x rttvar)`: 4.8 s by default on a fast link, 3 + 2 x 3 s on a
     /// link with a steady 3 s round trip. Without a probe libp2p notices such a death only when TCP gives up
     /// (many minutes) or, on QUIC, after its 10 s idle timeout.
     ///
@@ -231,7 +231,7 @@ impl Config {
     /// use std::time::Duration;
     /// use libp2p_relay_keeper::Config;
     ///
-    /// // A phone on a data plan: a probe every 15 s (about 1.1 KB a minute), a loss seen within about 17 s.
+    /// // A phone on a data plan: a probe every 15 s (about 1.5 KB a minute), a loss seen within about 17 s.
     /// let phone = Config::default().with_probe_interval(Duration::from_secs(15));
     /// let off = Config::default().with_probe(false);
     /// ```
@@ -240,14 +240,14 @@ impl Config {
         self
     }
 
-    /// How long a kept relay's connection may go unheard before the probe pings it (default 2.5 s). Clamped to
+    /// How long a kept relay's connection may go unheard before the probe pings it (default 3 s). Clamped to
     /// [1 ms, one year]. See [`with_probe`](Self::with_probe).
     pub fn with_probe_interval(mut self, interval: Duration) -> Self {
         self.probe = Probe::new(interval, self.probe.timeout);
         self
     }
 
-    /// The floor of the probe's adaptive timeout (default 1 s): a ping is late only after
+    /// The floor of the probe's adaptive timeout (default 0.9 s): a ping is late only after
     /// `max(floor, srtt + 4 x rttvar)`, and the connection is closed after twice that. Clamped to
     /// [1 ms, one year]. See [`with_probe`](Self::with_probe).
     pub fn with_probe_timeout(mut self, floor: Duration) -> Self {

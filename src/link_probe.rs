@@ -47,8 +47,8 @@ use crate::{
 ///     probe: LinkProbe,
 /// }
 ///
-/// // A client's silent death is seen within 2 + 2 x 1 s on a fast link.
-/// let probe = LinkProbe::new(Duration::from_secs(2), Duration::from_secs(1));
+/// // A client's silent death is seen within 4 + 2 x 0.9 s on a fast link.
+/// let probe = LinkProbe::new(Duration::from_secs(4), Duration::from_millis(900));
 /// ```
 pub struct LinkProbe {
     probe: Probe,
