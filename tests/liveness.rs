@@ -290,3 +290,30 @@ async fn the_probe_and_the_applications_ping_work_with_ping_first_in_the_behavio
     assert_eq!(seen.causes, [CauseKind::ProbeTimeout]);
     relay.kill().await;
 }
+
+/// The rule the probe follows: a ping answered after its timeout (late) is no death; only twice the timeout
+/// of silence is. The link's round trip jumps from loopback's to 1.4 s, between the timeout the probe has
+/// settled on (its 0.9 s floor) and twice that: the answers come late, and the link is not cut.
+#[tokio::test]
+async fn a_late_answer_is_not_a_dead_link() {
+    let relay = RelayServer::spawn(Net::Tcp).await;
+    let link = common::DelayLink::in_front_of(&relay, Duration::ZERO).await;
+    let config = fast_config()
+        .with_probe_interval(Duration::from_millis(300))
+        .with_dial_timeout(Duration::from_secs(30));
+    let mut client = Client::new(Net::Tcp, config, false);
+    let relay_id = client.keeper().add_relay(link.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+    // A few answers on loopback: the timeout settles on its floor.
+    client.serve_for(Duration::from_secs(2)).await;
+    link.set_one_way(Duration::from_millis(700));
+    client.serve_for(Duration::from_secs(8)).await;
+    assert_eq!(
+        client.count(|e| matches!(e, Event::ReconnectScheduled { .. })),
+        0,
+        "{:?}",
+        client.events
+    );
+    assert_eq!(client.keeper().status(&relay_id), Some(RelayStatus::Reserved));
+    relay.kill().await;
+}

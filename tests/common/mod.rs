@@ -516,6 +516,8 @@ async fn forward(
 pub struct DelayLink {
     /// The relay's address through the forwarder, ending in `/p2p/<relay id>`.
     pub addr: Multiaddr,
+    /// The delay each way, in microseconds; it may change while the link is up.
+    one_way: Arc<std::sync::atomic::AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -528,6 +530,8 @@ impl DelayLink {
     pub async fn to(target: std::net::SocketAddr, peer: PeerId, one_way: Duration) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        let one_way = Arc::new(std::sync::atomic::AtomicU64::new(one_way.as_micros() as u64));
+        let delay_of = one_way.clone();
         let task = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
@@ -537,14 +541,21 @@ impl DelayLink {
                 let _ = outbound.set_nodelay(true);
                 let (in_read, in_write) = inbound.into_split();
                 let (out_read, out_write) = outbound.into_split();
-                tokio::spawn(delay(in_read, out_write, one_way));
-                tokio::spawn(delay(out_read, in_write, one_way));
+                tokio::spawn(delay(in_read, out_write, delay_of.clone()));
+                tokio::spawn(delay(out_read, in_write, delay_of.clone()));
             }
         });
         Self {
             addr: format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}").parse().unwrap(),
+            one_way,
             task,
         }
+    }
+
+    /// From now on every byte is delayed by `one_way` in each direction.
+    pub fn set_one_way(&self, one_way: Duration) {
+        self.one_way
+            .store(one_way.as_micros() as u64, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -554,11 +565,12 @@ impl Drop for DelayLink {
     }
 }
 
-/// Copies bytes, each chunk `by` after it was read, until either side closes.
+/// Copies bytes, each chunk `by` (in microseconds, as it is when the chunk is read) after it was read, in
+/// order, until either side closes.
 async fn delay(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    by: Duration,
+    by: Arc<std::sync::atomic::AtomicU64>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (chunks, mut due) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
@@ -576,6 +588,7 @@ async fn delay(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        let by = Duration::from_micros(by.load(std::sync::atomic::Ordering::SeqCst));
         if chunks
             .send((tokio::time::Instant::now() + by, buf[..n].to_vec()))
             .is_err()
