@@ -47,12 +47,12 @@ struct Setup {
 
 const SETUPS: [Setup; 4] = [
     Setup {
-        name: "keeper, probe 2 s / 2 s (default)",
+        name: "keeper, probe 3 s / floor 0.9 s (default)",
         listener: &[],
         relay: &["--no-rate-limits"],
     },
     Setup {
-        name: "keeper, probe 0.5 s / 1 s",
+        name: "keeper, probe 0.5 s / floor 1 s",
         listener: &["--probe-interval-ms", "500", "--probe-timeout-ms", "1000"],
         relay: &["--no-rate-limits"],
     },
