@@ -141,7 +141,10 @@ impl Handler {
 
     fn set_probing(&mut self, probing: bool) {
         if probing && !self.probing {
-            self.heard();
+            self.outstanding = None;
+            // The first probe goes out at once: until it is answered the timeout knows nothing of the link
+            // (5 s), so a death in the first interval would take that long to see.
+            self.next_probe.reset(Duration::ZERO);
         }
         if !probing {
             self.outstanding = None;

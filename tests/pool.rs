@@ -148,18 +148,9 @@ async fn reservations_pause_while_the_node_is_publicly_reachable() {
 /// backoff can restore it. `seed` seeds the keeper's jitter and promotion spread. Returns how long after the
 /// kill the standby's reservation was live.
 async fn failover_between_fresh_relays(seed: u64) -> std::time::Duration {
-    use libp2p::{identity::Keypair, relay};
     let mut relays = Vec::new();
     for _ in 0..3 {
-        let relay = RelayServer::start(
-            Net::Tcp,
-            Keypair::generate_ed25519(),
-            None,
-            common::External::FromIdentify,
-            relay::Config::default(),
-        )
-        .await;
-        relays.push(relay);
+        relays.push(RelayServer::like_upstream(Net::Tcp).await);
     }
     let config = fast_config()
         .with_base_delay(std::time::Duration::from_secs(600))

@@ -183,14 +183,7 @@ async fn a_freshly_restarted_relay_is_reserved_as_soon_as_it_offers_hop() {
         .with_base_delay(Duration::from_secs(600))
         .with_max_delay(Duration::from_secs(600))
         .with_jitter(false);
-    let relay = RelayServer::start(
-        Net::Tcp,
-        Keypair::generate_ed25519(),
-        None,
-        External::FromIdentify,
-        relay::Config::default(),
-    )
-    .await;
+    let relay = RelayServer::like_upstream(Net::Tcp).await;
     let mut client = Client::new(Net::Tcp, config, true);
     let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
     client.wait_reserved(relay_id).await;
@@ -233,14 +226,7 @@ async fn restarts_in_a_row(restarts: usize, down: Duration, up: Duration) -> Vec
     let config = fast_config()
         .with_base_delay(Duration::from_millis(100))
         .with_max_delay(Duration::from_millis(800));
-    let relay = RelayServer::start(
-        Net::Tcp,
-        Keypair::generate_ed25519(),
-        None,
-        External::FromIdentify,
-        relay::Config::default(),
-    )
-    .await;
+    let relay = RelayServer::like_upstream(Net::Tcp).await;
     let mut client = Client::new(Net::Tcp, config, true);
     let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
     client.wait_reserved(relay_id).await;

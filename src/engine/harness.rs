@@ -4,7 +4,10 @@
 use std::time::{Duration, Instant};
 
 use libp2p::{
-    core::{transport::PortUse, ConnectedPoint, Endpoint},
+    core::{
+        transport::{ListenerId, PortUse},
+        ConnectedPoint, Endpoint,
+    },
     multiaddr::Protocol,
     swarm::{ConnectionId, DialError},
     Multiaddr, PeerId,
@@ -59,6 +62,25 @@ pub(crate) fn dials(commands: &[Command]) -> Vec<ConnectionId> {
             _ => None,
         })
         .collect()
+}
+
+/// The reservation requests among `commands`, as listener ids.
+pub(crate) fn listens(commands: &[Command]) -> Vec<ListenerId> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Listen(opts) => Some(opts.listener_id()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The listener of the one reservation request among `commands`.
+pub(crate) fn listener(commands: &[Command]) -> ListenerId {
+    let [listener] = listens(commands)[..] else {
+        panic!("one reservation request: {commands:?}")
+    };
+    listener
 }
 
 /// The events among `commands`.

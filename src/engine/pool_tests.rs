@@ -7,7 +7,7 @@ use libp2p::{
 };
 
 use super::{
-    harness::{circuit, dials, events, fast, hop_refusal, relay_addr, Harness},
+    harness::{circuit, dials, events, fast, hop_refusal, listener, listens, relay_addr, Harness},
     *,
 };
 use crate::handler::ToBehaviour;
@@ -63,15 +63,7 @@ fn reserve(harness: &mut Harness, dialed: &[(PeerId, ConnectionId)], relays: &[(
     for (peer, connection) in dialed {
         let addr = &relays.iter().find(|(p, _)| p == peer).unwrap().1;
         harness.connect(*peer, *connection, addr);
-        let listeners: Vec<ListenerId> = harness
-            .drain()
-            .iter()
-            .filter_map(|c| match c {
-                Command::Listen(opts) => Some(opts.listener_id()),
-                _ => None,
-            })
-            .collect();
-        for listener in listeners {
+        for listener in listens(&harness.drain()) {
             harness
                 .engine
                 .on_new_listen_addr(listener, &circuit(addr), harness.now);
@@ -184,18 +176,7 @@ fn a_lost_reservation_is_failed_over_to_a_standby_without_a_backoff_wait() {
 
 /// The one reservation request among what the engine has now.
 fn requested(harness: &mut Harness) -> ListenerId {
-    let listeners: Vec<ListenerId> = harness
-        .drain()
-        .iter()
-        .filter_map(|c| match c {
-            Command::Listen(opts) => Some(opts.listener_id()),
-            _ => None,
-        })
-        .collect();
-    let [listener] = listeners[..] else {
-        panic!("one reservation request: {listeners:?}")
-    };
-    listener
+    listener(&harness.drain())
 }
 
 /// Connects the dialed relay as a freshly started upstream relay answers: it refuses the reservation until

@@ -27,7 +27,7 @@ use libp2p::{
 };
 
 use super::{
-    harness::{circuit, dialer, dials, events, fast, relay_addr, Harness},
+    harness::{circuit, dialer, dials, events, fast, listener, listens, relay_addr, Harness},
     *,
 };
 use crate::handler::ToBehaviour;
@@ -42,21 +42,6 @@ fn connected() -> (Harness, PeerId, Multiaddr) {
     let mut harness = Harness::new(fast());
     let peer = harness.connected_relay(&addr);
     (harness, peer, addr)
-}
-
-/// The listener of the one reservation request among `commands`.
-fn listener(commands: &[Command]) -> ListenerId {
-    let listeners: Vec<ListenerId> = commands
-        .iter()
-        .filter_map(|c| match c {
-            Command::Listen(opts) => Some(opts.listener_id()),
-            _ => None,
-        })
-        .collect();
-    let [listener] = listeners[..] else {
-        panic!("one reservation request: {commands:?}")
-    };
-    listener
 }
 
 /// A harness keeping one relay whose reservation is live on connection 1, with the listener holding it.
@@ -347,14 +332,7 @@ fn the_node_hears_it_became_reachable_when_the_relay_that_made_it_so_is_removed(
             (peer, addr)
         })
         .collect();
-    let listeners: Vec<ListenerId> = harness
-        .drain()
-        .iter()
-        .filter_map(|c| match c {
-            Command::Listen(opts) => Some(opts.listener_id()),
-            _ => None,
-        })
-        .collect();
+    let listeners = listens(&harness.drain());
     for ((_, addr), listener) in relays.iter().zip(&listeners) {
         harness
             .engine

@@ -203,6 +203,19 @@ impl RelayServer {
         }
     }
 
+    /// Starts a relay with a fresh identity on an ephemeral address as rust-libp2p's relay-server example runs:
+    /// it refuses reservations until identify told it its address.
+    pub async fn like_upstream(net: Net) -> Self {
+        Self::start(
+            net,
+            Keypair::generate_ed25519(),
+            None,
+            External::FromIdentify,
+            relay::Config::default(),
+        )
+        .await
+    }
+
     /// Starts a relay with a fresh identity on an ephemeral address, accepting reservations at once.
     pub async fn spawn(net: Net) -> Self {
         Self::start(
