@@ -34,6 +34,10 @@ const PING_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/ping/1.0.0");
 /// identify's protocol: a swarm that runs identify offers it on every connection.
 const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
 
+/// How many of the remote's ping streams are answered at once; a further one replaces the oldest, so a remote
+/// that keeps opening streams cannot make the handler hold more.
+const MAX_ANSWERING: usize = 2;
+
 /// The size of a ping payload, as the ping protocol defines it.
 const PING_SIZE: usize = 32;
 
@@ -70,8 +74,11 @@ enum Outbound {
     Opening,
     /// Open, between probes.
     Idle(Stream),
-    /// A ping is on its way on the stream.
-    Pinging(BoxFuture<'static, io::Result<(Stream, Duration)>>),
+    /// A ping is on its way on the stream; `fresh`: the stream was opened for this probe.
+    Pinging {
+        ping: BoxFuture<'static, io::Result<(Stream, Duration)>>,
+        fresh: bool,
+    },
 }
 
 /// A probe waiting for its answer.
@@ -97,7 +104,10 @@ pub struct Handler {
     /// The remote answered a ping stream with "unsupported"; it is never probed again.
     ping_unsupported: bool,
     /// The echo of one of the remote's pings; the stream comes back for the next, as libp2p-ping answers.
-    answering: Option<BoxFuture<'static, io::Result<Stream>>>,
+    /// The remote's ping streams being answered, oldest first. More than one, unlike libp2p-ping's responder,
+    /// which keeps one and drops the older: the remote's probe and its application's `ping::Behaviour` each
+    /// keep a stream open and would otherwise evict each other on every reopen.
+    answering: VecDeque<BoxFuture<'static, io::Result<Stream>>>,
     hop: bool,
     /// Reports for the behaviour, oldest first.
     reports: VecDeque<ToBehaviour>,
@@ -128,7 +138,7 @@ impl Handler {
             next_probe: Delay::new(probe.map_or(Duration::ZERO, |probe| probe.interval)),
             outstanding: None,
             ping_unsupported: false,
-            answering: None,
+            answering: VecDeque::new(),
             hop: false,
             reports: VecDeque::new(),
         }
@@ -148,6 +158,10 @@ impl Handler {
         }
         if !probing {
             self.outstanding = None;
+            // A ping left unpolled would come back with the whole time as its round trip.
+            if let Outbound::Pinging { .. } = self.outbound {
+                self.outbound = Outbound::Closed;
+            }
         }
         self.probing = probing;
     }
@@ -183,21 +197,27 @@ impl Handler {
         });
         match std::mem::replace(&mut self.outbound, Outbound::Closed) {
             Outbound::Idle(stream) => {
-                self.outbound = Outbound::Pinging(ping(stream).boxed());
+                self.outbound = Outbound::Pinging {
+                    ping: ping(stream).boxed(),
+                    fresh: false,
+                };
                 None
             }
-            Outbound::Closed => {
-                self.outbound = Outbound::Opening;
-                // The negotiation may take as long as the probe may wait in all.
-                Some(ConnectionHandlerEvent::OutboundSubstreamRequest {
-                    protocol: SubstreamProtocol::new(ReadyUpgrade::new(PING_PROTOCOL), ())
-                        .with_timeout(timeout * 2),
-                })
-            }
-            busy @ (Outbound::Opening | Outbound::Pinging(_)) => {
+            Outbound::Closed => Some(self.open_stream()),
+            busy @ (Outbound::Opening | Outbound::Pinging { .. }) => {
                 self.outbound = busy;
                 None
             }
+        }
+    }
+
+    /// Asks for a new ping stream, for the probe under way.
+    fn open_stream(&mut self) -> ConnectionHandlerEvent<ReadyUpgrade<StreamProtocol>, (), ToBehaviour> {
+        self.outbound = Outbound::Opening;
+        // The negotiation may take as long as the probe may wait in all.
+        ConnectionHandlerEvent::OutboundSubstreamRequest {
+            protocol: SubstreamProtocol::new(ReadyUpgrade::new(PING_PROTOCOL), ())
+                .with_timeout(self.timeout() * 2),
         }
     }
 }
@@ -245,24 +265,29 @@ impl libp2p::swarm::ConnectionHandler for Handler {
             if let Some(report) = self.reports.pop_front() {
                 return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(report));
             }
-            if let Some(answering) = &mut self.answering {
-                match answering.poll_unpin(cx) {
+            let mut answered = false;
+            self.answering
+                .retain_mut(|answering| match answering.poll_unpin(cx) {
                     Poll::Ready(Ok(stream)) => {
-                        // The remote's ping is proof of life too.
-                        if self.probe_on().is_some() {
-                            self.heard();
-                        }
-                        self.answering = Some(answer(stream).boxed());
-                        continue;
+                        answered = true;
+                        *answering = answer(stream).boxed();
+                        true
                     }
-                    Poll::Ready(Err(_)) => self.answering = None,
-                    Poll::Pending => {}
+                    Poll::Ready(Err(_)) => false,
+                    Poll::Pending => true,
+                });
+            if answered {
+                // The remote's ping is proof of life too; the answers re-armed go on being polled.
+                if self.probe_on().is_some() {
+                    self.heard();
                 }
+                continue;
             }
             if self.probe_on().is_none() {
                 return Poll::Pending;
             }
-            if let Outbound::Pinging(pinging) = &mut self.outbound {
+            if let Outbound::Pinging { ping: pinging, fresh } = &mut self.outbound {
+                let fresh = *fresh;
                 match pinging.poll_unpin(cx) {
                     Poll::Ready(Ok((stream, rtt))) => {
                         self.outbound = Outbound::Idle(stream);
@@ -271,8 +296,14 @@ impl libp2p::swarm::ConnectionHandler for Handler {
                         self.reports.push_back(ToBehaviour::ProbeAnswered(rtt));
                         continue;
                     }
+                    // A stream that sat idle may have been dropped long ago (libp2p-ping's responder drops the
+                    // older of two streams): that says nothing of the link now, so the probe asks on a new one.
+                    Poll::Ready(Err(error)) if !fresh => {
+                        tracing::debug!(%error, "the probe's idle stream was closed; probing on a new one");
+                        return Poll::Ready(self.open_stream());
+                    }
                     Poll::Ready(Err(error)) => {
-                        // A reset is an answer too: libp2p-ping's responder drops the older of two streams.
+                        // A reset of a stream opened for this probe is an answer too.
                         tracing::debug!(%error, "probe stream failed; the remote answered, so the link is alive");
                         self.outbound = Outbound::Closed;
                         self.heard();
@@ -335,7 +366,10 @@ impl libp2p::swarm::ConnectionHandler for Handler {
                 // The probe must not keep a connection alive that the keeper does not keep.
                 stream.ignore_for_keep_alive();
                 self.outbound = if self.outstanding.is_some() {
-                    Outbound::Pinging(ping(stream).boxed())
+                    Outbound::Pinging {
+                        ping: ping(stream).boxed(),
+                        fresh: true,
+                    }
                 } else {
                     Outbound::Idle(stream)
                 };
@@ -362,7 +396,10 @@ impl libp2p::swarm::ConnectionHandler for Handler {
                     // The negotiated output is the futures crate's `Either`, though the upgrade is `either`'s.
                     libp2p::futures::future::Either::Left(mut stream) => {
                         stream.ignore_for_keep_alive();
-                        self.answering = Some(answer(stream).boxed());
+                        if self.answering.len() == MAX_ANSWERING {
+                            self.answering.pop_front();
+                        }
+                        self.answering.push_back(answer(stream).boxed());
                     }
                     libp2p::futures::future::Either::Right(never) => libp2p::core::util::unreachable(never),
                 }

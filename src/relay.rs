@@ -678,8 +678,18 @@ impl Relay {
                     self.network_reset = true;
                     self.start_over(env);
                 }
-                // Reset once per outage already, a mistake, trying or in the goal already, an eligible
-                // standby, paused; and a relay awaiting HOP is connected, so its link did not change.
+                // Trying already, or about to: the try goes on, and the waits after it start from the base.
+                State::Dialing { .. }
+                | State::Reserving { .. }
+                | State::AwaitingHop { .. }
+                | State::Promoted { .. }
+                | State::Standby {
+                    eligible_at: None, ..
+                } if !self.network_reset => {
+                    self.network_reset = true;
+                    self.level = 0;
+                }
+                // Reset once per outage already, a mistake, in the goal already, or paused.
                 State::Waiting { .. }
                 | State::GaveUp { .. }
                 | State::Standby { .. }
@@ -696,8 +706,19 @@ impl Relay {
                     self.addrs.push(addr);
                     tracing::debug!(relay = %env.relay, addrs = ?self.addrs, "relay address added");
                 }
-                if let State::GaveUp { .. } = self.state {
-                    self.start_over(env);
+                match self.state {
+                    // Whatever it gave up for may be fixed now.
+                    State::GaveUp { .. } => self.start_over(env),
+                    // The new address is dialed by the next dial.
+                    State::Dialing { .. }
+                    | State::Reserving { .. }
+                    | State::Connected { .. }
+                    | State::Reserved { .. }
+                    | State::Waiting { .. }
+                    | State::AwaitingHop { .. }
+                    | State::Standby { .. }
+                    | State::Promoted { .. }
+                    | State::Paused => {}
                 }
             }
             Input::Promote { delay } => match self.state {

@@ -331,9 +331,16 @@ impl Model {
                 Phase::GaveUp { reason, .. } => reason.is_retryable(),
                 Phase::Trying { .. } | Phase::AwaitingHop { .. } | Phase::Goal { .. } => false,
             };
-            if retryable && !relay.network_reset {
+            if relay.network_reset {
+                continue;
+            }
+            if retryable {
                 relay.network_reset = true;
                 Self::fresh(relay, &config, connected(*r), now);
+            } else if matches!(relay.phase, Phase::Trying { .. } | Phase::AwaitingHop { .. }) {
+                // The try goes on; the waits after it start from the base.
+                relay.network_reset = true;
+                relay.level = 0;
             }
         }
     }
