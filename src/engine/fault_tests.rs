@@ -25,7 +25,7 @@ use crate::{handler::ToBehaviour, Config, Event};
 
 /// How long a relay takes to tell a new client the protocols it offers: identify's round trip.
 const IDENTIFY: Duration = Duration::from_millis(5);
-/// How long a black-holed link stays up before the probe (2 s / 2 s by default) gives up on it.
+/// How long a black-holed link stays up before the probe gives up on it (at most 3 s + 2 x 0.9 s by default).
 const PROBE_CUT: Duration = Duration::from_secs(4);
 
 #[derive(Debug, Clone, Copy)]
