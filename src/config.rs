@@ -216,16 +216,19 @@ impl Config {
     /// `T = max(floor, srtt + 4 x rttvar)`, from the round trips measured on the connection (5 s before the
     /// first answer) and the floor [`with_probe_timeout`](Self::with_probe_timeout). An answer within `T` is
     /// on time, one later than `T` is only late; the connection is closed (`cause=probe_timeout`, and the usual
-    /// restore) only when a ping stays unanswered for `2 x T` and nothing else was heard meanwhile. So a slow
+    /// restore) only when a ping stays unanswered for `2 x T`. So a slow
     /// link that still answers is never cut, and a silent death is reported within
     /// `interval + 2 x max(floor, srtt + 4 x rttvar)`: 4.8 s by default on a fast link, 3 + 2 x 3 s on a
     /// link with a steady 3 s round trip. Without a probe libp2p notices such a death only when TCP gives up
     /// (many minutes) or, on QUIC, after its 10 s idle timeout.
     ///
-    /// Proof of life other than an echo counts too: a ping from the relay that this node answered, and a reset
-    /// of the probe's stream (libp2p's ping responder drops the older of two ping streams, so the
-    /// application's own `ping::Behaviour` and the probe may reset each other's). So when both ends probe,
-    /// mostly the one with the shorter interval pays. A relay that does not speak ping is never probed.
+    /// A reset of the probe's stream answers a ping too (libp2p's ping responder drops the older of two ping
+    /// streams, so the application's own `ping::Behaviour` and the probe may reset each other's). A ping from
+    /// the relay on a stream where this node echoed one before shows that the echo arrived: it moves the next
+    /// probe back, so when both ends probe, mostly the one with the shorter interval pays. It never answers a
+    /// probe under way, and a relay's first ping on a stream counts for nothing: each shows only that the
+    /// relay's packets arrive, not that this node's do (a one-way black hole is a dead link too). A relay that
+    /// does not speak ping is never probed.
     ///
     /// ```
     /// use std::time::Duration;

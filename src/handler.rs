@@ -88,6 +88,23 @@ struct Outstanding {
     late: bool,
 }
 
+/// One of the remote's ping streams, waiting for a ping to echo; the stream comes back for the next, as
+/// libp2p-ping answers.
+struct Answering {
+    echo: BoxFuture<'static, io::Result<Stream>>,
+    /// This stream carried an echo back before: the remote pings again only once that echo arrived.
+    echoed_before: bool,
+}
+
+impl Answering {
+    fn new(stream: Stream, echoed_before: bool) -> Self {
+        Self {
+            echo: answer(stream).boxed(),
+            echoed_before,
+        }
+    }
+}
+
 /// Connection handler of [`RelayKeeper`](crate::RelayKeeper).
 pub struct Handler {
     /// Probe the connection; for the keeper, while the relay is kept.
@@ -103,11 +120,10 @@ pub struct Handler {
     outstanding: Option<Outstanding>,
     /// The remote answered a ping stream with "unsupported"; it is never probed again.
     ping_unsupported: bool,
-    /// The echo of one of the remote's pings; the stream comes back for the next, as libp2p-ping answers.
     /// The remote's ping streams being answered, oldest first. More than one, unlike libp2p-ping's responder,
     /// which keeps one and drops the older: the remote's probe and its application's `ping::Behaviour` each
     /// keep a stream open and would otherwise evict each other on every reopen.
-    answering: VecDeque<BoxFuture<'static, io::Result<Stream>>>,
+    answering: VecDeque<Answering>,
     hop: bool,
     /// Reports for the behaviour, oldest first.
     reports: VecDeque<ToBehaviour>,
@@ -171,10 +187,26 @@ impl Handler {
         self.probe.filter(|_| self.probing && !self.ping_unsupported)
     }
 
-    /// The remote proved alive (an echo, a reset stream, a ping of its own): the next probe is due a whole
-    /// interval from now, so when both ends probe, mostly the one with the shorter interval pays.
+    /// The remote answered what this end sent (an echo, a reset of the probe's stream): the probe under way
+    /// is answered and the next one is due a whole interval from now.
     fn heard(&mut self) {
         self.outstanding = None;
+        self.postpone_probe();
+    }
+
+    /// The remote pinged again on a stream this end had echoed on, so that echo reached it: the link carried
+    /// traffic both ways lately, and the next probe is due a whole interval from now (when both ends probe,
+    /// mostly the one with the shorter interval pays). A probe under way stays unanswered, as that echo may
+    /// have left before it. A remote's first ping on a stream counts for nothing: it shows only that the
+    /// remote's packets arrive, and a link that carries them one way only (a broken uplink, a one-way black
+    /// hole) is as dead to a relay client as a silent one.
+    fn remote_heard_us(&mut self) {
+        if self.outstanding.is_none() {
+            self.postpone_probe();
+        }
+    }
+
+    fn postpone_probe(&mut self) {
         if let Some(probe) = self.probe {
             self.next_probe.reset(probe.interval);
         }
@@ -231,8 +263,8 @@ impl libp2p::swarm::ConnectionHandler for Handler {
     type OutboundOpenInfo = ();
 
     /// On a kept relay's connection (and on every connection of a [`LinkProbe`](crate::LinkProbe)) the
-    /// handler answers pings itself, and each one answered is proof of life that moves its own next probe
-    /// back. A relay's `ping::Behaviour` that found this node without ping stops answering pings too
+    /// handler answers pings itself, and each further ping on a stream it echoed on shows the link works both
+    /// ways, which moves its own next probe back. A relay's `ping::Behaviour` that found this node without ping stops answering pings too
     /// (libp2p-ping 0.48 goes inactive both ways), which would starve the probe; answering keeps it active.
     /// Only the first handler of a derived behaviour that offers ping gets the remote's pings, so the keeper
     /// (and `LinkProbe`) go before `ping::Behaviour` in the struct; in the other order both still work, but
@@ -266,20 +298,22 @@ impl libp2p::swarm::ConnectionHandler for Handler {
                 return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(report));
             }
             let mut answered = false;
+            let mut heard_us = false;
             self.answering
-                .retain_mut(|answering| match answering.poll_unpin(cx) {
+                .retain_mut(|answering| match answering.echo.poll_unpin(cx) {
                     Poll::Ready(Ok(stream)) => {
                         answered = true;
-                        *answering = answer(stream).boxed();
+                        heard_us |= answering.echoed_before;
+                        *answering = Answering::new(stream, true);
                         true
                     }
                     Poll::Ready(Err(_)) => false,
                     Poll::Pending => true,
                 });
             if answered {
-                // The remote's ping is proof of life too; the answers re-armed go on being polled.
-                if self.probe_on().is_some() {
-                    self.heard();
+                // The answers re-armed go on being polled.
+                if heard_us && self.probe_on().is_some() {
+                    self.remote_heard_us();
                 }
                 continue;
             }
@@ -399,7 +433,7 @@ impl libp2p::swarm::ConnectionHandler for Handler {
                         if self.answering.len() == MAX_ANSWERING {
                             self.answering.pop_front();
                         }
-                        self.answering.push_back(answer(stream).boxed());
+                        self.answering.push_back(Answering::new(stream, false));
                     }
                     libp2p::futures::future::Either::Right(never) => libp2p::core::util::unreachable(never),
                 }

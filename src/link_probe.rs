@@ -24,8 +24,8 @@ use crate::{
 /// Probes every connection with the `/ipfs/ping/1.0.0` echo, as [`RelayKeeper`](crate::RelayKeeper) probes its
 /// relay links, by the same rule ([`Config::with_probe`](crate::Config::with_probe)): a connection not heard
 /// from for `interval` is pinged on a stream kept open, and closed only once that ping went unanswered for
-/// twice `max(timeout, srtt + 4 x rttvar)`. It answers the peers' pings itself, and each one answered spares
-/// it a probe of its own, so a client whose keeper probes more often than the relay costs the relay nothing;
+/// twice `max(timeout, srtt + 4 x rttvar)`. It answers the peers' pings itself, and each further ping on a
+/// stream it echoed on (the peer got the echo, so the link works both ways) spares it a probe of its own, so a client whose keeper probes more often than the relay costs the relay nothing;
 /// put it before `ping::Behaviour` in the derived behaviour, since only the first field that offers ping gets
 /// the peers' pings.
 ///
@@ -47,8 +47,9 @@ use crate::{
 ///     probe: LinkProbe,
 /// }
 ///
-/// // A client's silent death is seen within 4 + 2 x 0.9 s on a fast link.
-/// let probe = LinkProbe::new(Duration::from_secs(4), Duration::from_millis(900));
+/// // A client's silent death is seen within 3.5 + 2 x 0.6 s on a fast link; a client whose keeper probes
+/// // every 3 s (its default) spares the relay its own probes.
+/// let probe = LinkProbe::new(Duration::from_millis(3500), Duration::from_millis(600));
 /// ```
 pub struct LinkProbe {
     probe: Probe,

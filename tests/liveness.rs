@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{fast_config, within, Client, External, Net, RelayServer, SilentLink};
-use libp2p::{identity::Keypair, relay, Multiaddr};
+use libp2p::{identity::Keypair, ping, relay, Multiaddr};
 use libp2p_relay_keeper::{CauseKind, Event, RelayKeeper, RelayStatus};
 
 /// The cause of the next scheduled retry.
@@ -37,6 +37,27 @@ async fn a_relay_that_falls_silent_is_noticed_by_the_probe_and_restored() {
     // The relay is still there at its own address.
     client.keeper().add_relay(relay.addr.clone()).unwrap();
     client.wait_reserved(relay_id).await;
+    relay.kill().await;
+}
+
+#[tokio::test]
+async fn a_relay_that_still_pings_but_no_longer_hears_the_node_is_noticed() {
+    // The relay's pings time out fast and each next one goes on a new stream, so they keep arriving: every
+    // one is answered, and every answer is lost on the way back.
+    let pings = ping::Config::new()
+        .with_interval(Duration::from_millis(20))
+        .with_timeout(Duration::from_millis(50));
+    let relay = RelayServer::spawn_pinging(Net::Tcp, pings).await;
+    let link = SilentLink::in_front_of(&relay).await;
+    let config = fast_config()
+        .with_probe_interval(Duration::from_millis(100))
+        .with_probe_timeout(Duration::from_millis(300));
+    let mut client = Client::new(Net::Tcp, config, false);
+    let relay_id = client.keeper().add_relay(link.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+
+    link.silence_toward_relay();
+    assert_eq!(next_cause(&mut client, "the loss").await, CauseKind::ProbeTimeout);
     relay.kill().await;
 }
 

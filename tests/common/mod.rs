@@ -50,8 +50,24 @@ pub fn swarm<B: NetworkBehaviour>(
     key: Keypair,
     behaviour: impl FnOnce(&Keypair, relay::client::Behaviour) -> B,
 ) -> Swarm<B> {
+    swarm_with(net, key, None, behaviour)
+}
+
+/// [`swarm`], its outbound streams negotiated with `negotiation` instead of libp2p's default.
+fn swarm_with<B: NetworkBehaviour>(
+    net: Net,
+    key: Keypair,
+    negotiation: Option<Version>,
+    behaviour: impl FnOnce(&Keypair, relay::client::Behaviour) -> B,
+) -> Swarm<B> {
     let builder = SwarmBuilder::with_existing_identity(key).with_tokio();
-    let config = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(10));
+    let config = |c: libp2p::swarm::Config| {
+        let c = c.with_idle_connection_timeout(Duration::from_secs(10));
+        match negotiation {
+            Some(version) => c.with_substream_upgrade_protocol_override(version),
+            None => c,
+        }
+    };
     match net {
         Net::Tcp => builder
             .with_tcp(
@@ -130,13 +146,25 @@ impl RelayServer {
         external: External,
         config: relay::Config,
     ) -> Self {
-        Self::launch(net, key, listen, external, config, true).await
+        Self::launch(net, key, listen, external, config, Some(ping::Config::new()), None).await
     }
 
     /// Starts a relay that does not speak ping, with a fresh identity, accepting reservations at once.
     pub async fn spawn_without_ping(net: Net) -> Self {
         let key = Keypair::generate_ed25519();
-        Self::launch(net, key, None, External::AtStart, relay::Config::default(), false).await
+        Self::launch_with(net, key, None, None).await
+    }
+
+    async fn launch_with(net: Net, key: Keypair, ping: Option<ping::Config>, negotiation: Option<Version>) -> Self {
+        Self::launch(net, key, None, External::AtStart, relay::Config::default(), ping, negotiation).await
+    }
+
+    /// Starts a relay whose `ping::Behaviour` pings every client as `ping` says, with a fresh identity,
+    /// accepting reservations at once. Its streams are negotiated lazily, so each new ping stream carries its
+    /// ping at once instead of waiting for the client's confirmation.
+    pub async fn spawn_pinging(net: Net, ping: ping::Config) -> Self {
+        let key = Keypair::generate_ed25519();
+        Self::launch_with(net, key, Some(ping), Some(Version::V1Lazy)).await
     }
 
     async fn launch(
@@ -145,13 +173,14 @@ impl RelayServer {
         listen: Option<Multiaddr>,
         external: External,
         config: relay::Config,
-        with_ping: bool,
+        ping: Option<ping::Config>,
+        negotiation: Option<Version>,
     ) -> Self {
         let peer_id = key.public().to_peer_id();
-        let mut swarm = swarm(net, key.clone(), |key, _| RelayBehaviour {
+        let mut swarm = swarm_with(net, key.clone(), negotiation, |key, _| RelayBehaviour {
             relay: relay::Behaviour::new(key.public().to_peer_id(), config),
             identify: identify(key),
-            ping: with_ping.then(ping::Behaviour::default).into(),
+            ping: ping.map(ping::Behaviour::new).into(),
         });
         let listener = swarm.listen_on(listen.unwrap_or_else(|| net.any_addr())).unwrap();
         let transport_addr = within("relay listening", async {
@@ -451,13 +480,14 @@ pub async fn within<F: Future>(what: &str, work: F) -> F::Output {
 }
 
 /// A TCP forwarder on 127.0.0.1 in front of a relay that can fall silent: every connection through it stays
-/// open, but no byte passes any more, in either direction, as when the relay's host vanished or its route
-/// became a black hole. (Stopping the relay's swarm would not do: libp2p runs each connection in a task of
-/// its own, which keeps answering.)
+/// open, but no byte passes any more, in either direction (as when the relay's host vanished or its route
+/// became a black hole) or only toward the relay (a broken uplink). (Stopping the relay's swarm would not
+/// do: libp2p runs each connection in a task of its own, which keeps answering.)
 pub struct SilentLink {
     /// The relay's address through the forwarder, ending in `/p2p/<relay id>`.
     pub addr: Multiaddr,
-    silent: Arc<std::sync::atomic::AtomicBool>,
+    toward_relay: Arc<std::sync::atomic::AtomicBool>,
+    from_relay: Arc<std::sync::atomic::AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -466,8 +496,9 @@ impl SilentLink {
         let target = relay_socket(relay);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = silent.clone();
+        let toward_relay = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let from_relay = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (up, down) = (toward_relay.clone(), from_relay.clone());
         let task = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
@@ -475,22 +506,29 @@ impl SilentLink {
                 };
                 let (in_read, in_write) = inbound.into_split();
                 let (out_read, out_write) = outbound.into_split();
-                tokio::spawn(forward(in_read, out_write, flag.clone()));
-                tokio::spawn(forward(out_read, in_write, flag.clone()));
+                tokio::spawn(forward(in_read, out_write, up.clone()));
+                tokio::spawn(forward(out_read, in_write, down.clone()));
             }
         });
         Self {
             addr: format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", relay.peer_id)
                 .parse()
                 .unwrap(),
-            silent,
+            toward_relay,
+            from_relay,
             task,
         }
     }
 
     /// From now on nothing passes; the connections stay open.
     pub fn silence(&self) {
-        self.silent.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.silence_toward_relay();
+        self.from_relay.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// From now on nothing the client sends reaches the relay, while the relay's bytes still arrive.
+    pub fn silence_toward_relay(&self) {
+        self.toward_relay.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
