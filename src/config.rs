@@ -75,6 +75,10 @@ impl Probe {
 /// resend its handshake until libp2p-quic gives up.
 const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many of the round trips measured to a relay its dial may take: TCP's handshake, two protocol
+/// negotiations and noise's handshake are four or five; the rest is room for a link slower than measured.
+const DIAL_ROUND_TRIPS: u32 = 8;
+
 /// The window over which promotions of standby relays are spread unless [`Config::with_promotion_spread`] says
 /// otherwise: long enough that a thousand nodes failing over at once arrive at a relay a few per millisecond,
 /// short next to the two milliseconds a reservation takes on top of it.
@@ -197,12 +201,19 @@ impl Config {
     }
 
     /// Bounds how long one dial to a relay may take; a dial still pending then is aborted and counts as a
-    /// failed retry (`cause=dial_timeout`). Default: 10 s or the cap on the waits
-    /// ([`with_max_delay`](Self::with_max_delay)), whichever is shorter, so a dial to a dead relay never holds
-    /// the next retry back by more than one wait. Clamped to at least 1 ms and at most one year.
+    /// failed retry (`cause=dial_timeout`). Clamped to at least 1 ms and at most one year.
     ///
-    /// Why it matters: a QUIC dial to a relay that is down is not failed by an ICMP error; it resends its
-    /// handshake until libp2p-quic's handshake timeout, and connects only then if the relay came back.
+    /// Without it the limit follows what the keeper knows of the relay, and never exceeds the cap on the
+    /// waits ([`with_max_delay`](Self::with_max_delay)), so a dial to a dead relay never holds the next retry
+    /// back by more than the longest wait: 10 s, doubled after each dial in a row that ran out of time (a slow
+    /// link's first dial is not cut for good), and at least 8 round trips as the probe measured them on the
+    /// relay's last connection (`srtt + 4 x rttvar`; a dial is four or five). So with the defaults a dial over
+    /// a link with a steady 3 s round trip may take 24 s.
+    ///
+    /// Why it matters: a TCP dial into a black hole resends its SYN for minutes, and a QUIC dial to a relay
+    /// that is down is not failed by an ICMP error; it resends its handshake until libp2p-quic's handshake
+    /// timeout. On slow links also raise the `SwarmBuilder`'s own limit on connection upgrades
+    /// (`with_connection_timeout`, 10 s by default), which cuts a dial whatever the keeper allows.
     pub fn with_dial_timeout(mut self, timeout: Duration) -> Self {
         self.dial_timeout = Some(timeout.clamp(MIN_DELAY, MAX_DELAY));
         self
@@ -392,9 +403,16 @@ impl Config {
         self.cooldown
     }
 
-    pub(crate) fn dial_timeout(&self) -> Duration {
-        self.dial_timeout
-            .unwrap_or_else(|| DEFAULT_DIAL_TIMEOUT.min(self.max_delay.max(self.base_delay)))
+    /// The time limit of a dial to a relay after `timed_out` dials in a row to it ran out of time, and with
+    /// `rtt` the longest round trip its probe made likely (see [`Config::with_dial_timeout`]).
+    pub(crate) fn dial_limit(&self, timed_out: u32, rtt: Option<Duration>) -> Duration {
+        if let Some(set) = self.dial_timeout {
+            return set;
+        }
+        let cap = self.max_delay.max(self.base_delay);
+        let doubled = DEFAULT_DIAL_TIMEOUT.saturating_mul(1 << timed_out.min(16));
+        let measured = rtt.map_or(Duration::ZERO, |rtt| rtt.saturating_mul(DIAL_ROUND_TRIPS));
+        doubled.max(measured).min(cap)
     }
 
     pub(crate) fn probe(&self) -> Option<Probe> {
@@ -441,16 +459,23 @@ mod tests {
     }
 
     #[test]
-    fn the_dial_timeout_never_exceeds_the_cap_unless_set() {
-        assert_eq!(Config::default().dial_timeout(), DEFAULT_DIAL_TIMEOUT);
+    fn the_dial_limit_follows_timeouts_and_round_trips_up_to_the_cap_unless_set() {
+        let defaults = Config::default();
+        assert_eq!(defaults.dial_limit(0, None), DEFAULT_DIAL_TIMEOUT);
+        assert_eq!(defaults.dial_limit(1, None), 2 * DEFAULT_DIAL_TIMEOUT);
+        assert_eq!(defaults.dial_limit(9, None), defaults.max_delay, "never past the cap");
+        let slow = Some(Duration::from_secs(3));
+        assert_eq!(defaults.dial_limit(0, slow), Duration::from_secs(24));
+        let fast = Some(Duration::from_millis(5));
+        assert_eq!(defaults.dial_limit(0, fast), DEFAULT_DIAL_TIMEOUT);
         let short = Config::default()
             .with_base_delay(Duration::from_millis(100))
             .with_max_delay(Duration::from_secs(1));
-        assert_eq!(short.dial_timeout(), Duration::from_secs(1));
+        assert_eq!(short.dial_limit(3, slow), Duration::from_secs(1));
         let set = short.with_dial_timeout(Duration::from_secs(3));
-        assert_eq!(set.dial_timeout(), Duration::from_secs(3));
+        assert_eq!(set.dial_limit(3, slow), Duration::from_secs(3));
         assert_eq!(
-            Config::default().with_dial_timeout(Duration::ZERO).dial_timeout(),
+            Config::default().with_dial_timeout(Duration::ZERO).dial_limit(0, None),
             MIN_DELAY
         );
     }

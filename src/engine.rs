@@ -718,6 +718,9 @@ impl Engine {
             ToBehaviour::ProbeAnswered(rtt) => {
                 tracing::trace!(relay = %peer, %connection, ?rtt, "probe answered");
                 self.metrics.on_probe_answered(rtt);
+                if let Some(kept) = self.relays.get_mut(&peer) {
+                    kept.relay.measured(rtt);
+                }
             }
             ToBehaviour::ProbeTimedOut => {
                 if self.stopped || !self.relays.contains_key(&peer) {

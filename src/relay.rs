@@ -15,7 +15,10 @@ use libp2p::{
 
 use smallvec::SmallVec;
 
-use crate::{backoff::Backoff, mistake::Mistake, Cause, CauseKind, Config, Event, GiveUpReason, RelayStatus};
+use crate::{
+    backoff::Backoff, mistake::Mistake, rtt::RttEstimator, Cause, CauseKind, Config, Event, GiveUpReason,
+    RelayStatus,
+};
 
 /// What the relay is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +212,11 @@ pub(crate) struct Relay {
     /// The connection on which the relay's refusal for lack of HOP was already let off once: a second one
     /// on the same connection counts, so a relay whose HOP comes and goes cannot loop.
     hop_awaited_on: Option<ConnectionId>,
+    /// Dials in a row that ran out of time: each one doubles the next dial's limit (up to the cap), so a
+    /// link too slow for the first limit is not cut on every try.
+    dials_timed_out: u32,
+    /// The round trips the probe measured on the relay's connections, for the limit of the next dial.
+    rtt: RttEstimator,
     state: State,
 }
 
@@ -224,6 +232,8 @@ impl Relay {
             network_reset: false,
             reached_before: false,
             hop_awaited_on: None,
+            dials_timed_out: 0,
+            rtt: RttEstimator::default(),
             state: State::Paused,
         };
         relay.start_over(env);
@@ -233,6 +243,11 @@ impl Relay {
             restored_after: None,
         };
         (relay, transition)
+    }
+
+    /// The probe measured a round trip of `rtt` on a connection to the relay.
+    pub(crate) fn measured(&mut self, rtt: Duration) {
+        self.rtt.sample(rtt);
     }
 
     pub(crate) fn addrs(&self) -> &[Multiaddr] {
@@ -392,6 +407,7 @@ impl Relay {
             }
             Input::ConnectionEstablished { connection, dialed } => {
                 self.links.push((connection, dialed));
+                self.dials_timed_out = 0;
                 if connected {
                     return;
                 }
@@ -567,6 +583,7 @@ impl Relay {
             Input::TimerFired => match self.state {
                 State::Dialing { attempt, .. } => {
                     env.actions.push(Action::AbortDials);
+                    self.dials_timed_out = self.dials_timed_out.saturating_add(1);
                     self.fail(attempt, false, Cause::dial_timeout(), env)
                 }
                 State::Waiting { attempt, .. } | State::Promoted { attempt, .. } => {
@@ -882,7 +899,7 @@ impl Relay {
         self.state = State::Dialing {
             dial: Some(opts.connection_id()),
             attempt,
-            deadline: env.now + env.config.dial_timeout(),
+            deadline: env.now + env.config.dial_limit(self.dials_timed_out, self.rtt.upper()),
         };
         env.actions.push(Action::Dial(opts));
     }

@@ -35,10 +35,13 @@ impl RttEstimator {
     /// How long a ping may take before it is late: `max(floor, srtt + 4 * rttvar)`, or before the first answer
     /// `max(floor, 5 s)`. An answer within it is never late.
     pub(crate) fn timeout(&self, floor: Duration) -> Duration {
-        let estimate = self.smoothed.map_or(INITIAL_TIMEOUT, |smoothed| {
-            smoothed.saturating_add(self.variation.saturating_mul(4))
-        });
-        estimate.max(floor)
+        self.upper().unwrap_or(INITIAL_TIMEOUT).max(floor)
+    }
+
+    /// The longest round trip the samples make likely, `srtt + 4 * rttvar`; `None` before the first sample.
+    pub(crate) fn upper(&self) -> Option<Duration> {
+        self.smoothed
+            .map(|smoothed| smoothed.saturating_add(self.variation.saturating_mul(4)))
     }
 }
 

@@ -223,7 +223,7 @@ impl Model {
         } else {
             relay.phase = Phase::Trying {
                 attempt,
-                dial_due: (!connected).then(|| now + config.dial_timeout()),
+                dial_due: (!connected).then(|| now + config.dial_limit(0, None)),
                 hop_since: false,
             };
         }

@@ -90,7 +90,7 @@ impl Driver {
 
     /// When a dial made now is aborted.
     fn dial_deadline(&self) -> Option<Instant> {
-        Some(self.now + self.config.dial_timeout())
+        Some(self.now + self.config.dial_limit(0, None))
     }
 
     fn feed(&mut self, input: Input) {
@@ -254,7 +254,7 @@ fn scheduled(events: &[Event]) -> Vec<u32> {
 fn a_dial_past_its_time_limit_is_aborted_and_counted_with_its_cause() {
     let mut driver = Driver::exact(Some(3));
     let waited = driver.elapse();
-    assert_eq!(waited, driver.config.dial_timeout());
+    assert_eq!(waited, driver.config.dial_limit(0, None));
     assert_eq!(driver.aborts, 1);
     let events = driver.take_events();
     assert!(
@@ -692,6 +692,38 @@ fn a_dial_skipped_for_a_live_connection_reserves() {
 }
 
 #[test]
+fn a_dial_that_keeps_running_out_of_time_is_given_twice_as_long_each_time_up_to_the_cap() {
+    let config = Config::default().with_jitter(false).with_max_attempts(None);
+    let mut driver = Driver::new(config, false);
+    let mut limits = Vec::new();
+    for _ in 0..4 {
+        limits.push(driver.elapse().as_secs());
+        driver.elapse();
+    }
+    assert_eq!(limits, [10, 20, 40, 60], "the cap on the waits bounds it");
+    driver.connect_ours();
+    driver.disconnect();
+    driver.elapse();
+    assert_eq!(driver.elapse().as_secs(), 10, "a dial that connected starts the doubling over");
+}
+
+#[test]
+fn a_dial_to_a_relay_on_a_slow_link_may_take_the_round_trips_measured_on_it() {
+    let config = Config::default().with_jitter(false);
+    let mut driver = Driver::reserved(config);
+    for _ in 0..10 {
+        driver.relay.measured(Duration::from_secs(3));
+    }
+    driver.disconnect();
+    driver.elapse();
+    let limit = driver.elapse();
+    assert!(
+        limit >= Duration::from_secs(24) && limit < Duration::from_secs(30),
+        "8 round trips of about 3 s: {limit:?}"
+    );
+}
+
+#[test]
 fn a_dial_skipped_for_another_dial_takes_that_dials_outcome() {
     let mut driver = Driver::exact(Some(10));
     driver.fail_dial();
@@ -700,7 +732,7 @@ fn a_dial_skipped_for_another_dial_takes_that_dials_outcome() {
     driver.feed(Input::DialSkipped { connection });
     assert_eq!(driver.relay.status(), RelayStatus::Connecting);
     // No retry is scheduled; only the other dial's time limit runs.
-    let dial_timeout = driver.config.dial_timeout();
+    let dial_timeout = driver.config.dial_limit(0, None);
     assert_eq!(driver.relay.deadline(), Some(driver.now + dial_timeout));
     driver.feed(dial_failed(ConnectionId::new_unchecked(usize::MAX)));
     assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });

@@ -493,7 +493,12 @@ pub struct SilentLink {
 
 impl SilentLink {
     pub async fn in_front_of(relay: &RelayServer) -> Self {
-        let target = relay_socket(relay);
+        Self::to(&relay.addr).await
+    }
+
+    /// A forwarder to the relay at `relay`, a TCP address on 127.0.0.1 ending in `/p2p/<relay id>`.
+    pub async fn to(relay: &Multiaddr) -> Self {
+        let (target, peer) = socket_and_peer(relay);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let toward_relay = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -511,9 +516,7 @@ impl SilentLink {
             }
         });
         Self {
-            addr: format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", relay.peer_id)
-                .parse()
-                .unwrap(),
+            addr: format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}").parse().unwrap(),
             toward_relay,
             from_relay,
             task,
@@ -561,9 +564,10 @@ async fn forward(
     }
 }
 
-/// A TCP forwarder on 127.0.0.1 in front of a relay that delays every byte by `one_way` in each direction,
-/// order kept, as a slow link does (a congested mobile uplink, a satellite hop): the round trip through it is
-/// twice `one_way` more than the relay's own.
+/// A forwarder on 127.0.0.1 in front of a relay that delays every byte by `one_way` in each direction, order
+/// kept, as a slow link does (a congested mobile uplink, a satellite hop): the round trip through it is twice
+/// `one_way` more than the relay's own. TCP (bytes delayed in order) or UDP for QUIC (each datagram delayed;
+/// one client per forwarder), after the relay's address.
 pub struct DelayLink {
     /// The relay's address through the forwarder, ending in `/p2p/<relay id>`.
     pub addr: Multiaddr,
@@ -574,30 +578,24 @@ pub struct DelayLink {
 
 impl DelayLink {
     pub async fn in_front_of(relay: &RelayServer, one_way: Duration) -> Self {
-        Self::to(relay_socket(relay), relay.peer_id, one_way).await
+        Self::to(&relay.addr, one_way).await
     }
 
-    /// A delayed link to the relay `peer` listening at `target`, such as a `relay_server` process.
-    pub async fn to(target: std::net::SocketAddr, peer: PeerId, one_way: Duration) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+    /// A delayed link to the relay at `relay`, a TCP or QUIC address on 127.0.0.1 ending in
+    /// `/p2p/<relay id>`, such as a `relay_server` process's.
+    pub async fn to(relay: &Multiaddr, one_way: Duration) -> Self {
+        let (target, peer) = socket_and_peer(relay);
         let one_way = Arc::new(std::sync::atomic::AtomicU64::new(one_way.as_micros() as u64));
-        let delay_of = one_way.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
-                    continue;
-                };
-                let _ = inbound.set_nodelay(true);
-                let _ = outbound.set_nodelay(true);
-                let (in_read, in_write) = inbound.into_split();
-                let (out_read, out_write) = outbound.into_split();
-                tokio::spawn(delay(in_read, out_write, delay_of.clone()));
-                tokio::spawn(delay(out_read, in_write, delay_of.clone()));
-            }
-        });
+        let quic = relay.iter().any(|p| matches!(p, Protocol::QuicV1));
+        let (addr, task) = if quic {
+            let (port, task) = delay_datagrams(target, one_way.clone()).await;
+            (format!("/ip4/127.0.0.1/udp/{port}/quic-v1/p2p/{peer}"), task)
+        } else {
+            let (port, task) = delay_connections(target, one_way.clone()).await;
+            (format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}"), task)
+        };
         Self {
-            addr: format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}").parse().unwrap(),
+            addr: addr.parse().unwrap(),
             one_way,
             task,
         }
@@ -607,6 +605,90 @@ impl DelayLink {
     pub fn set_one_way(&self, one_way: Duration) {
         self.one_way
             .store(one_way.as_micros() as u64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Accepts TCP connections on an ephemeral port of 127.0.0.1 and forwards each to `target`, delayed.
+async fn delay_connections(
+    target: std::net::SocketAddr,
+    by: Arc<std::sync::atomic::AtomicU64>,
+) -> (u16, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let _ = inbound.set_nodelay(true);
+            let _ = outbound.set_nodelay(true);
+            let (in_read, in_write) = inbound.into_split();
+            let (out_read, out_write) = outbound.into_split();
+            tokio::spawn(delay(in_read, out_write, by.clone()));
+            tokio::spawn(delay(out_read, in_write, by.clone()));
+        }
+    });
+    (port, task)
+}
+
+/// Forwards the datagrams of one client on an ephemeral UDP port of 127.0.0.1 to `target` and the answers
+/// back, each datagram `by` after it arrived.
+async fn delay_datagrams(
+    target: std::net::SocketAddr,
+    by: Arc<std::sync::atomic::AtomicU64>,
+) -> (u16, JoinHandle<()>) {
+    type Due = (tokio::time::Instant, Vec<u8>);
+    let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    back.connect(target).await.unwrap();
+    let port = front.local_addr().unwrap().port();
+    let (client_tx, client) = tokio::sync::watch::channel(None::<std::net::SocketAddr>);
+    let task = tokio::spawn(async move {
+        let (to_relay, mut due_at_relay) = tokio::sync::mpsc::unbounded_channel::<Due>();
+        let (to_client, mut due_at_client) = tokio::sync::mpsc::unbounded_channel::<Due>();
+        let sender = back.clone();
+        let _relay_writer = AbortOnDrop(tokio::spawn(async move {
+            while let Some((at, datagram)) = due_at_relay.recv().await {
+                tokio::time::sleep_until(at).await;
+                let _ = sender.send(&datagram).await;
+            }
+        }));
+        let sender = front.clone();
+        let _client_writer = AbortOnDrop(tokio::spawn(async move {
+            while let Some((at, datagram)) = due_at_client.recv().await {
+                tokio::time::sleep_until(at).await;
+                let client = *client.borrow();
+                if let Some(client) = client {
+                    let _ = sender.send_to(&datagram, client).await;
+                }
+            }
+        }));
+        let (mut from_client, mut from_relay) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+        loop {
+            let due = || {
+                tokio::time::Instant::now()
+                    + Duration::from_micros(by.load(std::sync::atomic::Ordering::SeqCst))
+            };
+            tokio::select! {
+                Ok((n, source)) = front.recv_from(&mut from_client) => {
+                    client_tx.send_replace(Some(source));
+                    let _ = to_relay.send((due(), from_client[..n].to_vec()));
+                }
+                Ok(n) = back.recv(&mut from_relay) => {
+                    let _ = to_client.send((due(), from_relay[..n].to_vec()));
+                }
+            }
+        }
+    });
+    (port, task)
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -651,18 +733,20 @@ async fn delay(
     let _ = writer.await;
 }
 
-/// The relay's TCP socket address.
-fn relay_socket(relay: &RelayServer) -> std::net::SocketAddr {
-    let (ip, port) =
-        relay
-            .transport_addr()
-            .iter()
-            .fold((std::net::Ipv4Addr::LOCALHOST, 0), |(ip, port), p| match p {
-                Protocol::Ip4(ip) => (ip, port),
-                Protocol::Tcp(port) => (ip, port),
-                _ => (ip, port),
-            });
-    (ip, port).into()
+/// The socket address and the peer id of a relay's address (`/ip4/.../tcp/.../p2p/...` or
+/// `/ip4/.../udp/.../quic-v1/p2p/...`).
+fn socket_and_peer(relay: &Multiaddr) -> (std::net::SocketAddr, PeerId) {
+    let (mut ip, mut port, mut peer) = (std::net::Ipv4Addr::LOCALHOST, 0, None);
+    for protocol in relay {
+        match protocol {
+            Protocol::Ip4(at) => ip = at,
+            Protocol::Tcp(at) | Protocol::Udp(at) => port = at,
+            Protocol::P2p(id) => peer = Some(id),
+            _ => {}
+        }
+    }
+    let peer = peer.unwrap_or_else(|| panic!("{relay} ends in /p2p/<relay id>"));
+    ((ip, port).into(), peer)
 }
 
 /// The log lines the code under test writes on this thread while the capture lives: a test's own subscriber,

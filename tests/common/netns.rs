@@ -2,7 +2,7 @@
 //! Needs root and iproute2; where they are missing the lab is `None` (with a message), but under `CI=true`
 //! that fails instead.
 
-use std::process::Command;
+use std::{os::fd::AsRawFd, process::Command, time::Duration};
 
 use super::process::Host;
 
@@ -86,6 +86,54 @@ impl Lab {
         }
     }
 
+    /// Limits what the client sends to `rate` (a `tc` rate such as `1mbit`) with a queue holding up to
+    /// `latency` of it (`tc`'s tbf qdisc), as a saturated uplink does once something fills the queue.
+    pub fn bottleneck(&self, rate: &str, latency: Duration) -> Result<(), String> {
+        let latency = format!("{}ms", latency.as_millis());
+        let args = [
+            "-n", &self.client_ns, "qdisc", "add", "dev", &self.client_if, "root", "tbf", "rate", rate,
+            "burst", "16kb", "latency", &latency,
+        ];
+        let output = Command::new("tc")
+            .args(args)
+            .output()
+            .map_err(|e| format!("tc {}: {e}", args.join(" ")))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "tc {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
+    }
+
+    /// A bulk TCP flow from the client to the relay's host, beside whatever else runs: it fills the client's
+    /// uplink until dropped.
+    pub fn bulk_upload(&self) -> BulkFlow {
+        let sink_addr: std::net::SocketAddr = (RELAY_IP.parse::<std::net::Ipv4Addr>().unwrap(), 5999).into();
+        let (listening_tx, listening) = std::sync::mpsc::channel();
+        in_namespace(&self.relay_ns, move || {
+            let listener = std::net::TcpListener::bind(sink_addr).expect("the sink listens");
+            let _ = listening_tx.send(());
+            if let Ok((mut upload, _)) = listener.accept() {
+                let _ = std::io::copy(&mut upload, &mut std::io::sink());
+            }
+        });
+        listening.recv().expect("the sink listens");
+        let (sender_tx, sender_rx) = std::sync::mpsc::channel();
+        in_namespace(&self.client_ns, move || {
+            let mut upload = std::net::TcpStream::connect(sink_addr).expect("the bulk flow connects");
+            let _ = sender_tx.send(upload.try_clone().unwrap());
+            let block = [0u8; 64 * 1024];
+            while std::io::Write::write_all(&mut upload, &block).is_ok() {}
+        });
+        BulkFlow {
+            upload: sender_rx.recv().expect("the bulk flow started"),
+        }
+    }
+
     /// Runs `ip <args>` inside the client's namespace.
     pub fn client(&self, args: &[&str]) -> Result<(), String> {
         let mut full = vec!["-n", self.client_ns.as_str()];
@@ -100,6 +148,29 @@ impl Drop for Lab {
             let _ = ip(&["netns", "del", ns]);
         }
     }
+}
+
+/// A bulk TCP flow made by [`Lab::bulk_upload`]; it stops when dropped.
+pub struct BulkFlow {
+    upload: std::net::TcpStream,
+}
+
+impl Drop for BulkFlow {
+    fn drop(&mut self) {
+        let _ = self.upload.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Runs `work` on a thread of its own inside namespace `netns`, so the sockets it opens live there.
+/// (std has no `setns`; libc's is the system call itself.)
+fn in_namespace(netns: &str, work: impl FnOnce() + Send + 'static) {
+    let path = format!("/var/run/netns/{netns}");
+    std::thread::spawn(move || {
+        let namespace = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let entered = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(entered, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        work();
+    });
 }
 
 /// The lab, or `None` (with a message) where namespaces cannot be made; under `CI=true` that fails instead.
