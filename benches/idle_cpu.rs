@@ -1,6 +1,8 @@
-//! What a healthy keeper costs: the CPU a client spends in 10 s while it holds reservations on 100 relays
-//! and nothing happens: the keeper with its default probe (every 2 s), the keeper without the probe, and the
-//! same client with hand-written `listen_on` calls.
+//! What a healthy keeper costs: the CPU a client spends in 30 s while it holds reservations on 100 relays
+//! and nothing happens: the keeper with its default probe (after 3 s unheard, so 10 probes per relay in the
+//! 30 s), the keeper without the probe, and the same client with hand-written `listen_on` calls. The relays'
+//! own pings are an hour apart, so every ping in the window is one of the keeper's probes; the CPU per probe
+//! is the difference of the first two medians over the probes sent.
 //!
 //! ```text
 //! cargo bench --bench idle_cpu
@@ -20,14 +22,16 @@ use std::{
 use common::{Net, RelayServer};
 use futures::StreamExt;
 use libp2p::{
-    multiaddr::Protocol, noise, relay, swarm::NetworkBehaviour, swarm::SwarmEvent, tcp, yamux, Multiaddr,
+    multiaddr::Protocol, noise, ping, relay, swarm::NetworkBehaviour, swarm::SwarmEvent, tcp, yamux, Multiaddr,
     Swarm, SwarmBuilder,
 };
 use libp2p_relay_keeper::{Config, RelayKeeper};
 
 const RELAYS: usize = 100;
-const RUNS: usize = 5;
-const IDLE: Duration = Duration::from_secs(10);
+const RUNS: usize = 3;
+const IDLE: Duration = Duration::from_secs(30);
+/// The keeper's default probe interval.
+const PROBE_EVERY: Duration = Duration::from_secs(3);
 const CHILD: &str = "RELAY_KEEPER_IDLE_CLIENT";
 
 #[derive(NetworkBehaviour)]
@@ -124,7 +128,8 @@ async fn main() {
     let start = Instant::now();
     let mut servers = Vec::with_capacity(RELAYS);
     for _ in 0..RELAYS {
-        servers.push(RelayServer::spawn(Net::Tcp).await);
+        let rare = ping::Config::new().with_interval(Duration::from_secs(3600));
+        servers.push(RelayServer::spawn_pinging(Net::Tcp, rare).await);
     }
     let addrs: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
     let mut results: [(&str, Vec<Duration>); 3] = [
@@ -150,12 +155,20 @@ async fn main() {
             samples.push(Duration::from_nanos(ns));
         }
     }
+    let median = |samples: &[Duration]| {
+        let mut sorted = samples.to_vec();
+        sorted.sort();
+        sorted[sorted.len() / 2]
+    };
+    let probes = RELAYS as u32 * (IDLE.as_millis() / PROBE_EVERY.as_millis()) as u32;
+    let probing = median(&results[0].1).saturating_sub(median(&results[1].1));
     for (variant, samples) in results {
         println!(
             "idle CPU in {IDLE:?} with {RELAYS} reservations, {variant}: {}",
             median_and_spread(samples)
         );
     }
+    println!("CPU per probe: {:.1?} ({probes} probes)", probing / probes);
     for server in servers {
         server.kill().await;
     }

@@ -87,8 +87,8 @@ struct Opts {
     #[arg(long)]
     no_ping: bool,
 
-    /// How long one dial to a relay may take, in milliseconds; by default the keeper's (10 s or the
-    /// backoff cap, whichever is shorter).
+    /// How long one dial to a relay may take, in milliseconds; by default the keeper's, which follows
+    /// dials that ran out of time and the measured round trip (`Config::with_dial_timeout`).
     #[arg(long)]
     dial_timeout_ms: Option<u64>,
 

@@ -112,8 +112,8 @@
 //!   relay whose host vanished, whose route became a black hole, or that restarted under QUIC (whose new
 //!   process silently drops the old connection's packets) is noticed within 4.8 s on a fast link instead of
 //!   minutes, and a slow link that still answers is never cut.
-//! - The keeper dials only the addresses it was given for the relay, limited in time
-//!   ([`Config::with_dial_timeout`]), with
+//! - The keeper dials only the addresses it was given for the relay, limited in time by what it knows of the
+//!   relay (dials that ran out of time, the round trip measured; [`Config::with_dial_timeout`]), with
 //!   [`PeerCondition::DisconnectedAndNotDialing`](libp2p::swarm::dial_opts::PeerCondition), so it never races
 //!   a dial of the application's; if the relay is connected already, the relay client reserves on that
 //!   connection.
