@@ -76,7 +76,7 @@ struct Opts {
 
     /// The floor of the probe's adaptive timeout, in milliseconds: a ping is late after
     /// max(floor, srtt + 4 rttvar), and the connection counts as dead after twice that.
-    #[arg(long, default_value_t = 900)]
+    #[arg(long, default_value_t = 1_300)]
     probe_timeout_ms: u64,
 
     /// Turn the keeper's liveness probe off.

@@ -7,8 +7,8 @@
 //!
 //! It prints one line per fact on stdout: `peer_id=<id>` first, then `listening addr=<multiaddr>` per address,
 //! `dead_link peer=<id>` when it closed a silent connection and `connection_closed peer=<id>` when a
-//! connection ends. Unlike upstream, it probes every connection not heard from for 3.5 s (`LinkProbe`, adaptive timeout of at least 0.6 s: a
-//! silent client is seen within 4.7 s on a fast link) and
+//! connection ends. Unlike upstream, it probes every connection not heard from for 3.5 s (`LinkProbe`, adaptive timeout of at least 1.3 s: a
+//! silent client is seen within 6.1 s on a fast link, and a client whose uplink suddenly queues 2.5 s is not cut) and
 //! closes one that stopped answering, so a client behind a dead link does not keep a stale reservation
 //! alive here and no circuit is routed into it; `--no-rate-limits` lifts the relay's limits for tests that dial through it often.
 
@@ -66,7 +66,7 @@ struct Opts {
 
     /// The floor of the probe's adaptive timeout, in milliseconds: a connection is closed as dead once a
     /// ping went unanswered for twice max(floor, srtt + 4 rttvar).
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 1_300)]
     probe_timeout_ms: u64,
 
     /// Turn `LinkProbe` off.

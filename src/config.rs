@@ -11,8 +11,8 @@ const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 ///
 /// By default waits start at 5 s and double up to 60 s, with full jitter, for at most 10 retries per outage,
 /// then a 10 minute cool-down and a fresh round; a circuit reservation is kept on every relay, a dial may take
-/// 10 s, and each relay connection not heard from for 3 s is probed, with a timeout of at least 0.9 s (a
-/// silent death on a fast link is reported within 4.8 s).
+/// 10 s, and each relay connection not heard from for 3 s is probed, with a timeout of at least 1.3 s (a
+/// silent death on a fast link is reported within 5.6 s).
 ///
 /// ```
 /// use std::time::Duration;
@@ -45,13 +45,17 @@ pub struct Config {
 }
 
 /// How often a relay link that was not heard from is probed, unless [`Config::with_probe_interval`] says
-/// otherwise: with a 0.9 s floor on the timeout a silent death on a fast link is seen within 4.8 s, below the
-/// 5 s the keeper promises, for 20 probes (about 7.6 KB on a veth; BENCHMARKS.md) a minute on one idle link.
+/// otherwise: with the 1.3 s floor on the timeout a silent death on a fast link is seen within 5.6 s, for 20
+/// probes (about 7.6 KB on a veth; BENCHMARKS.md) a minute on one idle link. A shorter interval would see it
+/// sooner only for more bytes than a phone should spend.
 const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(3);
 
-/// The floor of the probe's adaptive timeout unless [`Config::with_probe_timeout`] says otherwise: above what
-/// a loaded machine takes to answer on a fast link.
-const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(900);
+/// The floor of the probe's adaptive timeout unless [`Config::with_probe_timeout`] says otherwise. A fast link
+/// whose uplink suddenly fills (an upload on a phone or a home line: `tbf` with a 2.5 s queue and a bulk
+/// upload in BENCHMARKS.md) holds the next ping for up to that queue before the timeout has seen a slow
+/// answer; twice the floor must outlast it. At 0.9 s the keeper and the relay each cut such a link in every
+/// measured run.
+const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(1300);
 
 /// The liveness probe's timing; see [`Config::with_probe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,7 +233,7 @@ impl Config {
     /// on time, one later than `T` is only late; the connection is closed (`cause=probe_timeout`, and the usual
     /// restore) only when a ping stays unanswered for `2 x T`. So a slow
     /// link that still answers is never cut, and a silent death is reported within
-    /// `interval + 2 x max(floor, srtt + 4 x rttvar)`: 4.8 s by default on a fast link, 3 + 2 x 3 s on a
+    /// `interval + 2 x max(floor, srtt + 4 x rttvar)`: 5.6 s by default on a fast link, 3 + 2 x 3 s on a
     /// link with a steady 3 s round trip. Without a probe libp2p notices such a death only when TCP gives up
     /// (many minutes) or, on QUIC, after its 10 s idle timeout.
     ///
@@ -261,7 +265,7 @@ impl Config {
         self
     }
 
-    /// The floor of the probe's adaptive timeout (default 0.9 s): a ping is late only after
+    /// The floor of the probe's adaptive timeout (default 1.3 s): a ping is late only after
     /// `max(floor, srtt + 4 x rttvar)`, and the connection is closed after twice that. Clamped to
     /// [1 ms, one year]. See [`with_probe`](Self::with_probe).
     pub fn with_probe_timeout(mut self, floor: Duration) -> Self {

@@ -108,9 +108,9 @@
 //! - A connection loss is the last direct connection to the relay closing; relayed connections do not count.
 //!   The keeper probes each direct connection to a kept relay with the ping protocol's echo
 //!   ([`Config::with_probe`]: a ping on a stream kept open once a link was not heard from for 3 s, late after
-//!   `max(0.9 s, srtt + 4 x rttvar)`) and closes one only when a ping stayed unanswered for twice that: a
+//!   `max(1.3 s, srtt + 4 x rttvar)`) and closes one only when a ping stayed unanswered for twice that: a
 //!   relay whose host vanished, whose route became a black hole, or that restarted under QUIC (whose new
-//!   process silently drops the old connection's packets) is noticed within 4.8 s on a fast link instead of
+//!   process silently drops the old connection's packets) is noticed within 5.6 s on a fast link instead of
 //!   minutes, and a slow link that still answers is never cut.
 //! - The keeper dials only the addresses it was given for the relay, limited in time by what it knows of the
 //!   relay (dials that ran out of time, the round trip measured; [`Config::with_dial_timeout`]), with

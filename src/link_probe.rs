@@ -47,9 +47,10 @@ use crate::{
 ///     probe: LinkProbe,
 /// }
 ///
-/// // A client's silent death is seen within 3.5 + 2 x 0.6 s on a fast link; a client whose keeper probes
-/// // every 3 s (its default) spares the relay its own probes.
-/// let probe = LinkProbe::new(Duration::from_millis(3500), Duration::from_millis(600));
+/// // A client's silent death is seen within 3.5 + 2 x 1.3 s on a fast link, and a client whose uplink
+/// // suddenly queues 2.5 s is not cut; a client whose keeper probes every 3 s (its default) spares the relay
+/// // its own probes.
+/// let probe = LinkProbe::new(Duration::from_millis(3500), Duration::from_millis(1300));
 /// ```
 pub struct LinkProbe {
     probe: Probe,

@@ -1,5 +1,5 @@
 //! What `LinkProbe` costs a relay with many idle clients, and how fast it still sees one of them die: a real
-//! `relay::Behaviour` with the `relay_server` example's behaviours (`LinkProbe` 3.5 s / floor 0.6 s before
+//! `relay::Behaviour` with the `relay_server` example's behaviours (`LinkProbe` 3.5 s / floor 1.3 s before
 //! `ping::Behaviour`, identify) on a thread of its own, and `CLIENTS` in-process clients over loopback TCP,
 //! each holding a reservation through its keeper, idle. Per setup: the relay thread's CPU time (from
 //! `/proc`) and the bytes its TCP connections carried (a counting wrapper around the transport: noise and
@@ -182,7 +182,7 @@ async fn run_relay(
                 },
             ),
             probe: probe
-                .then(|| LinkProbe::new(Duration::from_millis(3500), Duration::from_millis(600)))
+                .then(|| LinkProbe::new(Duration::from_millis(3500), Duration::from_millis(1300)))
                 .into(),
             ping: ping::Behaviour::default(),
             identify: identify::Behaviour::new(identify::Config::new(
@@ -346,7 +346,7 @@ async fn relay_cost_per_idle_client() {
         let (mut fleet, row) = measure(clients, relay_probe, client_probe).await;
         println!(
             "| {} | {} | {:.1} µs | {:.0} B |",
-            if relay_probe { "3.5 s / 0.6 s" } else { "off" },
+            if relay_probe { "3.5 s / 1.3 s" } else { "off" },
             if client_probe { "3 s (default)" } else { "off" },
             row.cpu_per_client_minute.as_secs_f64() * 1e6,
             row.bytes_per_client_minute

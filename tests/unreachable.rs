@@ -47,7 +47,7 @@ struct Setup {
 
 const SETUPS: [Setup; 4] = [
     Setup {
-        name: "keeper, probe 3 s / floor 0.9 s (default)",
+        name: "keeper, probe 3 s / floor 1.3 s (default)",
         listener: &[],
         relay: &["--no-rate-limits"],
     },

@@ -25,8 +25,8 @@ use crate::{handler::ToBehaviour, Config, Event};
 
 /// How long a relay takes to tell a new client the protocols it offers: identify's round trip.
 const IDENTIFY: Duration = Duration::from_millis(5);
-/// How long a black-holed link stays up before the probe gives up on it (at most 3 s + 2 x 0.9 s by default).
-const PROBE_CUT: Duration = Duration::from_secs(4);
+/// How long a black-holed link stays up before the probe gives up on it (at most 3 s + 2 x 1.3 s by default).
+const PROBE_CUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy)]
 enum Fault {

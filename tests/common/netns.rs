@@ -2,7 +2,15 @@
 //! Needs root and iproute2; where they are missing the lab is `None` (with a message), but under `CI=true`
 //! that fails instead.
 
-use std::{os::fd::AsRawFd, process::Command, time::Duration};
+use std::{
+    os::fd::AsRawFd,
+    process::Command,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use super::process::Host;
 
@@ -123,14 +131,19 @@ impl Lab {
         });
         listening.recv().expect("the sink listens");
         let (sender_tx, sender_rx) = std::sync::mpsc::channel();
+        let sent = Arc::new(AtomicU64::new(0));
+        let counted = sent.clone();
         in_namespace(&self.client_ns, move || {
             let mut upload = std::net::TcpStream::connect(sink_addr).expect("the bulk flow connects");
             let _ = sender_tx.send(upload.try_clone().unwrap());
-            let block = [0u8; 64 * 1024];
-            while std::io::Write::write_all(&mut upload, &block).is_ok() {}
+            let block = [0u8; 16 * 1024];
+            while let Ok(n) = std::io::Write::write(&mut upload, &block) {
+                counted.fetch_add(n as u64, Ordering::Relaxed);
+            }
         });
         BulkFlow {
             upload: sender_rx.recv().expect("the bulk flow started"),
+            sent,
         }
     }
 
@@ -153,6 +166,14 @@ impl Drop for Lab {
 /// A bulk TCP flow made by [`Lab::bulk_upload`]; it stops when dropped.
 pub struct BulkFlow {
     upload: std::net::TcpStream,
+    sent: Arc<AtomicU64>,
+}
+
+impl BulkFlow {
+    /// The bytes handed to the kernel so far: about the uplink's rate times the time, once the queue is full.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for BulkFlow {
