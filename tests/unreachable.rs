@@ -41,27 +41,39 @@ const LISTENER: [&str; 6] = [
 /// baseline the relay takes its listen address as external at once.
 struct Setup {
     name: &'static str,
+    /// The listener's backoff and give-up flags.
+    backoff: &'static [&'static str],
     listener: &'static [&'static str],
     relay: &'static [&'static str],
+    /// How long after the fault ended the node gets to be reachable again before the round counts as "never".
+    observe: Duration,
 }
 
 const SETUPS: [Setup; 4] = [
     Setup {
+        backoff: &LISTENER,
+        observe: OBSERVE,
         name: "keeper, probe 3 s / floor 1.3 s (default)",
         listener: &[],
         relay: &["--no-rate-limits"],
     },
     Setup {
+        backoff: &LISTENER,
+        observe: OBSERVE,
         name: "keeper, probe 0.5 s / floor 1 s",
         listener: &["--probe-interval-ms", "500", "--probe-timeout-ms", "1000"],
         relay: &["--no-rate-limits"],
     },
     Setup {
+        backoff: &LISTENER,
+        observe: OBSERVE,
         name: "keeper, no probe",
         listener: &["--no-probe"],
         relay: &["--no-rate-limits"],
     },
     Setup {
+        backoff: &LISTENER,
+        observe: OBSERVE,
         name: "no keeper",
         listener: &["--no-keeper"],
         relay: &["--no-rate-limits", "--assume-reachable"],
@@ -74,7 +86,8 @@ const PROBE_EVERY: Duration = Duration::from_millis(250);
 const PROBE_LIMIT: Duration = Duration::from_secs(3);
 const RESTART_AFTER: Duration = Duration::from_secs(2);
 const BLACK_HOLE_FOR: Duration = Duration::from_secs(6);
-/// How long after the fault ended the node gets to be reachable again before the round counts as "never".
+/// How long after the fault ended the node gets to be reachable again before the round counts as "never",
+/// with the backoff.
 const OBSERVE: Duration = Duration::from_secs(12);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -229,7 +242,7 @@ async fn round(place: &Place<'_>, fault: Fault, transport: Transport, setup: &Se
         Transport::Tcp => relay_tcp.clone(),
         Transport::Quic => quic_addr(&relay_tcp),
     };
-    let mut args: Vec<&str> = LISTENER.to_vec();
+    let mut args: Vec<&str> = setup.backoff.to_vec();
     args.extend_from_slice(setup.listener);
     let mut listener = place.listener.dcutr("listen", "1", &relay_given, &args);
     let listener_id = listener.wait_prefix("peer_id=").await;
@@ -264,7 +277,7 @@ async fn round(place: &Place<'_>, fault: Fault, transport: Transport, setup: &Se
         }
     }
     let ended = Instant::now();
-    while ended.elapsed() < OBSERVE && prober.reached_after(ended).is_none() {
+    while ended.elapsed() < setup.observe && prober.reached_after(ended).is_none() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let secs = |at: Instant, from: Instant| at.saturating_duration_since(from).as_secs_f64();
@@ -420,6 +433,65 @@ fn reserved_relays(listener: &Watched, since: Instant) -> Vec<String> {
         .filter_map(|(_, line)| line.strip_prefix("keeper reserved relay="))
         .filter_map(|rest| rest.split_whitespace().next().map(str::to_owned))
         .collect()
+}
+
+/// The README's settings profiles without a pool, as `dcutr` flags (100,000 retries stand for `None`).
+const PROFILES: [Setup; 3] = [
+    Setup {
+        name: "defaults: waits from 5 s doubling to 60 s, probe after 3 s unheard",
+        backoff: &[],
+        listener: &[],
+        relay: &["--no-rate-limits"],
+        observe: Duration::from_secs(75),
+    },
+    Setup {
+        name: "quick return: waits from 0.5 s doubling to 5 s, never giving up",
+        backoff: &["--backoff-base-ms", "500", "--backoff-max-ms", "5000", "--max-attempts", "100000"],
+        listener: &[],
+        relay: &["--no-rate-limits"],
+        observe: Duration::from_secs(20),
+    },
+    Setup {
+        name: "phone: defaults, probe after 10 s unheard",
+        backoff: &[],
+        listener: &["--probe-interval-ms", "10000"],
+        relay: &["--no-rate-limits"],
+        observe: Duration::from_secs(75),
+    },
+];
+
+/// How many restarts each profile is measured over.
+const PROFILE_ROUNDS: usize = 10;
+
+/// Time unreachable after a relay restart (SIGKILL, back 2 s later, loopback TCP) per settings profile, for the
+/// README's "Choosing settings":
+/// `cargo build --release --examples && cargo test --release --test unreachable -- --ignored --nocapture settings_profiles`
+/// (about 8 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement of about 8 minutes; see its docs"]
+async fn settings_profiles() {
+    let place = Place {
+        relay: LOOPBACK,
+        listener: LOOPBACK,
+        lab: None,
+    };
+    println!("| profile | reachable again after a relay restart (s, {PROFILE_ROUNDS} rounds): median, max | all rounds |");
+    println!("|---|---|---|");
+    for setup in &PROFILES {
+        let mut rounds = Vec::new();
+        for _ in 0..PROFILE_ROUNDS {
+            rounds.push(round(&place, Fault::Restart, Transport::Tcp, setup).await.reachable);
+        }
+        let mut reached: Vec<f64> = rounds.iter().flatten().copied().collect();
+        reached.sort_by(f64::total_cmp);
+        let never = rounds.iter().filter(|r| r.is_none()).count();
+        let summary = if never > 0 {
+            format!("never in {never} of {PROFILE_ROUNDS}")
+        } else {
+            format!("{:.2}, {:.2}", reached[reached.len() / 2], reached[reached.len() - 1])
+        };
+        println!("| {} | {summary} | {} |", setup.name, figures(rounds.into_iter()));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
