@@ -67,6 +67,14 @@ impl CauseKind {
     /// What the user can do about it, for causes that retrying alone does not cure.
     pub(crate) fn fix(&self) -> Option<&'static str> {
         match self {
+            // Counted only once the relay's "not yet" outlasted its fallback, or came twice on a connection:
+            // after an ordinary restart a relay offers HOP within milliseconds of its clients' identify.
+            CauseKind::HopUnsupported => Some(
+                "the relay still does not offer HOP; the likely fix is identify: a rust-libp2p relay offers HOP \
+                 only once it knows its external address, which it learns from its clients' identify, so add \
+                 libp2p::identify::Behaviour (libp2p's `identify` feature) to your behaviour. Otherwise the \
+                 peer is no relay, or its operator can set its status with relay::Behaviour::set_status",
+            ),
             CauseKind::NoAddressesInReservation => Some(
                 "the relay hands out reservations without addresses, which the rust-libp2p client refuses; \
                  go-libp2p relays include only public addresses: use a relay with a public address, or a \

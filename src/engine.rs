@@ -130,8 +130,6 @@ pub(crate) struct Engine {
     probe_closed: HashMap<ConnectionId, PeerId>,
     /// The fixes logged already; each is logged once.
     fixes_logged: HashSet<&'static str>,
-    /// A connection reported that this swarm runs identify, so relays can learn their external address.
-    identify_runs: bool,
     missing_transport_logged: bool,
     stopped: bool,
     metrics: Metrics,
@@ -164,7 +162,6 @@ impl Engine {
             reachable_through: 0,
             probe_closed: HashMap::new(),
             fixes_logged: HashSet::new(),
-            identify_runs: false,
             missing_transport_logged: false,
             stopped: false,
             metrics: Metrics::default(),
@@ -714,7 +711,6 @@ impl Engine {
                     self.remove_relay(&peer, now);
                 }
             }
-            ToBehaviour::IdentifyRuns => self.identify_runs = true,
             ToBehaviour::ProbeAnswered(rtt) => {
                 tracing::trace!(relay = %peer, %connection, ?rtt, "probe answered");
                 self.metrics.on_probe_answered(rtt);
@@ -935,16 +931,7 @@ impl Engine {
                 cause,
             } => {
                 tracing::debug!(%relay, attempt, ?delay, cause = %cause.kind, error = %cause.message, "relay retry scheduled");
-                let fix = match cause.kind {
-                    CauseKind::HopUnsupported | CauseKind::AwaitingHop if !self.identify_runs => Some(
-                        "this swarm runs no identify: a rust-libp2p relay offers HOP only once it knows its \
-                         external address, which it learns from its clients' identify; add \
-                         libp2p::identify::Behaviour to your behaviour (relay operators: or set the relay's \
-                         status with relay::Behaviour::set_status)",
-                    ),
-                    kind => kind.fix(),
-                };
-                if let Some(fix) = fix {
+                if let Some(fix) = cause.kind.fix() {
                     if self.fixes_logged.insert(fix) {
                         tracing::warn!(%relay, cause = %cause.kind, error = %cause.message, "{fix}");
                     }

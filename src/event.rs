@@ -121,6 +121,9 @@ impl fmt::Display for Event {
                 retry_in,
             } => {
                 write!(f, "gave_up relay={relay} attempts={attempts} reason={reason}")?;
+                if let GiveUpReason::WrongPeerId { found } = reason {
+                    write!(f, " found={found}")?;
+                }
                 match retry_in {
                     Some(retry_in) => write!(f, " retry_in_ms={}", retry_in.as_millis()),
                     None => Ok(()),
@@ -171,7 +174,7 @@ mod tests {
             Event::GaveUp {
                 relay,
                 attempts: 0,
-                reason: GiveUpReason::WrongPeerId,
+                reason: GiveUpReason::WrongPeerId { found: relay },
                 retry_in: None,
             }
             .to_string(),
@@ -189,7 +192,7 @@ mod tests {
                 format!("reconnected relay={relay} attempts=3"),
                 format!("reserved relay={relay} addr={addr}"),
                 format!("gave_up relay={relay} attempts=10 reason=max_attempts retry_in_ms=612345"),
-                format!("gave_up relay={relay} attempts=0 reason=wrong_peer_id"),
+                format!("gave_up relay={relay} attempts=0 reason=wrong_peer_id found={relay}"),
                 format!("reachable relay={relay} addr={addr}"),
                 format!("unreachable relay={relay}"),
             ]

@@ -31,9 +31,6 @@ use crate::{config::Probe, rtt::RttEstimator};
 /// take twice as long) and pings every peer, while the keeper needs to probe only its relays.
 const PING_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/ping/1.0.0");
 
-/// identify's protocol: a swarm that runs identify offers it on every connection.
-const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
-
 /// How many of the remote's ping streams are answered at once; a further one replaces the oldest, so a remote
 /// that keeps opening streams cannot make the handler hold more.
 const MAX_ANSWERING: usize = 2;
@@ -58,8 +55,6 @@ pub enum ToBehaviour {
     HopEnabled,
     /// The remote stopped offering the relay HOP protocol.
     HopDisabled,
-    /// This node runs identify, so a relay learns its external address from this connection.
-    IdentifyRuns,
     /// The probe got its echo after this round trip.
     ProbeAnswered(Duration),
     /// The probe got no answer for twice its timeout: the connection is silent and should be closed.
@@ -387,11 +382,6 @@ impl libp2p::swarm::ConnectionHandler for Handler {
             {
                 self.hop = false;
                 self.reports.push_back(ToBehaviour::HopDisabled);
-            }
-            ConnectionEvent::LocalProtocolsChange(ProtocolsChange::Added(added))
-                if added.clone().any(|p| p.as_ref() == IDENTIFY_PROTOCOL) =>
-            {
-                self.reports.push_back(ToBehaviour::IdentifyRuns);
             }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
                 protocol: mut stream,

@@ -17,9 +17,9 @@
 //!
 //! [`RelayKeeper::add_relay`]: crate::RelayKeeper::add_relay
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
-use libp2p::{core::transport::TransportError, multiaddr::Protocol, swarm::DialError, Multiaddr};
+use libp2p::{core::transport::TransportError, multiaddr::Protocol, swarm::DialError, Multiaddr, PeerId};
 
 /// Why the keeper gave up on a relay, as carried by [`Event::GaveUp`](crate::Event::GaveUp) and
 /// [`RelayStatus::GaveUp`](crate::RelayStatus::GaveUp).
@@ -29,7 +29,10 @@ pub enum GiveUpReason {
     /// `max_attempts` retries of one outage failed ([`Config::with_max_attempts`](crate::Config::with_max_attempts)).
     MaxAttempts,
     /// Every address given for the relay answered under another peer id: the `/p2p/<id>` part is wrong.
-    WrongPeerId,
+    WrongPeerId {
+        /// The peer id that answered at the last of them: the one the address leads to.
+        found: PeerId,
+    },
     /// The swarm has no transport for any address given for the relay (e.g. a QUIC or `/dns4` address on a
     /// swarm built with TCP only).
     UnsupportedAddress,
@@ -44,7 +47,7 @@ impl GiveUpReason {
     pub fn as_str(&self) -> &'static str {
         match self {
             GiveUpReason::MaxAttempts => "max_attempts",
-            GiveUpReason::WrongPeerId => "wrong_peer_id",
+            GiveUpReason::WrongPeerId { .. } => "wrong_peer_id",
             GiveUpReason::UnsupportedAddress => "unsupported_address",
             GiveUpReason::LocalPeerId => "local_peer_id",
             GiveUpReason::NoRelayTransport => "no_relay_transport",
@@ -57,25 +60,31 @@ impl GiveUpReason {
     }
 
     /// What the user has to do, for the one `warn!` the keeper logs.
-    pub(crate) fn fix(&self) -> &'static str {
-        match self {
+    pub(crate) fn fix(&self) -> Cow<'static, str> {
+        let fix = match self {
             GiveUpReason::MaxAttempts => {
                 "call retry_now (or add_relay) to try again now; with a cool-down (Config::with_cooldown, on by \
                  default) the keeper starts a fresh round by itself"
             }
-            GiveUpReason::WrongPeerId => {
-                "the peer at the relay's address has another peer id: fix the /p2p/<id> part and call add_relay"
+            GiveUpReason::WrongPeerId { found } => {
+                return format!(
+                    "the peer at the relay's address is {found}: fix the /p2p/<id> part (to {found}, if that is \
+                     the relay you meant) and call add_relay"
+                )
+                .into()
             }
             GiveUpReason::UnsupportedAddress => {
-                "the swarm has no transport for the relay's address: add it to the SwarmBuilder (with_quic, \
-                 with_dns, ...) or pass an address it can dial, then call add_relay"
+                "the swarm has no transport for the relay's address: add it to the SwarmBuilder (with_quic, with \
+                 libp2p's `quic` feature; with_dns, with its `dns` feature; ...) or pass an address it can dial, \
+                 then call add_relay"
             }
             GiveUpReason::LocalPeerId => "the relay's peer id is this node's own: pass the relay's address",
             GiveUpReason::NoRelayTransport => {
                 "build the swarm with SwarmBuilder::with_relay_client and put the relay::client::Behaviour it \
                  hands out into your behaviour, or turn reservations off with Config::with_reservations(false)"
             }
-        }
+        };
+        fix.into()
     }
 }
 
@@ -100,8 +109,8 @@ impl Mistake {
                 reason: GiveUpReason::LocalPeerId,
                 addrs: None,
             }),
-            DialError::WrongPeerId { address, .. } if !is_dns(address) => Some(Self {
-                reason: GiveUpReason::WrongPeerId,
+            DialError::WrongPeerId { address, obtained } if !is_dns(address) => Some(Self {
+                reason: GiveUpReason::WrongPeerId { found: *obtained },
                 addrs: Some(vec![address.clone()]),
             }),
             DialError::Transport(errors) => {
@@ -162,13 +171,14 @@ mod tests {
     fn each_dial_error_is_classified_as_the_table_says() {
         let ip = addr("/ip4/198.51.100.7/tcp/4001");
         let dns = addr("/dns4/relay.example/tcp/4001");
+        let found = PeerId::random();
         let wrong = |address: &Multiaddr| DialError::WrongPeerId {
-            obtained: PeerId::random(),
+            obtained: found,
             address: address.clone(),
         };
         assert_eq!(
             Mistake::of(&wrong(&ip)).map(|m| m.reason),
-            Some(GiveUpReason::WrongPeerId)
+            Some(GiveUpReason::WrongPeerId { found })
         );
         assert_eq!(
             Mistake::of(&wrong(&dns)),
@@ -204,7 +214,9 @@ mod tests {
     #[test]
     fn a_mistake_covers_the_address_with_or_without_its_peer_id() {
         let mistake = Mistake {
-            reason: GiveUpReason::WrongPeerId,
+            reason: GiveUpReason::WrongPeerId {
+                found: PeerId::random(),
+            },
             addrs: Some(vec![addr("/ip4/198.51.100.7/tcp/4001")]),
         };
         let id = PeerId::random();

@@ -31,7 +31,12 @@ async fn a_wrong_peer_id_gives_up_after_the_first_dial_and_dials_no_more() {
     let mut client = Client::new(Net::Tcp, fast_config(), false);
     client.keeper().add_relay(mistaken).unwrap();
 
-    assert_eq!(gave_up(&mut client).await, (0, GiveUpReason::WrongPeerId));
+    let found = relay.peer_id;
+    assert_eq!(
+        gave_up(&mut client).await,
+        (0, GiveUpReason::WrongPeerId { found }),
+        "the event names the peer id that answered"
+    );
     let dials = client.dials.len();
     client.serve_for(Duration::from_millis(300)).await;
     assert_eq!(client.dials.len(), dials, "no further dial");
@@ -39,7 +44,7 @@ async fn a_wrong_peer_id_gives_up_after_the_first_dial_and_dials_no_more() {
         client.keeper().status(&wrong),
         Some(RelayStatus::GaveUp {
             attempts: 0,
-            reason: GiveUpReason::WrongPeerId,
+            reason: GiveUpReason::WrongPeerId { found },
             retry_at: None,
         }),
         "a mistake is not retried by the cool-down"
@@ -146,7 +151,8 @@ async fn reachable_and_unreachable_follow_the_live_circuit_addresses() {
 }
 
 /// A fresh rust-libp2p relay offers HOP only once identify told it its address: a client without identify
-/// gets the refusal explained once, with the fix; one with identify does not (its refusal passes by itself).
+/// gets the refusal explained once its fallback ran out, naming identify; one with identify does not (its
+/// refusal passes by itself).
 #[tokio::test]
 async fn a_relay_waiting_for_identify_is_reported_as_not_offering_hop() {
     for with_identify in [false, true] {
@@ -181,14 +187,14 @@ async fn a_relay_waiting_for_identify_is_reported_as_not_offering_hop() {
         if with_identify {
             client.wait_reserved(relay_id).await;
         } else {
-            // A second refusal, to see that the fix is named once.
+            // The refusal counted after the fallback, then another, to see that the fix is named once.
             client
                 .wait_for("another refusal", |e| {
-                    matches!(e, Event::ReconnectScheduled { attempt: 2, .. }).then_some(())
+                    matches!(e, Event::ReconnectScheduled { attempt: 3, .. }).then_some(())
                 })
                 .await;
         }
-        let warned = logs.count("this swarm runs no identify");
+        let warned = logs.count("the likely fix is identify");
         assert_eq!(warned, usize::from(!with_identify), "identify: {with_identify}");
         relay.kill().await;
     }

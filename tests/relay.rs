@@ -140,7 +140,8 @@ async fn a_relay_answering_under_another_identity_stops_the_dialing() {
         })
         .await;
     // The first retry met the impostor; an IP address cannot point elsewhere later, so no retry follows.
-    assert_eq!(gave_up, (1, GiveUpReason::WrongPeerId));
+    let found = impostor.peer_id;
+    assert_eq!(gave_up, (1, GiveUpReason::WrongPeerId { found }));
     let dials = client.dials.len();
     client.serve_for(Duration::from_millis(500)).await;
     assert_eq!(client.dials.len(), dials, "no dial after the mistake");

@@ -272,22 +272,23 @@ fn a_dial_past_its_time_limit_is_aborted_and_counted_with_its_cause() {
 #[test]
 fn a_mistaken_last_address_gives_up_at_once_and_only_revive_tries_again() {
     let mut driver = Driver::exact(Some(3));
+    let found = PeerId::random();
     let connection = driver.last_dial.unwrap();
     driver.feed(Input::DialFailed {
         connection,
         cause: Cause::new(CauseKind::DialFailed, "wrong peer id"),
         mistake: Some(Mistake {
-            reason: GiveUpReason::WrongPeerId,
+            reason: GiveUpReason::WrongPeerId { found },
             addrs: None,
         }),
     });
-    assert_eq!(driver.gave_up(), Some((0, GiveUpReason::WrongPeerId)));
+    assert_eq!(driver.gave_up(), Some((0, GiveUpReason::WrongPeerId { found })));
     for input in [Input::NetworkChanged, Input::RetryNow] {
         driver.feed(input);
     }
     assert_eq!(
         (driver.dials, driver.gave_up()),
-        (1, Some((0, GiveUpReason::WrongPeerId))),
+        (1, Some((0, GiveUpReason::WrongPeerId { found }))),
         "no address left to dial"
     );
     let fixed = format!("/ip4/127.0.0.1/tcp/4002/p2p/{}", driver.peer);
