@@ -149,6 +149,42 @@ async fn demo_restores_the_reservation_exits_zero_and_prints_what_the_readme_sho
     }
 }
 
+/// The README's program is `examples/minimal.rs`, whole: what a new user copies is what this test runs.
+#[test]
+fn the_readme_shows_the_minimal_example_whole() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/minimal.rs")).unwrap();
+    let shown = readme
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|block| block.split("```").next())
+        .expect("README.md shows the minimal example in its first Rust block");
+    assert!(
+        shown == example,
+        "README.md's first Rust block differs from examples/minimal.rs; copy the file into the README"
+    );
+}
+
+/// The README's program against a relay as a new user runs it: reachable through the relay, and again once
+/// the relay was killed and restarted.
+#[tokio::test]
+async fn the_minimal_example_becomes_reachable_and_stays_so_across_a_restart() {
+    let port = free_port();
+    let (relay, relay_addr) = LOOPBACK.relay_server(port, &[]).await;
+    let mut node = Process::spawn("minimal", &[&relay_addr]);
+    let reachable = |l: &str| l.starts_with("reachable relay=").then_some(());
+    node.wait_line("reachable", reachable).await;
+    node.wait_prefix("reachable at [/ip4/127.0.0.1/").await;
+    relay.kill().await;
+    node.wait_prefix("unreachable relay=").await;
+    let (relay, _) = LOOPBACK.relay_server(port, &[]).await;
+    // The defaults' waits: the first retry within 5 s, and more if it met the relay still down.
+    node.wait_line("reachable again", reachable).await;
+    relay.kill().await;
+    node.kill().await;
+}
+
 /// A line with its peer ids, numbers and cause made generic, so a sample from one run
 /// matches another run's line of the same kind.
 fn shape(line: &str) -> String {

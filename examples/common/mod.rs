@@ -12,10 +12,13 @@ pub fn keypair_from_seed(seed: u8) -> Keypair {
     Keypair::ed25519_from_bytes(bytes).expect("32 bytes make an ed25519 key")
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (e.g. `RUST_LOG=libp2p_relay_keeper=debug`).
+/// Logs to stderr, filtered by `RUST_LOG` (e.g. `RUST_LOG=libp2p_relay_keeper=debug`); without it warnings
+/// and errors, so the keeper's line naming the fix for a mistake shows.
 pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
 }
