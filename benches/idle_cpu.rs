@@ -22,8 +22,8 @@ use std::{
 use common::{Net, RelayServer};
 use futures::StreamExt;
 use libp2p::{
-    multiaddr::Protocol, noise, ping, relay, swarm::NetworkBehaviour, swarm::SwarmEvent, tcp, yamux, Multiaddr,
-    Swarm, SwarmBuilder,
+    multiaddr::Protocol, noise, ping, relay, swarm::NetworkBehaviour, swarm::SwarmEvent, tcp, yamux,
+    Multiaddr, Swarm, SwarmBuilder,
 };
 use libp2p_relay_keeper::{Config, RelayKeeper};
 

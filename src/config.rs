@@ -467,7 +467,11 @@ mod tests {
         let defaults = Config::default();
         assert_eq!(defaults.dial_limit(0, None), DEFAULT_DIAL_TIMEOUT);
         assert_eq!(defaults.dial_limit(1, None), 2 * DEFAULT_DIAL_TIMEOUT);
-        assert_eq!(defaults.dial_limit(9, None), defaults.max_delay, "never past the cap");
+        assert_eq!(
+            defaults.dial_limit(9, None),
+            defaults.max_delay,
+            "never past the cap"
+        );
         let slow = Some(Duration::from_secs(3));
         assert_eq!(defaults.dial_limit(0, slow), Duration::from_secs(24));
         let fast = Some(Duration::from_millis(5));
@@ -479,7 +483,9 @@ mod tests {
         let set = short.with_dial_timeout(Duration::from_secs(3));
         assert_eq!(set.dial_limit(3, slow), Duration::from_secs(3));
         assert_eq!(
-            Config::default().with_dial_timeout(Duration::ZERO).dial_limit(0, None),
+            Config::default()
+                .with_dial_timeout(Duration::ZERO)
+                .dial_limit(0, None),
             MIN_DELAY
         );
     }

@@ -185,10 +185,7 @@ async fn run_relay(
                 .then(|| LinkProbe::new(Duration::from_millis(3500), Duration::from_millis(1300)))
                 .into(),
             ping: ping::Behaviour::default(),
-            identify: identify::Behaviour::new(identify::Config::new(
-                "/relay-scale/1".into(),
-                key.public(),
-            )),
+            identify: identify::Behaviour::new(identify::Config::new("/relay-scale/1".into(), key.public())),
         })
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))

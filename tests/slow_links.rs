@@ -81,9 +81,16 @@ async fn row(link: Link, quic: bool) -> Row {
         (leak_host(relay_host), leak_host(listener_host));
     let port = if lab.is_some() { 4001 } else { free_port() };
     let floor = std::env::var("SLOW_LINKS_PROBE_FLOOR_MS").ok();
-    let flags: Vec<&str> = floor.iter().flat_map(|ms| ["--probe-timeout-ms", ms.as_str()]).collect();
+    let flags: Vec<&str> = floor
+        .iter()
+        .flat_map(|ms| ["--probe-timeout-ms", ms.as_str()])
+        .collect();
     let (mut relay, relay_tcp) = relay_host.relay_server(port, &flags).await;
-    let relay_given = if quic { quic_addr(&relay_tcp) } else { relay_tcp.clone() };
+    let relay_given = if quic {
+        quic_addr(&relay_tcp)
+    } else {
+        relay_tcp.clone()
+    };
     let forwarder = match link {
         Link::Delay(rtt) => Some(DelayLink::to(&relay_given.parse().unwrap(), rtt / 2).await),
         Link::Bottleneck(..) => None,

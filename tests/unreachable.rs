@@ -446,7 +446,14 @@ const PROFILES: [Setup; 3] = [
     },
     Setup {
         name: "quick return: waits from 0.5 s doubling to 5 s, never giving up",
-        backoff: &["--backoff-base-ms", "500", "--backoff-max-ms", "5000", "--max-attempts", "100000"],
+        backoff: &[
+            "--backoff-base-ms",
+            "500",
+            "--backoff-max-ms",
+            "5000",
+            "--max-attempts",
+            "100000",
+        ],
         listener: &[],
         relay: &["--no-rate-limits"],
         observe: Duration::from_secs(20),
@@ -480,7 +487,11 @@ async fn settings_profiles() {
     for setup in &PROFILES {
         let mut rounds = Vec::new();
         for _ in 0..PROFILE_ROUNDS {
-            rounds.push(round(&place, Fault::Restart, Transport::Tcp, setup).await.reachable);
+            rounds.push(
+                round(&place, Fault::Restart, Transport::Tcp, setup)
+                    .await
+                    .reachable,
+            );
         }
         let mut reached: Vec<f64> = rounds.iter().flatten().copied().collect();
         reached.sort_by(f64::total_cmp);
@@ -488,7 +499,11 @@ async fn settings_profiles() {
         let summary = if never > 0 {
             format!("never in {never} of {PROFILE_ROUNDS}")
         } else {
-            format!("{:.2}, {:.2}", reached[reached.len() / 2], reached[reached.len() - 1])
+            format!(
+                "{:.2}, {:.2}",
+                reached[reached.len() / 2],
+                reached[reached.len() - 1]
+            )
         };
         println!("| {} | {summary} | {} |", setup.name, figures(rounds.into_iter()));
     }

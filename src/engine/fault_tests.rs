@@ -439,8 +439,17 @@ fn herd_per_profile() {
             }
             let reserved = sim.reserved_at.expect("reserved again");
             last_reserved = last_reserved.max(reserved - back);
-            down_dials += sim.dialed_at.iter().filter(|at| **at >= fault_at && **at < back).count();
-            back_dials.extend(sim.dialed_at.iter().filter(|at| **at >= back).map(|at| (*at - back).as_secs()));
+            down_dials += sim
+                .dialed_at
+                .iter()
+                .filter(|at| **at >= fault_at && **at < back)
+                .count();
+            back_dials.extend(
+                sim.dialed_at
+                    .iter()
+                    .filter(|at| **at >= back)
+                    .map(|at| (*at - back).as_secs()),
+            );
         }
         let mut per_second = std::collections::HashMap::new();
         for second in back_dials {

@@ -705,7 +705,11 @@ fn a_dial_that_keeps_running_out_of_time_is_given_twice_as_long_each_time_up_to_
     driver.connect_ours();
     driver.disconnect();
     driver.elapse();
-    assert_eq!(driver.elapse().as_secs(), 10, "a dial that connected starts the doubling over");
+    assert_eq!(
+        driver.elapse().as_secs(),
+        10,
+        "a dial that connected starts the doubling over"
+    );
 }
 
 #[test]

@@ -146,7 +146,16 @@ impl RelayServer {
         external: External,
         config: relay::Config,
     ) -> Self {
-        Self::launch(net, key, listen, external, config, Some(ping::Config::new()), None).await
+        Self::launch(
+            net,
+            key,
+            listen,
+            external,
+            config,
+            Some(ping::Config::new()),
+            None,
+        )
+        .await
     }
 
     /// Starts a relay that does not speak ping, with a fresh identity, accepting reservations at once.
@@ -155,8 +164,22 @@ impl RelayServer {
         Self::launch_with(net, key, None, None).await
     }
 
-    async fn launch_with(net: Net, key: Keypair, ping: Option<ping::Config>, negotiation: Option<Version>) -> Self {
-        Self::launch(net, key, None, External::AtStart, relay::Config::default(), ping, negotiation).await
+    async fn launch_with(
+        net: Net,
+        key: Keypair,
+        ping: Option<ping::Config>,
+        negotiation: Option<Version>,
+    ) -> Self {
+        Self::launch(
+            net,
+            key,
+            None,
+            External::AtStart,
+            relay::Config::default(),
+            ping,
+            negotiation,
+        )
+        .await
     }
 
     /// Starts a relay whose `ping::Behaviour` pings every client as `ping` says, with a fresh identity,

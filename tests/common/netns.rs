@@ -99,8 +99,20 @@ impl Lab {
     pub fn bottleneck(&self, rate: &str, latency: Duration) -> Result<(), String> {
         let latency = format!("{}ms", latency.as_millis());
         let args = [
-            "-n", &self.client_ns, "qdisc", "add", "dev", &self.client_if, "root", "tbf", "rate", rate,
-            "burst", "16kb", "latency", &latency,
+            "-n",
+            &self.client_ns,
+            "qdisc",
+            "add",
+            "dev",
+            &self.client_if,
+            "root",
+            "tbf",
+            "rate",
+            rate,
+            "burst",
+            "16kb",
+            "latency",
+            &latency,
         ];
         let output = Command::new("tc")
             .args(args)
