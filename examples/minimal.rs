@@ -23,9 +23,13 @@ struct Behaviour {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    // `info` and `warn` unless RUST_LOG says otherwise: the keeper's warnings name the fix for a mistake.
+    // Logs on stderr, `info` and `warn` unless RUST_LOG says otherwise: the keeper's warnings name the fix
+    // for a mistake.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let relay: Multiaddr = std::env::args()
         .nth(1)
         .ok_or("usage: minimal <relay address ending in /p2p/<relay peer id>>")?
