@@ -46,7 +46,7 @@ pub struct Config {
 
 /// How often a relay link that was not heard from is probed, unless [`Config::with_probe_interval`] says
 /// otherwise: with the 1.3 s floor on the timeout a silent death on a fast link is seen within 5.6 s, for 20
-/// probes (about 7.6 KB on a veth; BENCHMARKS.md) a minute on one idle link. A shorter interval would see it
+/// probes (6.6-8.5 KB on a veth; BENCHMARKS.md) a minute on one idle link. A shorter interval would see it
 /// sooner only for more bytes than a phone should spend.
 const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(3);
 
@@ -249,7 +249,7 @@ impl Config {
     /// use std::time::Duration;
     /// use libp2p_relay_keeper::Config;
     ///
-    /// // A phone on a data plan: a probe every 15 s (about 1.5 KB a minute), a loss seen within about 17 s.
+    /// // A phone on a data plan: a probe every 15 s (about 2-3 KB a minute), a loss seen within about 18 s.
     /// let phone = Config::default().with_probe_interval(Duration::from_secs(15));
     /// let off = Config::default().with_probe(false);
     /// ```
