@@ -52,7 +52,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             println!("{event}");
             if let Event::Reachable { .. } | Event::Unreachable { .. } = event {
                 let addrs: Vec<_> = swarm.behaviour().keeper.circuit_addrs().collect();
-                println!("reachable at {addrs:?}");
+                println!("circuit addresses now: {addrs:?}");
             }
         }
     }

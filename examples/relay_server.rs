@@ -5,12 +5,13 @@
 //! cargo run --example relay_server -- --port 4001 --secret-key-seed 0
 //! ```
 //!
-//! It prints one line per fact on stdout: `peer_id=<id>` first, then `listening addr=<multiaddr>` per address,
-//! `dead_link peer=<id>` when it closed a silent connection and `connection_closed peer=<id>` when a
-//! connection ends. Unlike upstream, it probes every connection not heard from for 3.5 s (`LinkProbe`, adaptive timeout of at least 1.3 s: a
-//! silent client is seen within 6.1 s on a fast link, and a client whose uplink suddenly queues 2.5 s is not cut) and
-//! closes one that stopped answering, so a client behind a dead link does not keep a stale reservation
-//! alive here and no circuit is routed into it; `--no-rate-limits` lifts the relay's limits for tests that dial through it often.
+//! It prints one line per fact on stdout: `peer_id=<id>` first, then `listening addr=<multiaddr>` per
+//! address, `dead_link peer=<id>` when it closed a silent connection and `connection_closed peer=<id>` when a
+//! connection ends. Unlike upstream, it probes every connection not heard from for 3.5 s (`LinkProbe`,
+//! adaptive timeout of at least 1.3 s: a silent client is seen within 6.1 s on a fast link, and a client
+//! whose uplink suddenly queues 2.5 s is not cut) and closes one that stopped answering, so a client behind a
+//! dead link does not keep a stale reservation alive here and no circuit is routed into it;
+//! `--no-rate-limits` lifts the relay's limits for tests that dial through it often.
 
 mod common;
 

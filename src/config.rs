@@ -207,12 +207,12 @@ impl Config {
     /// Bounds how long one dial to a relay may take; a dial still pending then is aborted and counts as a
     /// failed retry (`cause=dial_timeout`). Clamped to at least 1 ms and at most one year.
     ///
-    /// Without it the limit follows what the keeper knows of the relay, and never exceeds the cap on the
-    /// waits ([`with_max_delay`](Self::with_max_delay)), so a dial to a dead relay never holds the next retry
-    /// back by more than the longest wait: 10 s, doubled after each dial in a row that ran out of time (a slow
-    /// link's first dial is not cut for good), and at least 8 round trips as the probe measured them on the
-    /// relay's last connection (`srtt + 4 x rttvar`; a dial is four or five). So with the defaults a dial over
-    /// a link with a steady 3 s round trip may take 24 s.
+    /// Without it the limit follows what the keeper knows of the relay: 10 s, doubled after each dial in a row
+    /// that ran out of time (a slow link's first dial is not cut for good) up to the cap on the waits
+    /// ([`with_max_delay`](Self::with_max_delay)), so a dial to a dead relay holds the next retry back by no
+    /// more than the longest wait; and at least 8 round trips as the probe measured them on the relay's last
+    /// connection (`srtt + 4 x rttvar`; a dial is four or five), even above a short cap. So a dial over a link
+    /// with a steady 3 s round trip may take 24 s. A network change or a new address starts the doubling over.
     ///
     /// Why it matters: a TCP dial into a black hole resends its SYN for minutes, and a QUIC dial to a relay
     /// that is down is not failed by an ICMP error; it resends its handshake until libp2p-quic's handshake
@@ -226,24 +226,27 @@ impl Config {
     /// Turns the liveness probe on direct connections to kept relays on (the default) or off.
     ///
     /// The probe sends the `/ipfs/ping/1.0.0` echo on one stream per connection, kept open and reused (about
-    /// 380 bytes and 4-5 packets on the wire per probe over TCP, measured on a veth), once the relay has not been heard from for
-    /// [`with_probe_interval`](Self::with_probe_interval). The rule: each ping has a timeout
-    /// `T = max(floor, srtt + 4 x rttvar)`, from the round trips measured on the connection (5 s before the
-    /// first answer) and the floor [`with_probe_timeout`](Self::with_probe_timeout). An answer within `T` is
-    /// on time, one later than `T` is only late; the connection is closed (`cause=probe_timeout`, and the usual
-    /// restore) only when a ping stays unanswered for `2 x T`. So a slow
-    /// link that still answers is never cut, and a silent death is reported within
-    /// `interval + 2 x max(floor, srtt + 4 x rttvar)`: 5.6 s by default on a fast link, 3 + 2 x 3 s on a
-    /// link with a steady 3 s round trip. Without a probe libp2p notices such a death only when TCP gives up
-    /// (many minutes) or, on QUIC, after its 10 s idle timeout.
+    /// 380 bytes and 4-5 packets on the wire per probe over TCP, measured on a veth), once the relay has not
+    /// been heard from for [`with_probe_interval`](Self::with_probe_interval). The rule: each ping has a
+    /// timeout `T = max(floor, srtt + 4 x rttvar)`, from the round trips measured on the connection (5 s
+    /// before the first answer) and the floor [`with_probe_timeout`](Self::with_probe_timeout). An answer
+    /// within `T` is on time, one later than `T` is only late; the connection is closed
+    /// (`cause=probe_timeout`, and the usual restore) only when a ping stays unanswered for `2 x T`. So a
+    /// slow link that still answers is never cut, and a silent death is reported within `interval + 2 x
+    /// max(floor, srtt + 4 x rttvar)`: 5.6 s by default on a fast link, 3 + 2 x 3 s on a link with a steady 3
+    /// s round trip. Without a probe libp2p notices such a death only when TCP gives up (many minutes) or, on
+    /// QUIC, after its 10 s idle timeout.
     ///
-    /// A reset of the probe's stream answers a ping too (libp2p's ping responder drops the older of two ping
-    /// streams, so the application's own `ping::Behaviour` and the probe may reset each other's). A ping from
-    /// the relay on a stream where this node echoed one before shows that the echo arrived: it moves the next
-    /// probe back, so when both ends probe, mostly the one with the shorter interval pays. It never answers a
-    /// probe under way, and a relay's first ping on a stream counts for nothing: each shows only that the
-    /// relay's packets arrive, not that this node's do (a one-way black hole is a dead link too). A relay that
-    /// does not speak ping is never probed.
+    /// A reset of a stream opened for the probe answers it too; a reset of the stream kept open between probes
+    /// only makes the probe ask on a new one (libp2p's ping responder keeps one stream per connection and resets
+    /// the older, so the application's own `ping::Behaviour` and the probe evict each other on a relay that has
+    /// no `LinkProbe`). A ping from the relay on a stream where this node echoed one before shows that the echo
+    /// arrived: it moves the next probe back, so when both ends probe, mostly the one with the shorter interval
+    /// pays. It never answers a probe under way, and a relay's first ping on a stream counts for nothing: each
+    /// shows only that the relay's packets arrive, not that this node's do (a one-way black hole is a dead link
+    /// too). The echo such a ping vouches for may be one of the relay's intervals old, so a link that stops
+    /// carrying this node's packets right after it is seen up to that much later. A relay that does not speak
+    /// ping is never probed.
     ///
     /// ```
     /// use std::time::Duration;
@@ -414,9 +417,12 @@ impl Config {
             return set;
         }
         let cap = self.max_delay.max(self.base_delay);
-        let doubled = DEFAULT_DIAL_TIMEOUT.saturating_mul(1 << timed_out.min(16));
+        let doubled = DEFAULT_DIAL_TIMEOUT
+            .saturating_mul(1 << timed_out.min(16))
+            .min(cap);
+        // Not capped: with a short cap a dial over a slow link would otherwise run out of time on every try.
         let measured = rtt.map_or(Duration::ZERO, |rtt| rtt.saturating_mul(DIAL_ROUND_TRIPS));
-        doubled.max(measured).min(cap)
+        doubled.max(measured).min(MAX_DELAY)
     }
 
     pub(crate) fn probe(&self) -> Option<Probe> {
@@ -479,7 +485,12 @@ mod tests {
         let short = Config::default()
             .with_base_delay(Duration::from_millis(100))
             .with_max_delay(Duration::from_secs(1));
-        assert_eq!(short.dial_limit(3, slow), Duration::from_secs(1));
+        assert_eq!(short.dial_limit(3, None), Duration::from_secs(1));
+        assert_eq!(
+            short.dial_limit(3, slow),
+            Duration::from_secs(24),
+            "a short cap does not cut a slow link's dials"
+        );
         let set = short.with_dial_timeout(Duration::from_secs(3));
         assert_eq!(set.dial_limit(3, slow), Duration::from_secs(3));
         assert_eq!(

@@ -259,11 +259,11 @@ impl libp2p::swarm::ConnectionHandler for Handler {
 
     /// On a kept relay's connection (and on every connection of a [`LinkProbe`](crate::LinkProbe)) the
     /// handler answers pings itself, and each further ping on a stream it echoed on shows the link works both
-    /// ways, which moves its own next probe back. A relay's `ping::Behaviour` that found this node without ping stops answering pings too
-    /// (libp2p-ping 0.48 goes inactive both ways), which would starve the probe; answering keeps it active.
-    /// Only the first handler of a derived behaviour that offers ping gets the remote's pings, so the keeper
-    /// (and `LinkProbe`) go before `ping::Behaviour` in the struct; in the other order both still work, but
-    /// the remote's pings no longer spare this end's probes.
+    /// ways, which moves its own next probe back. A relay's `ping::Behaviour` that found this node without
+    /// ping stops answering pings too (libp2p-ping 0.48 goes inactive both ways), which would starve the
+    /// probe; answering keeps it active. Only the first handler of a derived behaviour that offers ping gets
+    /// the remote's pings, so the keeper (and `LinkProbe`) go before `ping::Behaviour` in the struct; in the
+    /// other order both still work, but the remote's pings no longer spare this end's probes.
     fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol> {
         let upgrade = if self.keep_alive || self.probing {
             Either::Left(ReadyUpgrade::new(PING_PROTOCOL))

@@ -21,13 +21,14 @@ use crate::{
     handler::{Handler, ToBehaviour},
 };
 
-/// Probes every connection with the `/ipfs/ping/1.0.0` echo, as [`RelayKeeper`](crate::RelayKeeper) probes its
-/// relay links, by the same rule ([`Config::with_probe`](crate::Config::with_probe)): a connection not heard
-/// from for `interval` is pinged on a stream kept open, and closed only once that ping went unanswered for
-/// twice `max(timeout, srtt + 4 x rttvar)`. It answers the peers' pings itself, and each further ping on a
-/// stream it echoed on (the peer got the echo, so the link works both ways) spares it a probe of its own, so a client whose keeper probes more often than the relay costs the relay nothing;
-/// put it before `ping::Behaviour` in the derived behaviour, since only the first field that offers ping gets
-/// the peers' pings.
+/// Probes every connection with the `/ipfs/ping/1.0.0` echo, as [`RelayKeeper`](crate::RelayKeeper) probes
+/// its relay links, by the same rule ([`Config::with_probe`](crate::Config::with_probe)): a connection not
+/// heard from for `interval` is pinged on a stream kept open, and closed only once that ping went unanswered
+/// for twice `max(timeout, srtt + 4 x rttvar)`. It answers the peers' pings itself, and each further ping on
+/// a stream it echoed on (the peer got the echo, so the link works both ways) spares it a probe of its own,
+/// so a client whose keeper probes more often than the relay costs the relay nothing; put it before
+/// `ping::Behaviour` in the derived behaviour, since only the first field that offers ping gets the peers'
+/// pings.
 ///
 /// Meant for relay servers: when a client's link dies silently (its host vanished, its NAT mapping was
 /// dropped), the relay would otherwise route new circuits into the dead connection until TCP gives up.

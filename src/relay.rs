@@ -682,43 +682,48 @@ impl Relay {
                 | State::Reserved { .. } => {}
                 State::Paused => {}
             },
-            Input::NetworkChanged => match self.state {
-                State::Waiting { .. } if !self.network_reset => {
-                    self.network_reset = true;
-                    self.level = 0;
-                    self.try_now(0, env);
+            Input::NetworkChanged => {
+                // Dials that ran out of time on the old network say nothing of the new one.
+                self.dials_timed_out = 0;
+                match self.state {
+                    State::Waiting { .. } if !self.network_reset => {
+                        self.network_reset = true;
+                        self.level = 0;
+                        self.try_now(0, env);
+                    }
+                    State::GaveUp { .. }
+                    | State::Standby {
+                        eligible_at: Some(_), ..
+                    } if !self.network_reset && self.retryable() => {
+                        self.network_reset = true;
+                        self.start_over(env);
+                    }
+                    // Trying already, or about to: the try goes on, and the waits after it start from the base.
+                    State::Dialing { .. }
+                    | State::Reserving { .. }
+                    | State::AwaitingHop { .. }
+                    | State::Promoted { .. }
+                    | State::Standby {
+                        eligible_at: None, ..
+                    } if !self.network_reset => {
+                        self.network_reset = true;
+                        self.level = 0;
+                    }
+                    // Reset once per outage already, a mistake, in the goal already, or paused.
+                    State::Waiting { .. }
+                    | State::GaveUp { .. }
+                    | State::Standby { .. }
+                    | State::AwaitingHop { .. }
+                    | State::Dialing { .. }
+                    | State::Reserving { .. }
+                    | State::Connected { .. }
+                    | State::Reserved { .. }
+                    | State::Promoted { .. }
+                    | State::Paused => {}
                 }
-                State::GaveUp { .. }
-                | State::Standby {
-                    eligible_at: Some(_), ..
-                } if !self.network_reset && self.retryable() => {
-                    self.network_reset = true;
-                    self.start_over(env);
-                }
-                // Trying already, or about to: the try goes on, and the waits after it start from the base.
-                State::Dialing { .. }
-                | State::Reserving { .. }
-                | State::AwaitingHop { .. }
-                | State::Promoted { .. }
-                | State::Standby {
-                    eligible_at: None, ..
-                } if !self.network_reset => {
-                    self.network_reset = true;
-                    self.level = 0;
-                }
-                // Reset once per outage already, a mistake, in the goal already, or paused.
-                State::Waiting { .. }
-                | State::GaveUp { .. }
-                | State::Standby { .. }
-                | State::AwaitingHop { .. }
-                | State::Dialing { .. }
-                | State::Reserving { .. }
-                | State::Connected { .. }
-                | State::Reserved { .. }
-                | State::Promoted { .. }
-                | State::Paused => {}
-            },
+            }
             Input::Added(addr) => {
+                self.dials_timed_out = 0;
                 if !self.addrs.contains(&addr) {
                     self.addrs.push(addr);
                     tracing::debug!(relay = %env.relay, addrs = ?self.addrs, "relay address added");

@@ -175,7 +175,7 @@ async fn the_minimal_example_becomes_reachable_and_stays_so_across_a_restart() {
     let mut node = Process::spawn("minimal", &[&relay_addr]);
     let reachable = |l: &str| l.starts_with("reachable relay=").then_some(());
     node.wait_line("reachable", reachable).await;
-    node.wait_prefix("reachable at [/ip4/127.0.0.1/").await;
+    node.wait_prefix("circuit addresses now: [/ip4/127.0.0.1/").await;
     relay.kill().await;
     node.wait_prefix("unreachable relay=").await;
     let (relay, _) = LOOPBACK.relay_server(port, &[]).await;

@@ -142,11 +142,13 @@ impl Drop for Relay {
     }
 }
 
-/// User plus system time from a `/proc/.../stat` line (fields 14 and 15, in clock ticks of 10 ms).
+/// User plus system time from a `/proc/.../stat` line (fields 14 and 15, in clock ticks).
 fn cpu_of(stat: &str) -> Duration {
     let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10)
+    // std does not say how long a clock tick is; libc's sysconf does.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_secs_f64(ticks as f64 / per_second as f64)
 }
 
 async fn run_relay(

@@ -433,7 +433,12 @@ fn herd_per_profile() {
             let back = fault_at + DOWN;
             sim.reserved_at = None;
             sim.run_until(back);
+            let give_up_by = back + Duration::from_secs(3600);
             while sim.reserved_at.is_none() {
+                assert!(
+                    sim.harness.now < give_up_by,
+                    "node {node} reserved within an hour"
+                );
                 let next = sim.harness.now + Duration::from_secs(1);
                 sim.run_until(next);
             }
@@ -451,7 +456,7 @@ fn herd_per_profile() {
                     .map(|at| (*at - back).as_secs()),
             );
         }
-        let mut per_second = std::collections::HashMap::new();
+        let mut per_second = BTreeMap::new();
         for second in back_dials {
             *per_second.entry(second).or_insert(0) += 1;
         }

@@ -692,14 +692,15 @@ async fn delay_datagrams(
                 tokio::time::Instant::now()
                     + Duration::from_micros(by.load(std::sync::atomic::Ordering::SeqCst))
             };
+            // An error (the relay's port refusing while it restarts) drops nothing but that datagram.
             tokio::select! {
-                Ok((n, source)) = front.recv_from(&mut from_client) => {
+                received = front.recv_from(&mut from_client) => if let Ok((n, source)) = received {
                     client_tx.send_replace(Some(source));
                     let _ = to_relay.send((due(), from_client[..n].to_vec()));
-                }
-                Ok(n) = back.recv(&mut from_relay) => {
+                },
+                received = back.recv(&mut from_relay) => if let Ok(n) = received {
                     let _ = to_client.send((due(), from_relay[..n].to_vec()));
-                }
+                },
             }
         }
     });
