@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{fast_config, Client, External, Net, RelayServer};
+use libp2p::ping;
 use libp2p_relay_keeper::{Event, RelayKeeper};
 use prometheus_client::{encoding::text::encode, registry::Registry};
 
@@ -17,6 +18,49 @@ fn scrape(registry: &Registry) -> Vec<String> {
         .filter(|l| l.starts_with("relay_keeper_") && !l.contains("_bucket{"))
         .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
         .collect()
+}
+
+/// How many of the keeper's probes were answered.
+fn probes_answered(registry: &Registry) -> u64 {
+    scrape(registry)
+        .iter()
+        .find_map(|s| {
+            s.strip_prefix("relay_keeper_probe_rtt_seconds_count ")?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// The probes a client sends in 2 s with a probe interval of 200 ms, on a relay whose `ping::Behaviour`
+/// pings it as `relay_pings` says.
+async fn probes_in_two_seconds(relay_pings: ping::Config) -> u64 {
+    let mut registry = Registry::default();
+    let config = fast_config().with_probe_interval(Duration::from_millis(200));
+    let keeper = RelayKeeper::new(config).with_metrics(&mut registry);
+    let mut client = Client::with_keeper(Net::Tcp, keeper, false);
+    let relay = RelayServer::spawn_pinging(Net::Tcp, relay_pings).await;
+    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
+    client.wait_reserved(relay_id).await;
+    let before = probes_answered(&registry);
+    client.serve_for(Duration::from_secs(2)).await;
+    relay.kill().await;
+    probes_answered(&registry) - before
+}
+
+/// When the relay pings more often than the keeper would, its pings (each on the stream the keeper echoed on)
+/// show the link works both ways, and the keeper sends no probe of its own.
+#[tokio::test]
+async fn a_relay_that_pings_often_spares_the_keepers_probes() {
+    let rare = ping::Config::new().with_interval(Duration::from_secs(3600));
+    let often = ping::Config::new().with_interval(Duration::from_millis(50));
+    let alone = probes_in_two_seconds(rare).await;
+    let spared = probes_in_two_seconds(often).await;
+    assert!(
+        alone >= 5,
+        "a relay that does not ping is probed every 200 ms: {alone} probes"
+    );
+    assert!(spared <= 1, "{spared} probes beside a relay pinging every 50 ms");
 }
 
 #[tokio::test]
@@ -38,18 +82,8 @@ async fn one_outage_is_counted_exactly() {
     client.wait_reserved(relay_id).await;
     assert_eq!(client.count(|e| matches!(e, Event::ReconnectScheduled { .. })), 1);
 
-    let probes = |registry: &Registry| {
-        scrape(registry)
-            .iter()
-            .find_map(|s| {
-                s.strip_prefix("relay_keeper_probe_rtt_seconds_count ")?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .unwrap_or(0)
-    };
     common::within("a probe round trip", async {
-        while probes(&registry) == 0 {
+        while probes_answered(&registry) == 0 {
             client.serve_for(Duration::from_millis(50)).await;
         }
     })
