@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{fast_config, within, Client, External, Net, RelayServer, SilentLink};
-use libp2p::{identity::Keypair, ping, relay, Multiaddr};
+use libp2p::{identity::Keypair, ping, relay, Multiaddr, PeerId};
 use libp2p_relay_keeper::{CauseKind, Event, RelayKeeper, RelayStatus};
 
 /// The cause of the next scheduled retry.
@@ -19,16 +19,23 @@ async fn next_cause(client: &mut Client, what: &str) -> CauseKind {
         .await
 }
 
-#[tokio::test]
-async fn a_relay_that_falls_silent_is_noticed_by_the_probe_and_restored() {
-    let relay = RelayServer::spawn(Net::Tcp).await;
-    let link = SilentLink::in_front_of(&relay).await;
+/// A forwarder in front of `relay` and a client reserved through it, probing after 100 ms unheard with a
+/// 300 ms floor.
+async fn probed_through_a_link(relay: &RelayServer) -> (SilentLink, Client, PeerId) {
+    let link = SilentLink::in_front_of(relay).await;
     let config = fast_config()
         .with_probe_interval(Duration::from_millis(100))
         .with_probe_timeout(Duration::from_millis(300));
     let mut client = Client::new(Net::Tcp, config, false);
     let relay_id = client.keeper().add_relay(link.addr.clone()).unwrap();
     client.wait_reserved(relay_id).await;
+    (link, client, relay_id)
+}
+
+#[tokio::test]
+async fn a_relay_that_falls_silent_is_noticed_by_the_probe_and_restored() {
+    let relay = RelayServer::spawn(Net::Tcp).await;
+    let (link, mut client, relay_id) = probed_through_a_link(&relay).await;
 
     // The connection stays open and TCP keeps acknowledging, but nothing answers: only a probe can tell.
     link.silence();
@@ -48,13 +55,7 @@ async fn a_relay_that_still_pings_but_no_longer_hears_the_node_is_noticed() {
         .with_interval(Duration::from_millis(20))
         .with_timeout(Duration::from_millis(50));
     let relay = RelayServer::spawn_pinging(Net::Tcp, pings).await;
-    let link = SilentLink::in_front_of(&relay).await;
-    let config = fast_config()
-        .with_probe_interval(Duration::from_millis(100))
-        .with_probe_timeout(Duration::from_millis(300));
-    let mut client = Client::new(Net::Tcp, config, false);
-    let relay_id = client.keeper().add_relay(link.addr.clone()).unwrap();
-    client.wait_reserved(relay_id).await;
+    let (link, mut client, _) = probed_through_a_link(&relay).await;
 
     link.silence_toward_relay();
     assert_eq!(next_cause(&mut client, "the loss").await, CauseKind::ProbeTimeout);

@@ -511,7 +511,7 @@ pub struct SilentLink {
     pub addr: Multiaddr,
     toward_relay: Arc<std::sync::atomic::AtomicBool>,
     from_relay: Arc<std::sync::atomic::AtomicBool>,
-    task: JoinHandle<()>,
+    _task: AbortOnDrop,
 }
 
 impl SilentLink {
@@ -542,7 +542,7 @@ impl SilentLink {
             addr: format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}").parse().unwrap(),
             toward_relay,
             from_relay,
-            task,
+            _task: AbortOnDrop(task),
         }
     }
 
@@ -555,12 +555,6 @@ impl SilentLink {
     /// From now on nothing the client sends reaches the relay, while the relay's bytes still arrive.
     pub fn silence_toward_relay(&self) {
         self.toward_relay.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl Drop for SilentLink {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -596,7 +590,7 @@ pub struct DelayLink {
     pub addr: Multiaddr,
     /// The delay each way, in microseconds; it may change while the link is up.
     one_way: Arc<std::sync::atomic::AtomicU64>,
-    task: JoinHandle<()>,
+    _task: AbortOnDrop,
 }
 
 impl DelayLink {
@@ -620,7 +614,7 @@ impl DelayLink {
         Self {
             addr: addr.parse().unwrap(),
             one_way,
-            task,
+            _task: AbortOnDrop(task),
         }
     }
 
@@ -713,12 +707,6 @@ struct AbortOnDrop(JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-impl Drop for DelayLink {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

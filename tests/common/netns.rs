@@ -19,15 +19,20 @@ pub const RELAY_IP: &str = "198.18.0.1";
 pub const CLIENT_IP: &str = "198.18.0.2";
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let output = Command::new("ip")
+    run("ip", args)
+}
+
+/// Runs `program` with `args`; its stderr is the error when it fails.
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let output = Command::new(program)
         .args(args)
         .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+        .map_err(|e| format!("{program} {}: {e}", args.join(" ")))?;
     if output.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "ip {}: {}",
+            "{program} {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&output.stderr).trim()
         ))
@@ -114,19 +119,7 @@ impl Lab {
             "latency",
             &latency,
         ];
-        let output = Command::new("tc")
-            .args(args)
-            .output()
-            .map_err(|e| format!("tc {}: {e}", args.join(" ")))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "tc {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr).trim()
-            ))
-        }
+        run("tc", &args)
     }
 
     /// A bulk TCP flow from the client to the relay's host, beside whatever else runs: it fills the client's
