@@ -4,7 +4,7 @@ use crate::AddRelayError;
 
 /// The relay's peer id, if `addr` is a dialable relay address ending in `/p2p/<relay peer id>`.
 pub(crate) fn relay_peer_id(addr: &Multiaddr) -> Result<PeerId, AddRelayError> {
-    if addr.iter().any(|p| p == Protocol::P2pCircuit) {
+    if is_relayed(addr) {
         return Err(AddRelayError::CircuitAddress);
     }
     let Some(Protocol::P2p(peer_id)) = addr.iter().last() else {
@@ -17,6 +17,12 @@ pub(crate) fn relay_peer_id(addr: &Multiaddr) -> Result<PeerId, AddRelayError> {
         return Err(AddRelayError::MissingTransport);
     }
     Ok(peer_id)
+}
+
+/// Whether `addr` goes through a relay: a circuit address. (libp2p offers this only for a connection's
+/// endpoint, `ConnectedPoint::is_relayed`.)
+pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| p == Protocol::P2pCircuit)
 }
 
 /// The relay a circuit listen address (`.../p2p/<relay>/p2p-circuit`) was reserved on.

@@ -134,7 +134,8 @@ impl RelayKeeper {
 
     /// Stops the keeper for good: cancels every retry and drops queued dials, listens and events; no dial,
     /// listen or event follows, even for a dial that was in flight.
-    /// Connections are no longer kept alive; circuit listeners are left as they are.
+    /// Connections are no longer kept alive; circuit listeners are left as they are, but the keeper no longer
+    /// follows them, so [`circuit_addrs`](Self::circuit_addrs) is empty from then on.
     ///
     /// Afterwards every relay's status is [`RelayStatus::Stopped`], [`add_relay`](Self::add_relay) returns
     /// [`AddRelayError::Stopped`] and [`retry_now`](Self::retry_now) returns `false`. Calling it again does

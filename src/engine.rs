@@ -8,7 +8,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet, VecDeque},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use libp2p::{
@@ -16,18 +16,17 @@ use libp2p::{
         transport::{ListenerId, TransportError},
         ConnectedPoint,
     },
-    multiaddr::Protocol,
     swarm::{dial_opts::DialOpts, CloseConnection, ConnectionId, DialError, ListenOpts},
     Multiaddr, PeerId,
 };
 
 use crate::{
-    address::{circuit_relay, relay_peer_id},
+    address::{circuit_relay, is_relayed, relay_peer_id},
     backoff::Backoff,
     handler::ToBehaviour,
     metrics::Metrics,
     mistake::Mistake,
-    pool::Pool,
+    pool::{Decision, Pool, Standing, View},
     relay::{Action, Env, Input, Link, Relay, Transition},
     AddRelayError, Cause, CauseKind, Config, Event, GiveUpReason, RelayStatus, MAX_DISCOVERED,
 };
@@ -135,14 +134,22 @@ pub(crate) struct Engine {
     metrics: Metrics,
     /// With [`Config::with_max_reservations`]: the slots and the standbys.
     pool: Option<Pool>,
-    /// The pool is making its decisions; the transitions they cause make none of their own.
-    rebalancing: bool,
     /// How many kept relays were discovered.
     discovered: usize,
     /// The swarm's confirmed external addresses that are not circuit addresses.
     public_addrs: Vec<Multiaddr>,
     /// Since when `public_addrs` has not been empty.
     public_since: Option<Instant>,
+}
+
+impl View for HashMap<PeerId, Kept> {
+    fn connected(&self, relay: &PeerId) -> bool {
+        self.get(relay).is_some_and(|kept| !kept.relay.links().is_empty())
+    }
+
+    fn discovered(&self, relay: &PeerId) -> bool {
+        self.get(relay).is_some_and(|kept| kept.discovered)
+    }
 }
 
 impl Engine {
@@ -166,7 +173,6 @@ impl Engine {
             stopped: false,
             metrics: Metrics::default(),
             pool: Pool::new(&config),
-            rebalancing: false,
             discovered: 0,
             public_addrs: Vec::new(),
             public_since: None,
@@ -206,7 +212,7 @@ impl Engine {
                 self.discovered -= 1;
                 self.count_candidates();
             }
-            self.drive(peer, Input::Added(addr), now);
+            self.input(peer, Input::Added(addr), now);
             return Ok(peer);
         }
         self.keep(peer, addr, false, now);
@@ -232,15 +238,10 @@ impl Engine {
         );
         self.count_candidates();
         self.apply(peer, transition, now);
-        if let Some(displaced) = self.pool.as_mut().and_then(Pool::displaced) {
-            let delay = self.pool.as_mut().map_or(Duration::ZERO, Pool::spread);
-            // One swap: the pool must not fill the freed slot with a third relay in between.
-            self.rebalancing = true;
-            self.drive(displaced, Input::Demote, now);
-            self.drive(peer, Input::Promote { delay }, now);
-            self.rebalancing = false;
+        if let Some(pool) = &mut self.pool {
+            pool.added(peer);
         }
-        self.rebalance(now);
+        self.settle(now);
     }
 
     fn count_candidates(&self) {
@@ -251,21 +252,20 @@ impl Engine {
     /// A peer the node dialed offers HOP on `connection`: with discovery on, and room for it, it becomes a
     /// candidate of the pool, reserved through the address that connection was dialed at.
     fn discover(&mut self, peer: PeerId, connection: ConnectionId, now: Instant) {
-        if !self.shared.config.discovery() || self.stopped || self.discovered >= MAX_DISCOVERED {
+        if !self.shared.config.discovery() || self.discovered >= MAX_DISCOVERED {
             return;
         }
-        // Relayed connections are not recorded, and inbound ones have no address to reserve through.
-        let Some(mut addr) = self
+        // Relayed connections are not recorded, and inbound ones have no address to reserve through. A
+        // dialed address naming another peer cannot have reached `peer`.
+        let Some(Ok(addr)) = self
             .connections
             .get(&peer)
             .and_then(|links| links.iter().find(|(id, _)| *id == connection))
             .and_then(|(_, dialed)| dialed.clone())
+            .map(|dialed| dialed.with_p2p(peer))
         else {
             return;
         };
-        if !matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
-            addr.push(Protocol::P2p(peer));
-        }
         tracing::info!(relay = %peer, %addr, "a connected peer offers HOP: kept as a discovered relay");
         self.keep(peer, addr, true, now);
     }
@@ -293,22 +293,23 @@ impl Engine {
         self.metrics
             .on_transition(Some(self.status_of(&removed)), None, None, now);
         if let Some(pool) = &mut self.pool {
-            pool.on_removed(*relay, removed.status());
+            pool.update(*relay, Standing::default());
         }
         self.listeners.retain(|_, peer| peer != relay);
         if let Some(id) = removed.own_listener() {
             self.commands.push_back(Command::RemoveListener(id));
         }
         let links = removed.into_links();
+        tracing::debug!(%relay, "relay removed");
+        // Stopping released every connection and ended the pool's decisions.
         if !self.stopped {
             self.keep_alive(*relay, &links, false);
+            self.settle(now);
+            self.report_short(*relay);
         }
         if !links.is_empty() {
             self.connections.insert(*relay, links);
         }
-        tracing::debug!(%relay, "relay removed");
-        self.rebalance(now);
-        self.report_short(*relay);
         true
     }
 
@@ -317,7 +318,7 @@ impl Engine {
         if self.stopped || !retryable {
             return false;
         }
-        self.drive(*relay, Input::RetryNow, now);
+        self.input(*relay, Input::RetryNow, now);
         true
     }
 
@@ -330,7 +331,10 @@ impl Engine {
                 .on_transition(Some(kept.relay.status()), Some(RelayStatus::Stopped), None, now);
         }
         self.stopped = true;
+        // Nothing is due any more, and the keeper follows neither reservations nor public addresses.
         self.deadlines.clear();
+        self.public_since = None;
+        self.reachable_through = 0;
         self.commands
             .retain(|command| matches!(command, Command::KeepAlive { .. } | Command::RemoveListener(_)));
         let relays = std::mem::take(&mut self.relays);
@@ -338,6 +342,9 @@ impl Engine {
             self.keep_alive(*peer, kept.relay.links(), false);
         }
         self.relays = relays;
+        for kept in self.relays.values_mut() {
+            kept.circuits.clear();
+        }
         tracing::debug!(relays = self.relays.len(), "relay keeper stopped");
     }
 
@@ -364,7 +371,7 @@ impl Engine {
         let peers: Vec<PeerId> = self.relays.keys().copied().collect();
         let retried = peers
             .into_iter()
-            .filter_map(|peer| self.drive(peer, Input::NetworkChanged, now))
+            .filter_map(|peer| self.input(peer, Input::NetworkChanged, now))
             .filter(|transition| transition.status.0 != Some(transition.status.1))
             .count();
         if retried > 0 {
@@ -415,9 +422,7 @@ impl Engine {
     /// When the reservations are to be paused: once a public address held long enough.
     fn pause_at(&self) -> Option<Instant> {
         let hold = self.shared.config.pause_while_public()?;
-        let since = self
-            .public_since
-            .filter(|_| !self.shared.paused && !self.stopped)?;
+        let since = self.public_since.filter(|_| !self.shared.paused)?;
         Some(since + hold)
     }
 
@@ -433,7 +438,7 @@ impl Engine {
             match self.deadlines.first() {
                 Some(&(deadline, relay)) if deadline <= now => {
                     self.deadlines.pop_first();
-                    self.drive(relay, Input::TimerFired, now);
+                    self.input(relay, Input::TimerFired, now);
                 }
                 _ => break,
             }
@@ -460,7 +465,7 @@ impl Engine {
         endpoint: &ConnectedPoint,
         now: Instant,
     ) {
-        if endpoint.is_relayed() {
+        if self.stopped || endpoint.is_relayed() {
             return;
         }
         let dialed = match endpoint {
@@ -468,7 +473,7 @@ impl Engine {
             ConnectedPoint::Listener { .. } => None,
         };
         if self.relays.contains_key(&peer) {
-            self.drive(peer, Input::ConnectionEstablished { connection, dialed }, now);
+            self.input(peer, Input::ConnectionEstablished { connection, dialed }, now);
             return;
         }
         // Most peers have one connection; a default Vec would make room for four: 318-399 bytes per connected
@@ -487,7 +492,7 @@ impl Engine {
         error: Option<&dyn std::error::Error>,
         now: Instant,
     ) {
-        if endpoint.is_relayed() {
+        if self.stopped || endpoint.is_relayed() {
             return;
         }
         let cause = if self.probe_closed.remove(&connection).is_some() {
@@ -498,7 +503,7 @@ impl Engine {
         if let Some(kept) = self.relays.get(&peer) {
             let last = kept.relay.links().iter().all(|(id, _)| *id == connection);
             if !(kept.discovered && last) {
-                self.drive(peer, Input::ConnectionClosed { connection, cause }, now);
+                self.input(peer, Input::ConnectionClosed { connection, cause }, now);
                 // The relay client closes the reservation's listener only after this; the node is
                 // unreachable through the relay from now on.
                 if self.relays[&peer].relay.links().is_empty() {
@@ -525,7 +530,7 @@ impl Engine {
         error: &DialError,
         now: Instant,
     ) {
-        let Some(peer) = peer.filter(|peer| self.relays.contains_key(peer)) else {
+        let Some(peer) = peer.filter(|peer| !self.stopped && self.relays.contains_key(peer)) else {
             return;
         };
         let input = if let DialError::DialPeerConditionFalse(_) = error {
@@ -538,10 +543,13 @@ impl Engine {
                 mistake: Mistake::of(error),
             }
         };
-        self.drive(peer, input, now);
+        self.input(peer, input, now);
     }
 
     pub(crate) fn on_new_listen_addr(&mut self, listener: ListenerId, addr: &Multiaddr, now: Instant) {
+        if self.stopped {
+            return;
+        }
         if !is_relayed(addr) {
             tracing::debug!(%addr, "new listen address");
             self.network_changed(now);
@@ -549,7 +557,7 @@ impl Engine {
         }
         if let Some(&peer) = self.listeners.get(&listener) {
             let addr = addr.clone();
-            self.drive(
+            self.input(
                 peer,
                 Input::ListenAddr {
                     listener,
@@ -562,14 +570,14 @@ impl Engine {
         }
         if let Some(peer) = circuit_relay(addr).filter(|peer| self.relays.contains_key(peer)) {
             let addr = addr.clone();
-            self.drive(peer, Input::ForeignReservation { listener, addr }, now);
+            self.input(peer, Input::ForeignReservation { listener, addr }, now);
         }
     }
 
     /// The swarm confirmed an external address of the node; one that is no circuit address makes the node
     /// publicly reachable.
     pub(crate) fn on_external_addr_confirmed(&mut self, addr: &Multiaddr, now: Instant) {
-        if is_relayed(addr) || self.public_addrs.contains(addr) {
+        if self.stopped || is_relayed(addr) || self.public_addrs.contains(addr) {
             return;
         }
         tracing::debug!(%addr, "public address confirmed");
@@ -580,7 +588,7 @@ impl Engine {
     /// An external address of the node expired; once no public one is left, paused reservations resume.
     pub(crate) fn on_external_addr_expired(&mut self, addr: &Multiaddr, now: Instant) {
         self.public_addrs.retain(|a| a != addr);
-        if !self.public_addrs.is_empty() {
+        if self.stopped || !self.public_addrs.is_empty() {
             return;
         }
         self.public_since = None;
@@ -595,7 +603,7 @@ impl Engine {
         self.shared.paused = true;
         let peers: Vec<PeerId> = self.relays.keys().copied().collect();
         for peer in peers {
-            self.drive(peer, Input::Pause, now);
+            self.step(peer, Input::Pause, now);
         }
     }
 
@@ -603,17 +611,15 @@ impl Engine {
         tracing::info!("the node is no longer publicly reachable: reserving on its relays again");
         self.shared.paused = false;
         // Every relay first, then the pool's choice among them all: connected ones first.
-        self.rebalancing = true;
         let peers: Vec<PeerId> = self.relays.keys().copied().collect();
         for peer in peers {
-            self.drive(peer, Input::Resume, now);
+            self.step(peer, Input::Resume, now);
         }
-        self.rebalancing = false;
-        self.rebalance(now);
+        self.settle(now);
     }
 
     pub(crate) fn on_expired_listen_addr(&mut self, listener: ListenerId, addr: &Multiaddr) {
-        if let Some(&peer) = self.listeners.get(&listener) {
+        if let Some(&peer) = self.listeners.get(&listener).filter(|_| !self.stopped) {
             self.forget_circuits(peer, |l, a| l != listener || a != addr);
         }
     }
@@ -624,7 +630,7 @@ impl Engine {
         reason: Result<(), &std::io::Error>,
         now: Instant,
     ) {
-        let Some(peer) = self.listener_gone(listener) else {
+        let Some(peer) = self.listener_gone(listener).filter(|_| !self.stopped) else {
             return;
         };
         // The relay client closes a reservation's listener when its connection goes, sometimes before the
@@ -646,7 +652,7 @@ impl Engine {
             refused,
             cause,
         };
-        self.drive(peer, input, now);
+        self.input(peer, input, now);
     }
 
     pub(crate) fn on_listener_error(
@@ -655,7 +661,7 @@ impl Engine {
         error: &(dyn std::error::Error + 'static),
         now: Instant,
     ) {
-        let Some(peer) = self.listener_gone(listener) else {
+        let Some(peer) = self.listener_gone(listener).filter(|_| !self.stopped) else {
             return;
         };
         let unsupported = matches!(
@@ -680,7 +686,7 @@ impl Engine {
                 cause: Cause::new(CauseKind::ProtocolError, error),
             }
         };
-        self.drive(peer, input, now);
+        self.input(peer, input, now);
     }
 
     /// Forgets a closed or failed listener of the keeper's and its addresses; returns its relay.
@@ -698,10 +704,13 @@ impl Engine {
         event: ToBehaviour,
         now: Instant,
     ) {
+        if self.stopped {
+            return;
+        }
         match event {
             ToBehaviour::HopEnabled => {
                 tracing::debug!(relay = %peer, "peer offers the relay HOP protocol");
-                if self.drive(peer, Input::HopEnabled, now).is_none() {
+                if self.input(peer, Input::HopEnabled, now).is_none() {
                     self.discover(peer, connection, now);
                 }
             }
@@ -719,7 +728,7 @@ impl Engine {
                 }
             }
             ToBehaviour::ProbeTimedOut => {
-                if self.stopped || !self.relays.contains_key(&peer) {
+                if !self.relays.contains_key(&peer) {
                     return;
                 }
                 tracing::debug!(relay = %peer, %connection, "probe timed out; closing the silent connection");
@@ -742,63 +751,64 @@ impl Engine {
         }
     }
 
-    /// Feeds `input` to the relay `peer` while the keeper runs; `None` if it does not run or `peer` is not
-    /// kept.
-    fn drive(&mut self, peer: PeerId, input: Input, now: Instant) -> Option<Transition> {
-        if self.stopped {
-            return None;
-        }
-        let kept = self.relays.get_mut(&peer)?;
-        let transition = kept.relay.on(input, &mut self.shared.env(peer, now));
-        self.apply(peer, transition, now);
-        self.rebalance(now);
+    /// Feeds `input` to the kept relay `peer` and settles the pool; says when that left the pool short.
+    /// `None` if `peer` is not kept.
+    fn input(&mut self, peer: PeerId, input: Input, now: Instant) -> Option<Transition> {
+        let transition = self.step(peer, input, now)?;
+        self.settle(now);
         self.report_short(peer);
         Some(transition)
     }
 
-    /// The pool's decisions after a transition: while a standby is eligible, it takes a free slot,
-    /// or the slot of a relay that lost its goal (or failed an attempt) and waits for a retry of its own, which
-    /// becomes a standby until its wait is over. A relay in its goal state is never demoted.
-    fn rebalance(&mut self, now: Instant) {
-        if self.pool.is_none() || self.rebalancing || self.stopped || self.shared.paused {
+    /// Feeds `input` to the kept relay `peer` and carries out its transition, nothing more.
+    fn step(&mut self, peer: PeerId, input: Input, now: Instant) -> Option<Transition> {
+        let kept = self.relays.get_mut(&peer)?;
+        let transition = kept.relay.on(input, &mut self.shared.env(peer, now));
+        self.apply(peer, transition, now);
+        Some(transition)
+    }
+
+    /// Carries out the pool's decisions until it has none left. None while reservations are paused.
+    fn settle(&mut self, now: Instant) {
+        if self.shared.paused {
             return;
         }
-        self.rebalancing = true;
-        loop {
-            let relays = &self.relays;
-            let Some(pool) = self.pool.as_mut().filter(|pool| pool.has_eligible()) else {
-                break;
-            };
-            if !pool.has_free_slot() {
-                let Some(waiting) = pool.waiting() else {
-                    break;
-                };
-                tracing::info!(relay = %waiting, "relay lost its goal; its slot in the pool goes to a standby");
-                self.metrics.on_failover();
-                self.drive(waiting, Input::Demote, now);
-                continue;
+        while let Some(decision) = self.pool.as_mut().and_then(|pool| pool.decide(&self.relays)) {
+            match decision {
+                Decision::Demote(relay) => {
+                    tracing::info!(%relay, "relay lost its goal; its slot in the pool goes to a standby");
+                    self.metrics.on_failover();
+                    self.step(relay, Input::Demote, now);
+                }
+                Decision::Promote { relay, delay } => {
+                    tracing::debug!(%relay, ?delay, "promoting a standby relay");
+                    self.step(relay, Input::Promote { delay }, now);
+                }
+                Decision::Swap {
+                    demote,
+                    promote,
+                    delay,
+                } => {
+                    tracing::debug!(relay = %promote, replaces = %demote, ?delay, "promoting a new candidate");
+                    self.step(demote, Input::Demote, now);
+                    self.step(promote, Input::Promote { delay }, now);
+                }
             }
-            let connected = |p: &PeerId| relays.get(p).is_some_and(|kept| !kept.relay.links().is_empty());
-            let discovered = |p: &PeerId| relays.get(p).is_some_and(|kept| kept.discovered);
-            let Some((candidate, connected)) = pool.pick(discovered, connected) else {
-                break;
-            };
-            let delay = if connected { Duration::ZERO } else { pool.spread() };
-            tracing::debug!(relay = %candidate, ?delay, "promoting a standby relay");
-            self.drive(candidate, Input::Promote { delay }, now);
         }
-        self.rebalancing = false;
     }
 
     /// Says once when `peer`'s loss, failure or removal left the pool with a free slot that no standby can
     /// take. Not on `add_relay`: an application adds its relays one by one, and the pool is short in between.
+    /// Not while paused: the pause releases the slots on purpose.
     fn report_short(&mut self, peer: PeerId) {
-        let quiet = self.rebalancing || self.shared.paused;
-        let Some(pool) = self.pool.as_mut().filter(|_| !quiet) else {
+        if self.shared.paused {
+            return;
+        }
+        let Some(pool) = &mut self.pool else {
             return;
         };
-        let (held, target) = (pool.held(), pool.target());
-        if pool.became_short(held < target) {
+        if pool.became_short() {
+            let (held, target) = (pool.held(), pool.target());
             self.emit(Event::PoolShort {
                 relay: peer,
                 held,
@@ -822,7 +832,8 @@ impl Engine {
         self.metrics
             .on_transition(before, Some(after), transition.restored_after, now);
         if let Some(pool) = &mut self.pool {
-            pool.on_transition(peer, &transition, self.relays.get(&peer).map(|kept| &kept.relay));
+            let standing = self.relays.get(&peer).map(|kept| kept.relay.standing());
+            pool.update(peer, standing.unwrap_or_default());
         }
         let mut actions = std::mem::take(&mut self.shared.actions);
         for action in actions.drain(..) {
@@ -873,7 +884,7 @@ impl Engine {
 
     /// Records a live circuit address; the first one of all makes the node reachable.
     fn add_circuit_addr(&mut self, peer: PeerId, listener: ListenerId, addr: Multiaddr) {
-        if self.stopped || !self.listeners.contains_key(&listener) {
+        if !self.listeners.contains_key(&listener) {
             return;
         }
         let Some(kept) = self.relays.get_mut(&peer) else {
@@ -910,7 +921,7 @@ impl Engine {
         }
         self.reachable_through -= 1;
         // A pause releases the reservations on purpose: the node is reachable without them.
-        if self.reachable_through == 0 && !self.stopped && !self.shared.paused {
+        if self.reachable_through == 0 && !self.shared.paused {
             self.emit(Event::Unreachable { relay: peer });
         }
     }
@@ -974,10 +985,6 @@ impl Engine {
             ),
         }
     }
-}
-
-fn is_relayed(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| p == Protocol::P2pCircuit)
 }
 
 #[cfg(test)]

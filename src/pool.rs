@@ -1,16 +1,51 @@
-//! The pool's bookkeeping ([`Config::with_max_reservations`]): how many relays hold a slot, which standbys
-//! are eligible, and the random choices that keep nodes given the same relays from herding. The engine makes
-//! the decisions with it, after each transition.
+//! The pool ([`Config::with_max_reservations`]): which kept relays hold one of its slots, and the decisions
+//! that move relays between a slot and standby. The pool decides; the engine carries its decisions out
+//! ([`Pool::decide`], until it has none left) and tells it where each relay stands afterwards.
 
 use std::time::Duration;
 
 use libp2p::PeerId;
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 
-use crate::{
-    relay::{Relay, Transition},
-    Config, RelayStatus,
-};
+use crate::{Config, RelayStatus};
+
+/// Where a kept relay stands, as far as the pool is concerned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Standing {
+    /// Dialing, reserving, reserved, or waiting for a retry of its own.
+    pub(crate) holds_slot: bool,
+    /// A standby whose backoff has run out: it may take a slot.
+    pub(crate) eligible: bool,
+    /// Holds a slot only to wait out a backoff, so an eligible standby may take the slot.
+    pub(crate) gives_way: bool,
+    /// Promoted and not dialed yet (its spread is running): a candidate added now may take its place at no
+    /// cost.
+    pub(crate) promoted: bool,
+}
+
+/// The next move the pool asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Give the slot of `relay`, which waits for a retry, to a standby: `relay` becomes a standby until its
+    /// wait is over.
+    Demote(PeerId),
+    /// Give a free slot to the standby `relay`, to be dialed after `delay` (none if it is connected already).
+    Promote { relay: PeerId, delay: Duration },
+    /// The candidate `promote`, just added, takes the slot of `demote`, promoted but not dialed yet.
+    Swap {
+        demote: PeerId,
+        promote: PeerId,
+        delay: Duration,
+    },
+}
+
+/// What the pool reads of the kept relays when it decides.
+pub(crate) trait View {
+    /// The relay has a direct connection.
+    fn connected(&self, relay: &PeerId) -> bool;
+    /// The relay was discovered rather than given to `add_relay`.
+    fn discovered(&self, relay: &PeerId) -> bool;
+}
 
 /// Slots for at most `target` relays out of the kept ones.
 #[derive(Debug)]
@@ -18,15 +53,16 @@ pub(crate) struct Pool {
     target: usize,
     spread: Duration,
     rng: StdRng,
-    /// Relays holding a slot: dialing, reserving, reserved, or waiting for a retry of their own.
-    held: usize,
+    /// Relays holding a slot.
+    holding: Vec<PeerId>,
     /// Standbys whose backoff has run out, in the order they became eligible.
     eligible: Vec<PeerId>,
-    /// Relays holding a slot while they wait out a backoff of their own: the ones to give a slot to a standby.
-    waiting: Vec<PeerId>,
-    /// Promoted relays that have not been dialed yet (their spread is running): a candidate added now may
-    /// still take one's place at no cost.
+    /// Relays holding a slot while they wait out a backoff of their own.
+    giving_way: Vec<PeerId>,
+    /// Promoted relays that have not been dialed yet.
     promoted: Vec<PeerId>,
+    /// A candidate added since the last decision, which may displace a promoted relay.
+    added: Option<PeerId>,
     /// The pool was short of candidates and said so; cleared once it is full again.
     short: bool,
 }
@@ -63,10 +99,11 @@ impl Pool {
             target,
             spread: config.promotion_spread(),
             rng,
-            held: 0,
+            holding: Vec::new(),
             eligible: Vec::new(),
-            waiting: Vec::new(),
+            giving_way: Vec::new(),
             promoted: Vec::new(),
+            added: None,
             short: false,
         })
     }
@@ -76,54 +113,73 @@ impl Pool {
     }
 
     pub(crate) fn held(&self) -> usize {
-        self.held
+        self.holding.len()
     }
 
-    pub(crate) fn has_free_slot(&self) -> bool {
-        self.held < self.target
-    }
-
-    pub(crate) fn has_eligible(&self) -> bool {
-        !self.eligible.is_empty()
-    }
-
-    /// A relay that holds a slot but waits for a retry, to give way to an eligible standby.
-    pub(crate) fn waiting(&self) -> Option<PeerId> {
-        self.waiting.first().copied()
-    }
-
-    /// Follows `peer`'s transition: its slot, its eligibility and whether it is promoted but not yet dialed.
-    pub(crate) fn on_transition(&mut self, peer: PeerId, transition: &Transition, relay: Option<&Relay>) {
-        let eligible = relay.is_some_and(Relay::eligible);
-        let promoted = relay.is_some_and(Relay::promoted);
-        let gives_way = relay.is_some_and(Relay::gives_way);
-        let (before, after) = transition.status;
-        let held_before = before.is_some_and(holds_slot);
-        match (held_before, holds_slot(after)) {
-            (false, true) => self.held += 1,
-            (true, false) => self.held -= 1,
-            _ => {}
+    /// Records where `peer` stands now; [`Standing::default`] forgets a relay that is no longer kept.
+    pub(crate) fn update(&mut self, peer: PeerId, standing: Standing) {
+        set(&mut self.holding, peer, standing.holds_slot);
+        set(&mut self.eligible, peer, standing.eligible);
+        set(&mut self.giving_way, peer, standing.gives_way);
+        set(&mut self.promoted, peer, standing.promoted);
+        if !standing.eligible && self.added == Some(peer) {
+            self.added = None;
         }
-        set(&mut self.eligible, peer, eligible);
-        set(&mut self.waiting, peer, gives_way);
-        set(&mut self.promoted, peer, promoted);
     }
 
-    /// Forgets a relay that is no longer kept.
-    pub(crate) fn on_removed(&mut self, peer: PeerId, status: RelayStatus) {
-        if holds_slot(status) {
-            self.held -= 1;
+    /// Notes a candidate the application (or discovery) just added, for the next decision.
+    pub(crate) fn added(&mut self, peer: PeerId) {
+        self.added = Some(peer);
+    }
+
+    /// The next move, or `None` once the pool is settled:
+    /// - a candidate just added to a full pool whose promoted relays have not been dialed yet replaces one of
+    ///   them with the chance that makes the promoted set a uniform choice of all candidates (reservoir
+    ///   sampling), so nodes given the same list in the same order do not all hold its first relays;
+    /// - while a standby is eligible, it takes a free slot, or the slot of a relay that waits for a retry of
+    ///   its own (which is demoted first). A relay in its goal state is never demoted;
+    /// - the standby promoted is a relay given to the keeper before a discovered one; among those, one that
+    ///   is connected already (at once), or else one at random (after a random part of the spread).
+    pub(crate) fn decide(&mut self, relays: &impl View) -> Option<Decision> {
+        if let Some(added) = self.added.take() {
+            if let Some(demote) = self.displaced() {
+                let delay = self.spread();
+                return Some(Decision::Swap {
+                    demote,
+                    promote: added,
+                    delay,
+                });
+            }
         }
-        set(&mut self.eligible, peer, false);
-        set(&mut self.waiting, peer, false);
-        set(&mut self.promoted, peer, false);
+        if self.eligible.is_empty() {
+            return None;
+        }
+        if self.held() >= self.target {
+            return self.giving_way.first().copied().map(Decision::Demote);
+        }
+        let given_eligible = self.eligible.iter().any(|p| !relays.discovered(p));
+        let candidates: Vec<PeerId> = self
+            .eligible
+            .iter()
+            .copied()
+            .filter(|p| !given_eligible || !relays.discovered(p))
+            .collect();
+        if let Some(relay) = candidates.iter().copied().find(|p| relays.connected(p)) {
+            return Some(Decision::Promote {
+                relay,
+                delay: Duration::ZERO,
+            });
+        }
+        if candidates.is_empty() {
+            return None;
+        }
+        let relay = candidates[self.rng.random_range(0..candidates.len())];
+        let delay = self.spread();
+        Some(Decision::Promote { relay, delay })
     }
 
-    /// When a candidate is added to a full pool whose promoted relays have not been dialed yet: the promoted
-    /// relay it replaces, if any. Each candidate added before the first dial goes out replaces one with the
-    /// chance that makes the promoted set a uniform choice of all of them (reservoir sampling), so nodes given
-    /// the same list in the same order do not all hold its first relays.
-    pub(crate) fn displaced(&mut self) -> Option<PeerId> {
+    /// The promoted relay a candidate just added replaces, if any.
+    fn displaced(&mut self) -> Option<PeerId> {
         let candidates = self.promoted.len() + self.eligible.len();
         if self.promoted.is_empty() || self.rng.random_range(0..candidates) >= self.promoted.len() {
             return None;
@@ -132,32 +188,8 @@ impl Pool {
         Some(self.promoted[index])
     }
 
-    /// The standby to promote next: a relay given to the keeper before a `discovered` one; among those, one
-    /// that is `connected` already, or else one at random. Also says whether it is connected.
-    pub(crate) fn pick(
-        &mut self,
-        discovered: impl Fn(&PeerId) -> bool,
-        connected: impl Fn(&PeerId) -> bool,
-    ) -> Option<(PeerId, bool)> {
-        let given_eligible = self.eligible.iter().any(|p| !discovered(p));
-        let candidates: Vec<PeerId> = self
-            .eligible
-            .iter()
-            .copied()
-            .filter(|p| !given_eligible || !discovered(p))
-            .collect();
-        if let Some(peer) = candidates.iter().find(|p| connected(p)) {
-            return Some((*peer, true));
-        }
-        if candidates.is_empty() {
-            return None;
-        }
-        let index = self.rng.random_range(0..candidates.len());
-        Some((candidates[index], false))
-    }
-
     /// A wait uniform in `[0, spread]` before a promoted standby is dialed.
-    pub(crate) fn spread(&mut self) -> Duration {
+    fn spread(&mut self) -> Duration {
         if self.spread.is_zero() {
             return Duration::ZERO;
         }
@@ -165,11 +197,15 @@ impl Pool {
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
-    /// Whether the pool has just become short of candidates (and should say so once), given that it could not
-    /// fill its slots (`short`).
-    pub(crate) fn became_short(&mut self, short: bool) -> bool {
+    /// Whether the pool has just become short of candidates (and should say so once): it holds fewer relays
+    /// than it has slots, and no decision is left.
+    pub(crate) fn became_short(&mut self) -> bool {
+        let short = self.held() < self.target;
         let became = short && !self.short;
         self.short = short;
         became
     }
 }
+
+#[cfg(test)]
+mod tests;

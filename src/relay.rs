@@ -16,8 +16,11 @@ use libp2p::{
 use smallvec::SmallVec;
 
 use crate::{
-    backoff::Backoff, mistake::Mistake, rtt::RttEstimator, Cause, CauseKind, Config, Event, GiveUpReason,
-    RelayStatus,
+    backoff::Backoff,
+    mistake::Mistake,
+    pool::{holds_slot, Standing},
+    rtt::RttEstimator,
+    Cause, CauseKind, Config, Event, GiveUpReason, RelayStatus,
 };
 
 /// What the relay is doing.
@@ -302,26 +305,21 @@ impl Relay {
         }
     }
 
-    /// Whether the pool promoted the relay and has not dialed it yet.
-    pub(crate) fn promoted(&self) -> bool {
-        matches!(self.state, State::Promoted { .. })
-    }
-
-    /// Whether the relay is a standby the pool may promote now.
-    pub(crate) fn eligible(&self) -> bool {
-        matches!(
-            self.state,
-            State::Standby {
-                eligible_at: None,
-                ..
-            }
-        )
-    }
-
-    /// Whether the relay holds a pool slot only to wait out a backoff, so a standby may take the slot. Not
-    /// while it waits for a connected relay to offer HOP: that is a matter of a round trip.
-    pub(crate) fn gives_way(&self) -> bool {
-        matches!(self.state, State::Waiting { .. })
+    /// Where the relay stands in the pool. It gives way (a standby may take its slot) only while it waits
+    /// out a backoff, not while it waits for a connected relay to offer HOP: that is a matter of a round trip.
+    pub(crate) fn standing(&self) -> Standing {
+        Standing {
+            holds_slot: holds_slot(self.status()),
+            eligible: matches!(
+                self.state,
+                State::Standby {
+                    eligible_at: None,
+                    ..
+                }
+            ),
+            gives_way: matches!(self.state, State::Waiting { .. }),
+            promoted: matches!(self.state, State::Promoted { .. }),
+        }
     }
 
     /// When the engine must feed [`Input::TimerFired`]; `None` when no retry or dial is timed.
@@ -921,13 +919,15 @@ impl Relay {
             return;
         }
         // Reserve through the address the connection reached; an inbound one has none, so the first configured.
-        let Some(mut circuit) = dialed.as_ref().or(self.addrs.first()).cloned() else {
+        // Either names the relay, if any peer: the connection reached it.
+        let Some(Ok(circuit)) = dialed
+            .as_ref()
+            .or(self.addrs.first())
+            .map(|addr| addr.clone().with_p2p(env.relay))
+        else {
             return;
         };
-        if !matches!(circuit.iter().last(), Some(Protocol::P2p(_))) {
-            circuit.push(Protocol::P2p(env.relay));
-        }
-        circuit.push(Protocol::P2pCircuit);
+        let circuit = circuit.with(Protocol::P2pCircuit);
         let opts = ListenOpts::new(circuit);
         self.state = State::Reserving {
             listener: opts.listener_id(),

@@ -1,6 +1,8 @@
 //! The pool ([`Config::with_max_reservations`]) on the engine, on a clock the tests own: slots, standbys,
 //! failover, spread, stability and shortage, read from commands, events and `status()`.
 
+use std::time::Duration;
+
 use libp2p::{
     core::transport::ListenerId,
     swarm::{ConnectionId, DialError},

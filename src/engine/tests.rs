@@ -21,6 +21,8 @@
 //! | 14 | recovers relay that was down on startup once it is up | `relay::tests::relay_down_at_start_is_retried_and_recovers`, and `tests/relay.rs::relay_started_late_is_reached` |
 //! | 15 | no duplicate startup reconnect when the relay also fires close | [`startup_failure_and_a_close_schedule_one_retry`] |
 
+use std::time::Duration;
+
 use libp2p::{
     core::transport::{ListenerId, TransportError},
     swarm::{CloseConnection, ConnectionId, DialError},
@@ -212,6 +214,35 @@ fn stop_during_an_inflight_dial_leaves_nothing() {
     harness.connect(peer, id(3), &addr);
     assert!(harness.drain().is_empty(), "no dial, listen or event after stop");
     assert_eq!(harness.engine.poll_timeout(), None, "no timer left");
+}
+
+/// After `stop` the keeper follows nothing: whatever the swarm reports, nothing is queued and nothing is timed.
+#[test]
+fn a_stopped_keeper_queues_nothing_whatever_the_swarm_reports() {
+    let (mut harness, peer, addr, listener) = reserved();
+    let public: Multiaddr = "/ip4/198.51.100.1/tcp/4001".parse().unwrap();
+    harness.engine.stop(harness.now);
+    harness.drain();
+    assert_eq!(harness.engine.circuit_addrs().count(), 0, "no longer followed");
+    let now = harness.now;
+    let engine = &mut harness.engine;
+    engine.on_external_addr_confirmed(&public, now);
+    engine.on_handler_event(peer, id(1), ToBehaviour::ProbeTimedOut, now);
+    engine.on_handler_event(peer, id(1), ToBehaviour::HopEnabled, now);
+    engine.on_expired_listen_addr(listener, &circuit(&addr));
+    engine.on_listener_closed(listener, Ok(()), now);
+    engine.on_new_listen_addr(ListenerId::next(), &"/ip4/10.0.0.2/tcp/1".parse().unwrap(), now);
+    engine.on_connection_established(peer, id(2), &dialer(&addr), now);
+    harness.close(peer, id(1), &addr);
+    harness.close(peer, id(2), &addr);
+    harness.advance(Duration::from_secs(3600));
+    assert!(harness.drain().is_empty(), "no command after stop");
+    assert_eq!(harness.engine.poll_timeout(), None, "nothing timed");
+    assert!(harness.engine.remove_relay(&peer, harness.now));
+    assert!(
+        matches!(harness.drain().as_slice(), [Command::RemoveListener(l)] if *l == listener),
+        "removing a relay after stop withdraws its reservation, nothing more"
+    );
 }
 
 #[test]
