@@ -46,7 +46,7 @@ pub struct Config {
 
 /// How often a relay link that was not heard from is probed, unless [`Config::with_probe_interval`] says
 /// otherwise: with the 1.3 s floor on the timeout a silent death on a fast link is seen within 5.6 s, for 20
-/// probes (6.6-8.5 KB on a veth; BENCHMARKS.md) a minute on one idle link. A shorter interval would see it
+/// probes a minute on one idle link (their bytes: BENCHMARKS.md, wire cost). A shorter interval would see it
 /// sooner only for more bytes than a phone should spend.
 const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(3);
 

@@ -80,7 +80,7 @@ const COMMANDS_CAPACITY_KEPT: usize = 16;
 struct Shared {
     config: Config,
     backoff: Backoff,
-    /// Scratch space for the actions of one transition, kept to avoid an allocation per input.
+    /// What the transition under way asked for.
     actions: Vec<Action>,
     /// Reservations are paused while the node is publicly reachable.
     paused: bool,
@@ -103,8 +103,7 @@ impl Shared {
 struct Kept {
     relay: Relay,
     /// The live circuit addresses of the keeper's (or an adopted) listener on the relay. They live here, not in
-    /// a table of their own, because a second table keyed by the 80-byte `PeerId` cost 104-165 heap bytes per
-    /// reserved relay (`cargo bench --bench scale`).
+    /// a second table keyed by the 80-byte `PeerId` (BENCHMARKS.md, memory per kept relay).
     circuits: Vec<(ListenerId, Multiaddr)>,
     /// Found among connected peers ([`Config::with_discovery`]) rather than given to `add_relay`.
     discovered: bool,
@@ -113,7 +112,9 @@ struct Kept {
 /// Every kept relay on an explicit clock.
 pub(crate) struct Engine {
     shared: Shared,
-    relays: HashMap<PeerId, Kept>,
+    /// Boxed: a hash table has up to twice as many slots as entries, and each slot would hold a whole relay
+    /// (BENCHMARKS.md, memory per kept relay).
+    relays: HashMap<PeerId, Box<Kept>>,
     /// Direct (not relayed) connections of every peer that is not a kept relay (a kept relay holds its own),
     /// with the address each was dialed at; a relay may be connected before it is added.
     connections: HashMap<PeerId, Vec<Link>>,
@@ -136,13 +137,16 @@ pub(crate) struct Engine {
     pool: Option<Pool>,
     /// How many kept relays were discovered.
     discovered: usize,
-    /// The swarm's confirmed external addresses that are not circuit addresses.
+    /// The swarm's confirmed external addresses that are not circuit addresses. Not libp2p's
+    /// `swarm::behaviour::ExternalAddresses`: it keeps the 20 newest confirmed addresses, circuit ones among
+    /// them (the relay client confirms each reservation's), so a pool's reservations would push the public
+    /// address out and end the pause they were released for.
     public_addrs: Vec<Multiaddr>,
     /// Since when `public_addrs` has not been empty.
     public_since: Option<Instant>,
 }
 
-impl View for HashMap<PeerId, Kept> {
+impl View for HashMap<PeerId, Box<Kept>> {
     fn connected(&self, relay: &PeerId) -> bool {
         self.get(relay).is_some_and(|kept| !kept.relay.links().is_empty())
     }
@@ -230,11 +234,11 @@ impl Engine {
         self.discovered += usize::from(discovered);
         self.relays.insert(
             peer,
-            Kept {
+            Box::new(Kept {
                 relay,
                 circuits,
                 discovered,
-            },
+            }),
         );
         self.count_candidates();
         self.apply(peer, transition, now);
@@ -277,14 +281,14 @@ impl Engine {
         self.commands.retain(|command| !command.concerns(relay));
         // After the relay's queued events are dropped: the node's loss of its last circuit is news.
         self.forget_circuits(*relay, |_, _| false);
-        let Some(Kept {
+        let Some(kept) = self.relays.remove(relay) else {
+            return false;
+        };
+        let Kept {
             relay: removed,
             discovered,
             ..
-        }) = self.relays.remove(relay)
-        else {
-            return false;
-        };
+        } = *kept;
         self.discovered -= usize::from(discovered);
         self.count_candidates();
         if let Some(deadline) = removed.deadline() {
@@ -427,9 +431,9 @@ impl Engine {
     }
 
     /// Fires the deadlines that are due by `now`, until one of them queues a command: a burst of due retries
-    /// goes out one at a time, as the swarm takes them, instead of piling up in the queue (at 100k relays
-    /// that pile-up tripled the time per firing; `cargo bench --bench scale`). Call it again once the queue
-    /// is empty; [`poll_timeout`](Self::poll_timeout) says whether anything is still due.
+    /// goes out one at a time, as the swarm takes them, instead of piling up in the queue (BENCHMARKS.md, time
+    /// per timer firing). Call it again once the queue is empty; [`poll_timeout`](Self::poll_timeout) says
+    /// whether anything is still due.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if self.pause_at().is_some_and(|at| at <= now) {
             self.pause(now);
@@ -448,8 +452,8 @@ impl Engine {
     /// The next thing the swarm must do, oldest first.
     pub(crate) fn poll_action(&mut self) -> Option<Command> {
         let command = self.commands.pop_front();
-        // A burst (every relay added, or lost, at once) must not leave its queue's memory behind: without
-        // this a reserved relay costs 1,007-1,209 heap bytes instead of 653-906 (`cargo bench --bench scale`).
+        // A burst (every relay added, or lost, at once) must not leave its queue's memory behind (BENCHMARKS.md,
+        // memory per kept relay).
         if command.is_none() && self.commands.capacity() > COMMANDS_CAPACITY_KEPT {
             self.commands.shrink_to(COMMANDS_CAPACITY_KEPT);
         }
@@ -476,8 +480,8 @@ impl Engine {
             self.input(peer, Input::ConnectionEstablished { connection, dialed }, now);
             return;
         }
-        // Most peers have one connection; a default Vec would make room for four: 318-399 bytes per connected
-        // peer instead of 198-279 (`cargo bench --bench scale`).
+        // Most peers have one connection; a default Vec would make room for four (BENCHMARKS.md, memory per
+        // connected peer).
         self.connections
             .entry(peer)
             .or_insert_with(|| Vec::with_capacity(1))
@@ -835,8 +839,7 @@ impl Engine {
             let standing = self.relays.get(&peer).map(|kept| kept.relay.standing());
             pool.update(peer, standing.unwrap_or_default());
         }
-        let mut actions = std::mem::take(&mut self.shared.actions);
-        for action in actions.drain(..) {
+        for action in std::mem::take(&mut self.shared.actions) {
             match action {
                 Action::Dial(opts) => {
                     tracing::debug!(relay = %peer, connection = %opts.connection_id(), "dialing relay");
@@ -868,8 +871,6 @@ impl Engine {
                 Action::Emit(event) => self.emit(event),
             }
         }
-        // Hands the emptied buffer back, so the next transition needs no allocation.
-        self.shared.actions = actions;
     }
 
     /// Tells the handlers of `links`, connections to `peer`, to keep them alive or not.
@@ -893,8 +894,8 @@ impl Engine {
         if kept.circuits.iter().any(|(l, a)| *l == listener && *a == addr) {
             return;
         }
-        // Nearly always the one address: room for four (what `push` makes) costs 773-1,026 heap bytes per
-        // reserved relay instead of 653-906 (`cargo bench --bench scale`).
+        // Nearly always the one address; `push` would make room for four (BENCHMARKS.md, memory per kept
+        // relay).
         kept.circuits.reserve_exact(1);
         kept.circuits.push((listener, addr.clone()));
         if kept.circuits.len() > 1 {

@@ -13,7 +13,6 @@ use libp2p::{
     Multiaddr, PeerId,
 };
 
-use smallvec::SmallVec;
 
 use crate::{
     backoff::Backoff,
@@ -24,7 +23,7 @@ use crate::{
 };
 
 /// What the relay is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     /// A dial is in flight: the keeper's own (`Some`), or one made by someone else that the keeper's dial
     /// yielded to (`None`). `attempt` is the retry it belongs to; 0 for a dial that is not a retry. At
@@ -64,7 +63,9 @@ enum State {
     /// relay is revived, or until `retry_at` when a cool-down is configured.
     GaveUp {
         attempts: u32,
-        reason: GiveUpReason,
+        /// Boxed: with the peer id a wrong one names it is the largest of every state's fields, and every
+        /// kept relay would pay for it (BENCHMARKS.md, memory per kept relay).
+        reason: Box<GiveUpReason>,
         retry_at: Option<Instant>,
     },
     /// A candidate the pool does not need now: nothing is dialed. It becomes eligible for promotion at
@@ -190,18 +191,13 @@ pub(crate) struct Env<'a> {
 /// A direct connection: its id and, if outbound, the address it was dialed at.
 pub(crate) type Link = (ConnectionId, Option<Multiaddr>);
 
-/// The direct connections to a relay: nearly always one, kept inline. This buys memory, not time: 653-906
-/// bytes per reserved relay against 771-1,000 with a `Vec` (whose first push makes room for four), and the
-/// same time per loss event (`cargo bench --bench scale`, median of 5 runs; BENCHMARKS.md).
-type Links = SmallVec<[Link; 1]>;
-
 /// One kept relay.
 #[derive(Debug)]
 pub(crate) struct Relay {
     /// Dialable addresses, each ending in `/p2p/<peer_id>`.
     addrs: Vec<Multiaddr>,
     /// The direct connections to the relay, with the address each was dialed at.
-    links: Links,
+    links: Vec<Link>,
     /// When the relay left its goal state (or first failed to reach it); `None` while it is in it.
     outage_since: Option<Instant>,
     /// The backoff level: the next counted wait is drawn below `backoff_bound(level + 1)`. It goes on across
@@ -226,7 +222,6 @@ pub(crate) struct Relay {
 impl Relay {
     /// Starts keeping the relay at `addr`: reserves on one of its existing connections `links`, or dials.
     pub(crate) fn new(addr: Multiaddr, links: Vec<Link>, env: &mut Env<'_>) -> (Self, Transition) {
-        let links = Links::from_vec(links);
         let mut relay = Self {
             addrs: vec![addr],
             links,
@@ -264,7 +259,7 @@ impl Relay {
 
     /// Hands the relay's connections back when it is no longer kept.
     pub(crate) fn into_links(self) -> Vec<Link> {
-        self.links.into_vec()
+        self.links
     }
 
     /// Whether a retry can help: not after giving up for a mistake, which waits for a fixed address.
@@ -275,7 +270,7 @@ impl Relay {
     /// Why the relay gave up, if it did.
     pub(crate) fn gave_up(&self) -> Option<GiveUpReason> {
         match self.state {
-            State::GaveUp { reason, .. } => Some(reason),
+            State::GaveUp { ref reason, .. } => Some(**reason),
             _ => None,
         }
     }
@@ -292,11 +287,11 @@ impl Relay {
             },
             State::GaveUp {
                 attempts,
-                reason,
+                ref reason,
                 retry_at,
             } => RelayStatus::GaveUp {
                 attempts,
-                reason,
+                reason: **reason,
                 retry_at,
             },
             State::Standby { .. } => RelayStatus::Standby,
@@ -1042,7 +1037,7 @@ impl Relay {
             .map(|cooldown| cooldown + env.backoff.delay(env.config, u32::MAX));
         self.state = State::GaveUp {
             attempts,
-            reason,
+            reason: Box::new(reason),
             retry_at: retry_in.map(|retry_in| env.now + retry_in),
         };
         env.emit(Event::GaveUp {
