@@ -13,7 +13,6 @@ use libp2p::{
     Multiaddr, PeerId,
 };
 
-
 use crate::{
     backoff::Backoff,
     mistake::Mistake,

@@ -5,9 +5,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{fast_config, within, Client, External, Net, RelayServer, SilentLink};
-use libp2p::{identity::Keypair, ping, relay, Multiaddr, PeerId};
+use common::{fast_config, within, AbortOnDrop, Client, External, Net, RelayServer, SilentLink};
+use either::Either;
+use libp2p::{
+    futures::StreamExt,
+    identity::Keypair,
+    ping, relay,
+    swarm::{dummy, NetworkBehaviour, SwarmEvent},
+    Multiaddr, PeerId, Swarm,
+};
 use libp2p_relay_keeper::{CauseKind, Event, RelayKeeper, RelayStatus};
+use libp2p_swarm_test::SwarmExt;
 
 /// The cause of the next scheduled retry.
 async fn next_cause(client: &mut Client, what: &str) -> CauseKind {
@@ -76,20 +84,41 @@ async fn without_the_probe_a_silent_relay_goes_unnoticed() {
     relay.kill().await;
 }
 
+/// A peer the keeper keeps with reservations off, on libp2p-swarm-test's memory transport (no relay client
+/// is needed), its swarm driven in a task of its own; returns the keeper's swarm and the peer's id.
+async fn kept_peer<B, P>(keeper_side: B, peer_side: P) -> (Swarm<B>, PeerId, AbortOnDrop)
+where
+    B: Probed,
+    B::ToSwarm: std::fmt::Debug,
+    P: NetworkBehaviour + Send,
+    P::ToSwarm: std::fmt::Debug,
+{
+    let mut peer = Swarm::new_ephemeral_tokio(|_| peer_side);
+    let (memory, _) = peer.listen().await;
+    let peer_id = *peer.local_peer_id();
+    let task = AbortOnDrop(tokio::spawn(peer.loop_on_next()));
+    let mut swarm = Swarm::new_ephemeral_tokio(|_| keeper_side);
+    let addr = memory.with_p2p(peer_id).unwrap();
+    keeper_of(&mut swarm).add_relay(addr).unwrap();
+    (swarm, peer_id, task)
+}
+
 #[tokio::test]
-async fn a_relay_without_ping_is_never_disconnected_for_it() {
-    let relay = RelayServer::spawn_without_ping(Net::Tcp).await;
+async fn a_peer_without_ping_is_never_disconnected_for_it() {
     let config = fast_config()
+        .with_reservations(false)
         .with_probe_interval(Duration::from_millis(50))
         .with_probe_timeout(Duration::from_millis(100));
-    let mut client = Client::new(Net::Tcp, config, false);
-    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
-    client.wait_reserved(relay_id).await;
-
-    client.serve_for(Duration::from_secs(1)).await;
-    assert_eq!(client.count(|e| matches!(e, Event::ReconnectScheduled { .. })), 0);
-    assert_eq!(client.keeper().status(&relay_id), Some(RelayStatus::Reserved));
-    relay.kill().await;
+    let (mut swarm, peer, _peer_task) = kept_peer(RelayKeeper::new(config), dummy::Behaviour).await;
+    let mut seen = Seen::default();
+    within(
+        "the connection",
+        seen.until_status(&mut swarm, peer, RelayStatus::Connected),
+    )
+    .await;
+    seen.drive_for(&mut swarm, Duration::from_secs(1)).await;
+    assert!(seen.causes.is_empty(), "{seen:?}");
+    assert_eq!(swarm.behaviour().status(&peer), Some(RelayStatus::Connected));
 }
 
 /// libp2p-ping 0.48 stops answering pings on a connection whose other end does not answer its own, so a
@@ -106,29 +135,6 @@ async fn a_client_without_ping_is_still_answered_by_a_relay_that_pings() {
 
     client.serve_for(Duration::from_secs(2)).await;
     assert_eq!(client.count(|e| matches!(e, Event::ReconnectScheduled { .. })), 0);
-    relay.kill().await;
-}
-
-/// libp2p's ping responder serves one stream per connection and resets the older one, so the probe and the
-/// application's own `ping::Behaviour` reset each other's streams; neither may take that for a dead link.
-#[tokio::test]
-async fn the_probe_and_the_applications_ping_live_side_by_side() {
-    let relay = RelayServer::spawn(Net::Tcp).await;
-    let config = fast_config()
-        .with_probe_interval(Duration::from_millis(300))
-        .with_probe_timeout(Duration::from_secs(1));
-    let keeper = RelayKeeper::new(config);
-    let mut client = Client::build(Net::Tcp, keeper, false, Some(Duration::from_secs(1)));
-    let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
-    client.wait_reserved(relay_id).await;
-
-    client.serve_for(Duration::from_secs(6)).await;
-    assert_eq!(
-        client.ping_closes, 0,
-        "the application's ping never failed twice in a row"
-    );
-    assert_eq!(client.count(|e| matches!(e, Event::ReconnectScheduled { .. })), 0);
-    assert_eq!(client.keeper().status(&relay_id), Some(RelayStatus::Reserved));
     relay.kill().await;
 }
 
@@ -243,74 +249,186 @@ async fn a_link_with_a_2_s_round_trip_is_never_cut() {
     a_slow_link_is_never_cut(Duration::from_secs(2)).await;
 }
 
-/// The application's `ping::Behaviour` before the keeper in the derived behaviour: it, not the keeper, gets
-/// the relay's pings. Both still work: the probe on its own stream, the application's ping on its.
-#[derive(libp2p::swarm::NetworkBehaviour)]
+/// The keeper before the application's `ping::Behaviour` in the derived behaviour, as the docs advise: it gets
+/// the peer's pings, answers them and is spared probes by them.
+#[derive(NetworkBehaviour)]
+struct KeeperFirst {
+    keeper: RelayKeeper,
+    ping: ping::Behaviour,
+}
+
+/// The other order: the application's ping gets the peer's pings. Both still work, the probe on its stream
+/// and the application's ping on its own.
+#[derive(NetworkBehaviour)]
 struct PingFirst {
-    relay: relay::client::Behaviour,
-    ping: libp2p::ping::Behaviour,
+    ping: ping::Behaviour,
     keeper: RelayKeeper,
 }
 
-/// What a [`PingFirst`] swarm reported.
-#[derive(Debug, Default)]
-struct Seen {
-    pings: usize,
-    failures: usize,
-    causes: Vec<CauseKind>,
+/// A swarm with the keeper, and perhaps the application's ping, as the tests below drive it.
+trait Probed: NetworkBehaviour + Send
+where
+    Self::ToSwarm: std::fmt::Debug,
+{
+    fn keeper(&mut self) -> &mut RelayKeeper;
+    /// What an event of the swarm's is: a result of the application's ping, or the keeper's.
+    fn split(event: Self::ToSwarm) -> Either<Result<Duration, ping::Failure>, Event>;
 }
 
-impl Seen {
-    /// Drives the swarm, counting; with `until_loss`, until the keeper schedules a retry.
-    async fn drive(&mut self, swarm: &mut libp2p::Swarm<PingFirst>, until_loss: bool) {
-        use libp2p::{futures::StreamExt, ping, swarm::SwarmEvent};
-        loop {
-            match swarm.select_next_some().await {
-                SwarmEvent::Behaviour(PingFirstEvent::Ping(ping::Event { result, .. })) => match result {
-                    Ok(_) => self.pings += 1,
-                    Err(_) => self.failures += 1,
-                },
-                SwarmEvent::Behaviour(PingFirstEvent::Keeper(Event::ReconnectScheduled {
-                    cause, ..
-                })) => {
-                    self.causes.push(cause.kind);
-                    if until_loss {
-                        return;
-                    }
-                }
-                _ => {}
-            }
+impl Probed for RelayKeeper {
+    fn keeper(&mut self) -> &mut RelayKeeper {
+        self
+    }
+
+    fn split(event: Event) -> Either<Result<Duration, ping::Failure>, Event> {
+        Either::Right(event)
+    }
+}
+
+impl Probed for KeeperFirst {
+    fn keeper(&mut self) -> &mut RelayKeeper {
+        &mut self.keeper
+    }
+
+    fn split(event: KeeperFirstEvent) -> Either<Result<Duration, ping::Failure>, Event> {
+        match event {
+            KeeperFirstEvent::Keeper(event) => Either::Right(event),
+            KeeperFirstEvent::Ping(event) => Either::Left(event.result),
         }
     }
 }
 
-#[tokio::test]
-async fn the_probe_and_the_applications_ping_work_with_ping_first_in_the_behaviour() {
-    use libp2p::ping;
-    let relay = RelayServer::spawn(Net::Tcp).await;
-    let link = SilentLink::in_front_of(&relay).await;
+impl Probed for PingFirst {
+    fn keeper(&mut self) -> &mut RelayKeeper {
+        &mut self.keeper
+    }
+
+    fn split(event: PingFirstEvent) -> Either<Result<Duration, ping::Failure>, Event> {
+        match event {
+            PingFirstEvent::Keeper(event) => Either::Right(event),
+            PingFirstEvent::Ping(event) => Either::Left(event.result),
+        }
+    }
+}
+
+fn keeper_of<B: Probed>(swarm: &mut Swarm<B>) -> &mut RelayKeeper
+where
+    B::ToSwarm: std::fmt::Debug,
+{
+    swarm.behaviour_mut().keeper()
+}
+
+/// What a [`Probed`] swarm reported.
+#[derive(Debug, Default)]
+struct Seen {
+    pings: usize,
+    ping_failures: usize,
+    causes: Vec<CauseKind>,
+}
+
+impl Seen {
+    /// Drives the swarm for one event, counting it.
+    async fn next<B: Probed>(&mut self, swarm: &mut Swarm<B>) -> Option<Event>
+    where
+        B::ToSwarm: std::fmt::Debug,
+    {
+        let SwarmEvent::Behaviour(event) = swarm.select_next_some().await else {
+            return None;
+        };
+        match B::split(event) {
+            Either::Left(Ok(_)) => self.pings += 1,
+            Either::Left(Err(_)) => self.ping_failures += 1,
+            Either::Right(event) => {
+                if let Event::ReconnectScheduled { cause, .. } = &event {
+                    self.causes.push(cause.kind);
+                }
+                return Some(event);
+            }
+        }
+        None
+    }
+
+    async fn drive_for<B: Probed>(&mut self, swarm: &mut Swarm<B>, duration: Duration)
+    where
+        B::ToSwarm: std::fmt::Debug,
+    {
+        let _ = tokio::time::timeout(duration, async {
+            loop {
+                self.next(swarm).await;
+            }
+        })
+        .await;
+    }
+
+    async fn until_status<B: Probed>(&mut self, swarm: &mut Swarm<B>, peer: PeerId, status: RelayStatus)
+    where
+        B::ToSwarm: std::fmt::Debug,
+    {
+        while keeper_of(swarm).status(&peer) != Some(status) {
+            self.next(swarm).await;
+        }
+    }
+
+    /// Drives the swarm until the keeper schedules a retry.
+    async fn until_loss<B: Probed>(&mut self, swarm: &mut Swarm<B>)
+    where
+        B::ToSwarm: std::fmt::Debug,
+    {
+        while !matches!(self.next(swarm).await, Some(Event::ReconnectScheduled { .. })) {}
+    }
+}
+
+/// The keeper's probe and the application's `ping::Behaviour` on one connection to a peer that runs
+/// `ping::Behaviour`, whose responder serves one stream per connection and resets the older one: the probe
+/// and the application's ping reset each other's streams, and neither may take that for a dead link. Over
+/// TCP through a [`SilentLink`], so that the probe must still see a silent death afterwards.
+async fn the_probe_and_the_applications_ping_live_side_by_side<B: Probed>(
+    node: impl FnOnce(RelayKeeper, ping::Behaviour) -> B,
+) where
+    B::ToSwarm: std::fmt::Debug,
+{
+    let every_second = || ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(1)));
+    let mut peer = Swarm::new_ephemeral_tokio(|_| every_second());
+    let (_, tcp) = peer.listen().with_tcp_addr_external().await;
+    let peer_id = *peer.local_peer_id();
+    let _peer_task = AbortOnDrop(tokio::spawn(peer.loop_on_next()));
+    let link = SilentLink::to(&tcp.with_p2p(peer_id).unwrap()).await;
     let config = fast_config()
+        .with_reservations(false)
         .with_probe_interval(Duration::from_millis(300))
         .with_probe_timeout(Duration::from_secs(1));
-    let mut swarm = common::swarm(Net::Tcp, Keypair::generate_ed25519(), |_, relay| PingFirst {
-        relay,
-        ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(1))),
-        keeper: RelayKeeper::new(config),
-    });
-    let relay_id = swarm.behaviour_mut().keeper.add_relay(link.addr.clone()).unwrap();
+    let mut swarm = Swarm::new_ephemeral_tokio(|_| node(RelayKeeper::new(config), every_second()));
+    keeper_of(&mut swarm).add_relay(link.addr.clone()).unwrap();
     let mut seen = Seen::default();
-    let _ = tokio::time::timeout(Duration::from_secs(5), seen.drive(&mut swarm, false)).await;
-    assert!(seen.pings >= 3, "the application's ping works: {seen:?}");
+    within(
+        "the connection",
+        seen.until_status(&mut swarm, peer_id, RelayStatus::Connected),
+    )
+    .await;
+    seen.drive_for(&mut swarm, Duration::from_secs(5)).await;
+    // Each eviction costs the application's ping one silent round (libp2p-ping forgives one failure in a
+    // row), so it succeeds less often than every second, but it never reports a failure.
+    assert!(seen.pings >= 1, "the application's ping works: {seen:?}");
+    assert_eq!(seen.ping_failures, 0, "{seen:?}");
     assert!(seen.causes.is_empty(), "nothing cut the live link: {seen:?}");
     assert_eq!(
-        swarm.behaviour().keeper.status(&relay_id),
-        Some(RelayStatus::Reserved)
+        keeper_of(&mut swarm).status(&peer_id),
+        Some(RelayStatus::Connected)
     );
     // And the probe still sees a silent death.
     link.silence();
-    within("the probe noticing the silent link", seen.drive(&mut swarm, true)).await;
+    within("the probe noticing the silent link", seen.until_loss(&mut swarm)).await;
     assert_eq!(seen.causes, [CauseKind::ProbeTimeout]);
-    relay.kill().await;
+}
+
+#[tokio::test]
+async fn the_probe_and_the_applications_ping_work_with_the_keeper_first_in_the_behaviour() {
+    the_probe_and_the_applications_ping_live_side_by_side(|keeper, ping| KeeperFirst { keeper, ping }).await;
+}
+
+#[tokio::test]
+async fn the_probe_and_the_applications_ping_work_with_ping_first_in_the_behaviour() {
+    the_probe_and_the_applications_ping_live_side_by_side(|keeper, ping| PingFirst { ping, keeper }).await;
 }
 
 /// The rule the probe follows: a ping answered after its timeout (late) is no death; only twice the timeout

@@ -1,25 +1,6 @@
 //! The engine's unit tests, on a clock the tests own. They read only what the swarm and users see: the
 //! commands, the events, `status()`, `circuit_addrs()` and when the engine next needs the clock.
-//!
-//! The seed's tests (MetaMask ocap-kernel PR #860 and #918) and where each is proven here:
-//!
-//! | # | seed test | here |
-//! |---|-----------|------|
-//! | 1 | re-dials relay when connection closes | [`redials_relay_when_connection_closes`], and `behaviour::tests::a_lost_relay_is_redialed_when_the_timer_fires` through the adapter's timer |
-//! | 2 | does not re-dial for non-relay peer | [`does_not_redial_for_non_relay_peer`] |
-//! | 3 | applies exponential backoff on consecutive failures | `relay::tests::backoff_doubles_to_the_cap_then_gives_up_after_max_attempts` |
-//! | 4 | stops retrying after max attempts | same test, and `tests/relay.rs::relay_down_for_good_gives_up_after_max_attempts` |
-//! | 5 | clears pending reconnects on stop | [`stop_clears_pending_retries`] |
-//! | 6 | no reconnects for close events during stop | [`close_events_after_stop_schedule_nothing`] |
-//! | 7 | stops retrying after a successful reconnect | `relay::tests::a_successful_retry_ends_the_outage_and_leaves_no_timer` |
-//! | 8 | no duplicate reconnects for the same relay | [`one_retry_per_relay_however_many_connections_close`] |
-//! | 9 | no reconnect when the abort signal is already aborted | [`a_stopped_keeper_takes_no_relays`] |
-//! | 10 | cleans up the pending entry when the outer catch fires | N/A: a dial cannot throw here; every dial error arrives as `DialFailure` and is a counted failure ([`any_dial_error_is_a_counted_failure`]) |
-//! | 11 | no leaked timer when stop() runs during an in-flight dial | [`stop_during_an_inflight_dial_leaves_nothing`] |
-//! | 12 | schedules reconnect for relay not connected on startup | [`relay_unreachable_at_start_is_retried`] |
-//! | 13 | schedules reconnect for all relays when none are connected | [`every_unreachable_relay_gets_its_own_retry`] |
-//! | 14 | recovers relay that was down on startup once it is up | `relay::tests::relay_down_at_start_is_retried_and_recovers`, and `tests/relay.rs::relay_started_late_is_reached` |
-//! | 15 | no duplicate startup reconnect when the relay also fires close | [`startup_failure_and_a_close_schedule_one_retry`] |
+//! The seed project's tests and where each is proven: the README's background.
 
 use std::time::Duration;
 

@@ -138,7 +138,10 @@ fn a_full_pool_gives_the_slot_of_a_relay_waiting_for_a_retry_to_a_standby() {
     stand(&mut pool, 1, RESERVED);
     let waiting = stand(&mut pool, 1, WAITING);
     stand(&mut pool, 1, STANDBY);
-    assert_eq!(pool.decide(&Relays::default()), Some(Decision::Demote(waiting[0])));
+    assert_eq!(
+        pool.decide(&Relays::default()),
+        Some(Decision::Demote(waiting[0]))
+    );
 }
 
 #[test]
@@ -188,7 +191,11 @@ fn a_candidate_added_while_a_promotion_is_not_dialed_yet_replaces_it_half_the_ti
             None => {}
             other => panic!("a full pool decides a swap or nothing: {other:?}"),
         }
-        assert_eq!(pool.decide(&Relays::default()), None, "the newcomer is decided on once");
+        assert_eq!(
+            pool.decide(&Relays::default()),
+            None,
+            "the newcomer is decided on once"
+        );
     }
     assert!((400..=600).contains(&swaps), "{swaps} swaps of {NODES}");
 }

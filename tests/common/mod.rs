@@ -307,6 +307,7 @@ pub struct ClientBehaviour {
     pub relay: relay::client::Behaviour,
     pub keeper: RelayKeeper,
     pub identify: Toggle<identify::Behaviour>,
+    /// The application's own ping, as the `dcutr` example runs it.
     pub ping: Toggle<ping::Behaviour>,
 }
 
@@ -323,8 +324,6 @@ pub struct Client {
     pub dials: Vec<PeerId>,
     /// Failed dials to each peer, with the addresses each one tried.
     pub dial_errors: Vec<(PeerId, Vec<Multiaddr>)>,
-    /// Connections the application's own ping closed, as the README's recipe does on a failed ping.
-    pub ping_closes: usize,
 }
 
 /// A keeper config with millisecond backoff and a seeded jitter, for tests.
@@ -341,24 +340,11 @@ impl Client {
     }
 
     pub fn with_keeper(net: Net, keeper: RelayKeeper, with_identify: bool) -> Self {
-        Self::build(net, keeper, with_identify, None)
-    }
-
-    /// A client whose application pings every peer every `ping_interval` (when given) and closes a
-    /// connection whose ping fails, as the README's recipe for half-open links did.
-    pub fn build(
-        net: Net,
-        keeper: RelayKeeper,
-        with_identify: bool,
-        ping_interval: Option<Duration>,
-    ) -> Self {
         let swarm = swarm(net, Keypair::generate_ed25519(), |key, relay| ClientBehaviour {
             relay,
             keeper,
             identify: with_identify.then(|| identify(key)).into(),
-            ping: ping_interval
-                .map(|interval| ping::Behaviour::new(ping::Config::new().with_interval(interval)))
-                .into(),
+            ping: None.into(),
         });
         Self {
             swarm,
@@ -367,7 +353,6 @@ impl Client {
             renewals: 0,
             dials: Vec::new(),
             dial_errors: Vec::new(),
-            ping_closes: 0,
         }
     }
 
@@ -404,14 +389,6 @@ impl Client {
                     _ => Vec::new(),
                 };
                 self.dial_errors.push((peer, tried));
-            }
-            SwarmEvent::Behaviour(ClientBehaviourEvent::Ping(ping::Event {
-                result: Err(ping::Failure::Timeout | ping::Failure::Other { .. }),
-                connection,
-                ..
-            })) => {
-                self.ping_closes += 1;
-                self.swarm.close_connection(connection);
             }
             _ => {}
         }
@@ -702,7 +679,7 @@ async fn delay_datagrams(
 }
 
 /// A task that ends with its owner.
-struct AbortOnDrop(JoinHandle<()>);
+pub struct AbortOnDrop(pub JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
