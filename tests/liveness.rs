@@ -84,41 +84,18 @@ async fn without_the_probe_a_silent_relay_goes_unnoticed() {
     relay.kill().await;
 }
 
-/// A peer the keeper keeps with reservations off, on libp2p-swarm-test's memory transport (no relay client
-/// is needed), its swarm driven in a task of its own; returns the keeper's swarm and the peer's id.
-async fn kept_peer<B, P>(keeper_side: B, peer_side: P) -> (Swarm<B>, PeerId, AbortOnDrop)
-where
-    B: Probed,
-    B::ToSwarm: std::fmt::Debug,
-    P: NetworkBehaviour + Send,
-    P::ToSwarm: std::fmt::Debug,
-{
-    let mut peer = Swarm::new_ephemeral_tokio(|_| peer_side);
-    let (memory, _) = peer.listen().await;
-    let peer_id = *peer.local_peer_id();
-    let task = AbortOnDrop(tokio::spawn(peer.loop_on_next()));
-    let mut swarm = Swarm::new_ephemeral_tokio(|_| keeper_side);
-    let addr = memory.with_p2p(peer_id).unwrap();
-    keeper_of(&mut swarm).add_relay(addr).unwrap();
-    (swarm, peer_id, task)
-}
-
 #[tokio::test]
 async fn a_peer_without_ping_is_never_disconnected_for_it() {
-    let config = fast_config()
-        .with_reservations(false)
-        .with_probe_interval(Duration::from_millis(50))
-        .with_probe_timeout(Duration::from_millis(100));
-    let (mut swarm, peer, _peer_task) = kept_peer(RelayKeeper::new(config), dummy::Behaviour).await;
-    let mut seen = Seen::default();
-    within(
-        "the connection",
-        seen.until_status(&mut swarm, peer, RelayStatus::Connected),
+    let (mut swarm, peer, mut seen, _link) = kept_through_a_link(
+        Duration::from_millis(50),
+        Duration::from_millis(100),
+        dummy::Behaviour,
+        |keeper| keeper,
     )
     .await;
     seen.drive_for(&mut swarm, Duration::from_secs(1)).await;
     assert!(seen.causes.is_empty(), "{seen:?}");
-    assert_eq!(swarm.behaviour().status(&peer), Some(RelayStatus::Connected));
+    assert_eq!(keeper_of(&mut swarm).status(&peer), Some(RelayStatus::Connected));
 }
 
 /// libp2p-ping 0.48 stops answering pings on a connection whose other end does not answer its own, so a
@@ -285,31 +262,26 @@ impl Probed for RelayKeeper {
     }
 }
 
-impl Probed for KeeperFirst {
-    fn keeper(&mut self) -> &mut RelayKeeper {
-        &mut self.keeper
-    }
+/// The two orders' [`Probed`], alike but for their names.
+macro_rules! probed {
+    ($behaviour:ident, $event:ident) => {
+        impl Probed for $behaviour {
+            fn keeper(&mut self) -> &mut RelayKeeper {
+                &mut self.keeper
+            }
 
-    fn split(event: KeeperFirstEvent) -> Either<Result<Duration, ping::Failure>, Event> {
-        match event {
-            KeeperFirstEvent::Keeper(event) => Either::Right(event),
-            KeeperFirstEvent::Ping(event) => Either::Left(event.result),
+            fn split(event: $event) -> Either<Result<Duration, ping::Failure>, Event> {
+                match event {
+                    $event::Keeper(event) => Either::Right(event),
+                    $event::Ping(event) => Either::Left(event.result),
+                }
+            }
         }
-    }
+    };
 }
 
-impl Probed for PingFirst {
-    fn keeper(&mut self) -> &mut RelayKeeper {
-        &mut self.keeper
-    }
-
-    fn split(event: PingFirstEvent) -> Either<Result<Duration, ping::Failure>, Event> {
-        match event {
-            PingFirstEvent::Keeper(event) => Either::Right(event),
-            PingFirstEvent::Ping(event) => Either::Left(event.result),
-        }
-    }
-}
+probed!(KeeperFirst, KeeperFirstEvent);
+probed!(PingFirst, PingFirstEvent);
 
 fn keeper_of<B: Probed>(swarm: &mut Swarm<B>) -> &mut RelayKeeper
 where
@@ -378,6 +350,40 @@ impl Seen {
     }
 }
 
+/// A peer running `peer_side` on libp2p-swarm-test's transport, kept by a keeper with reservations off (so no
+/// relay client is needed) and the given probe, through a [`SilentLink`] over TCP; returns once the keeper is
+/// connected, with the peer's swarm driven in a task of its own.
+async fn kept_through_a_link<B: Probed, P>(
+    probe_interval: Duration,
+    probe_timeout: Duration,
+    peer_side: P,
+    node: impl FnOnce(RelayKeeper) -> B,
+) -> (Swarm<B>, PeerId, Seen, (SilentLink, AbortOnDrop))
+where
+    B::ToSwarm: std::fmt::Debug,
+    P: NetworkBehaviour + Send,
+    P::ToSwarm: std::fmt::Debug,
+{
+    let mut peer = Swarm::new_ephemeral_tokio(|_| peer_side);
+    let (_, tcp) = peer.listen().with_tcp_addr_external().await;
+    let peer_id = *peer.local_peer_id();
+    let peer_task = AbortOnDrop(tokio::spawn(peer.loop_on_next()));
+    let link = SilentLink::to(&tcp.with_p2p(peer_id).unwrap()).await;
+    let config = fast_config()
+        .with_reservations(false)
+        .with_probe_interval(probe_interval)
+        .with_probe_timeout(probe_timeout);
+    let mut swarm = Swarm::new_ephemeral_tokio(|_| node(RelayKeeper::new(config)));
+    keeper_of(&mut swarm).add_relay(link.addr.clone()).unwrap();
+    let mut seen = Seen::default();
+    within(
+        "the connection",
+        seen.until_status(&mut swarm, peer_id, RelayStatus::Connected),
+    )
+    .await;
+    (swarm, peer_id, seen, (link, peer_task))
+}
+
 /// The keeper's probe and the application's `ping::Behaviour` on one connection to a peer that runs
 /// `ping::Behaviour`, whose responder serves one stream per connection and resets the older one: the probe
 /// and the application's ping reset each other's streams, and neither may take that for a dead link. Over
@@ -388,21 +394,11 @@ async fn the_probe_and_the_applications_ping_live_side_by_side<B: Probed>(
     B::ToSwarm: std::fmt::Debug,
 {
     let every_second = || ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(1)));
-    let mut peer = Swarm::new_ephemeral_tokio(|_| every_second());
-    let (_, tcp) = peer.listen().with_tcp_addr_external().await;
-    let peer_id = *peer.local_peer_id();
-    let _peer_task = AbortOnDrop(tokio::spawn(peer.loop_on_next()));
-    let link = SilentLink::to(&tcp.with_p2p(peer_id).unwrap()).await;
-    let config = fast_config()
-        .with_reservations(false)
-        .with_probe_interval(Duration::from_millis(300))
-        .with_probe_timeout(Duration::from_secs(1));
-    let mut swarm = Swarm::new_ephemeral_tokio(|_| node(RelayKeeper::new(config), every_second()));
-    keeper_of(&mut swarm).add_relay(link.addr.clone()).unwrap();
-    let mut seen = Seen::default();
-    within(
-        "the connection",
-        seen.until_status(&mut swarm, peer_id, RelayStatus::Connected),
+    let (mut swarm, peer_id, mut seen, (link, _peer_task)) = kept_through_a_link(
+        Duration::from_millis(300),
+        Duration::from_secs(1),
+        every_second(),
+        |keeper| node(keeper, every_second()),
     )
     .await;
     seen.drive_for(&mut swarm, Duration::from_secs(5)).await;
