@@ -78,8 +78,7 @@ enum Outbound {
 
 /// A probe waiting for its answer.
 struct Outstanding {
-    /// When the probe becomes late (after one timeout), then when it counts as a death (after the second).
-    deadline: Delay,
+    /// One timeout passed without an answer: when the timer fires again, the link is silent.
     late: bool,
 }
 
@@ -109,8 +108,10 @@ pub struct Handler {
     probe: Option<Probe>,
     rtt: RttEstimator,
     outbound: Outbound,
-    /// When the next probe is due: `interval` after the remote was last heard from.
-    next_probe: Delay,
+    /// When the probe under way becomes late, then silent; with none under way, when the next probe is due
+    /// (`interval` after the remote was last heard from). One timer for both: each arming of a timer wakes
+    /// futures-timer's thread, and that is most of what an idle probe costs (BENCHMARKS.md, CPU per probe).
+    timer: Delay,
     /// The probe sent and not answered yet.
     outstanding: Option<Outstanding>,
     /// The remote answered a ping stream with "unsupported"; it is never probed again.
@@ -146,7 +147,7 @@ impl Handler {
             probe,
             rtt: RttEstimator::default(),
             outbound: Outbound::Closed,
-            next_probe: Delay::new(probe.map_or(Duration::ZERO, |probe| probe.interval)),
+            timer: Delay::new(probe.map_or(Duration::ZERO, |probe| probe.interval)),
             outstanding: None,
             ping_unsupported: false,
             answering: VecDeque::new(),
@@ -165,7 +166,7 @@ impl Handler {
             self.outstanding = None;
             // The first probe goes out at once: until it is answered the timeout knows nothing of the link
             // (5 s), so a death in the first interval would take that long to see.
-            self.next_probe.reset(Duration::ZERO);
+            self.timer.reset(Duration::ZERO);
         }
         if !probing {
             self.outstanding = None;
@@ -203,7 +204,7 @@ impl Handler {
 
     fn postpone_probe(&mut self) {
         if let Some(probe) = self.probe {
-            self.next_probe.reset(probe.interval);
+            self.timer.reset(probe.interval);
         }
     }
 
@@ -217,11 +218,8 @@ impl Handler {
     fn start_probe(
         &mut self,
     ) -> Option<ConnectionHandlerEvent<ReadyUpgrade<StreamProtocol>, (), ToBehaviour>> {
-        let timeout = self.timeout();
-        self.outstanding = Some(Outstanding {
-            deadline: Delay::new(timeout),
-            late: false,
-        });
+        self.timer.reset(self.timeout());
+        self.outstanding = Some(Outstanding { late: false });
         match std::mem::replace(&mut self.outbound, Outbound::Closed) {
             Outbound::Idle(stream) => {
                 self.outbound = Outbound::Pinging {
@@ -276,7 +274,8 @@ impl libp2p::swarm::ConnectionHandler for Handler {
     fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
         match event {
             FromBehaviour::Kept(kept) => self.set_kept(kept),
-            FromBehaviour::ProbeNow => self.next_probe.reset(Duration::ZERO),
+            FromBehaviour::ProbeNow if self.outstanding.is_none() => self.timer.reset(Duration::ZERO),
+            FromBehaviour::ProbeNow => {}
         }
     }
 
@@ -341,31 +340,28 @@ impl libp2p::swarm::ConnectionHandler for Handler {
                     Poll::Pending => {}
                 }
             }
+            if self.timer.poll_unpin(cx).is_pending() {
+                return Poll::Pending;
+            }
             let timeout = self.timeout();
-            if let Some(outstanding) = &mut self.outstanding {
-                if outstanding.deadline.poll_unpin(cx).is_ready() {
-                    if outstanding.late {
-                        self.outstanding = None;
-                        self.probing = false;
-                        return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(
-                            ToBehaviour::ProbeTimedOut,
-                        ));
-                    }
+            match &mut self.outstanding {
+                Some(Outstanding { late: true }) => {
+                    self.outstanding = None;
+                    self.probing = false;
+                    return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::ProbeTimedOut));
+                }
+                Some(outstanding) => {
                     // One late answer is no death: wait another timeout before calling the link silent.
                     tracing::debug!(?timeout, "probe late; waiting one more timeout");
                     outstanding.late = true;
-                    outstanding.deadline.reset(timeout);
-                    continue;
+                    self.timer.reset(timeout);
                 }
-                return Poll::Pending;
-            }
-            if self.next_probe.poll_unpin(cx).is_ready() {
-                if let Some(request) = self.start_probe() {
-                    return Poll::Ready(request);
+                None => {
+                    if let Some(request) = self.start_probe() {
+                        return Poll::Ready(request);
+                    }
                 }
-                continue;
             }
-            return Poll::Pending;
         }
     }
 
