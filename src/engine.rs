@@ -3,6 +3,10 @@
 //! with the current instant, [`Engine::poll_timeout`] says when it next needs [`Engine::handle_timeout`], and
 //! [`Engine::poll_action`] hands out what to do, in the style of quinn-proto's `Connection`.
 //!
+//! Every entry point checks once whether the keeper was stopped, feeds its input to the relay's state machine
+//! ([`Relay::on`]) and carries out the transition; then it settles the pool: it asks [`Pool::decide`] for the
+//! next decision and carries that out, until there is none.
+//!
 //! [`RelayKeeper`](crate::RelayKeeper) is the adapter that feeds it from the swarm; tests drive it directly
 //! on a clock they own.
 
@@ -928,63 +932,15 @@ impl Engine {
     }
 
     fn emit(&mut self, event: Event) {
-        self.log(&event);
+        event.log();
+        // Once per cause, the fix for a cause that retrying alone does not cure.
+        if let Event::ReconnectScheduled { relay, cause, .. } = &event {
+            if let Some(fix) = cause.kind.fix().filter(|fix| self.fixes_logged.insert(fix)) {
+                tracing::warn!(%relay, cause = %cause.kind, error = %cause.message, "{fix}");
+            }
+        }
         self.metrics.on_event(&event);
         self.commands.push_back(Command::Emit(event));
-    }
-
-    /// Logs an event, and once per cause the fix for a cause that retrying alone does not cure.
-    fn log(&mut self, event: &Event) {
-        match event {
-            Event::ReconnectScheduled {
-                relay,
-                attempt,
-                delay,
-                cause,
-            } => {
-                tracing::debug!(%relay, attempt, ?delay, cause = %cause.kind, error = %cause.message, "relay retry scheduled");
-                if let Some(fix) = cause.kind.fix() {
-                    if self.fixes_logged.insert(fix) {
-                        tracing::warn!(%relay, cause = %cause.kind, error = %cause.message, "{fix}");
-                    }
-                }
-            }
-            Event::Reconnected { relay, attempts } => {
-                tracing::info!(%relay, attempts, "relay connection restored")
-            }
-            Event::Reserved { relay, addr } => tracing::info!(%relay, %addr, "relay reservation live"),
-            Event::GaveUp {
-                relay,
-                attempts,
-                reason,
-                retry_in: Some(retry_in),
-            } => tracing::warn!(
-                %relay,
-                attempts,
-                %reason,
-                retry_in_ms = retry_in.as_millis(),
-                "gave up on relay for now: {}",
-                reason.fix()
-            ),
-            Event::GaveUp {
-                relay,
-                attempts,
-                reason,
-                retry_in: None,
-            } => tracing::warn!(%relay, attempts, %reason, "gave up on relay: {}", reason.fix()),
-            Event::Reachable { relay, addr } => {
-                tracing::info!(%relay, %addr, "node reachable through a relay")
-            }
-            Event::Unreachable { relay } => {
-                tracing::warn!(%relay, "node no longer reachable through any relay")
-            }
-            Event::PoolShort { relay, held, target } => tracing::warn!(
-                %relay,
-                held,
-                target,
-                "the relay pool is short: no standby is eligible to take a free slot"
-            ),
-        }
     }
 }
 

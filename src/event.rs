@@ -82,6 +82,56 @@ pub enum Event {
 }
 
 impl Event {
+    /// Logs the event at the level an operator needs it: a retry at `debug`, a restored reservation at `info`,
+    /// a give-up or the loss of every circuit at `warn`.
+    pub(crate) fn log(&self) {
+        match self {
+            Event::ReconnectScheduled {
+                relay,
+                attempt,
+                delay,
+                cause,
+            } => {
+                tracing::debug!(%relay, attempt, ?delay, cause = %cause.kind, error = %cause.message, "relay retry scheduled")
+            }
+            Event::Reconnected { relay, attempts } => {
+                tracing::info!(%relay, attempts, "relay connection restored")
+            }
+            Event::Reserved { relay, addr } => tracing::info!(%relay, %addr, "relay reservation live"),
+            Event::GaveUp {
+                relay,
+                attempts,
+                reason,
+                retry_in: Some(retry_in),
+            } => tracing::warn!(
+                %relay,
+                attempts,
+                %reason,
+                retry_in_ms = retry_in.as_millis(),
+                "gave up on relay for now: {}",
+                reason.fix()
+            ),
+            Event::GaveUp {
+                relay,
+                attempts,
+                reason,
+                retry_in: None,
+            } => tracing::warn!(%relay, attempts, %reason, "gave up on relay: {}", reason.fix()),
+            Event::Reachable { relay, addr } => {
+                tracing::info!(%relay, %addr, "node reachable through a relay")
+            }
+            Event::Unreachable { relay } => {
+                tracing::warn!(%relay, "node no longer reachable through any relay")
+            }
+            Event::PoolShort { relay, held, target } => tracing::warn!(
+                %relay,
+                held,
+                target,
+                "the relay pool is short: no standby is eligible to take a free slot"
+            ),
+        }
+    }
+
     /// The relay the event is about.
     pub fn relay(&self) -> PeerId {
         match self {

@@ -348,7 +348,9 @@ impl libp2p::swarm::ConnectionHandler for Handler {
                 Some(Outstanding { late: true }) => {
                     self.outstanding = None;
                     self.probing = false;
-                    return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::ProbeTimedOut));
+                    return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(
+                        ToBehaviour::ProbeTimedOut,
+                    ));
                 }
                 Some(outstanding) => {
                     // One late answer is no death: wait another timeout before calling the link silent.
