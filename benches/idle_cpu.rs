@@ -1,8 +1,10 @@
 //! What a healthy keeper costs: the CPU a client spends in 30 s while it holds reservations on 100 relays
 //! and nothing happens: the keeper with its default probe (after 3 s unheard, so 10 probes per relay in the
-//! 30 s), the keeper without the probe, and the same client with hand-written `listen_on` calls. The relays'
-//! own pings are an hour apart, so every ping in the window is one of the keeper's probes; the CPU per probe
-//! is the difference of the first two medians over the probes sent.
+//! 30 s), the keeper without the probe, the same client with hand-written `listen_on` calls, and for scale
+//! the keeper without the probe beside libp2p's own `ping::Behaviour` pinging every 3 s. The relays' own
+//! pings are an hour apart, so every ping in the window is one of the client's; the CPU per probe is the
+//! difference of the first two medians over the probes sent, and the CPU per libp2p ping the difference of
+//! the last and the second.
 //!
 //! ```text
 //! cargo bench --bench idle_cpu
@@ -38,6 +40,14 @@ const CHILD: &str = "RELAY_KEEPER_IDLE_CLIENT";
 struct Kept {
     relay: relay::client::Behaviour,
     keeper: RelayKeeper,
+}
+
+/// The keeper without its probe, and libp2p's ping instead.
+#[derive(NetworkBehaviour)]
+struct KeptAndPinged {
+    relay: relay::client::Behaviour,
+    keeper: RelayKeeper,
+    ping: ping::Behaviour,
 }
 
 fn cpu_ns() -> u64 {
@@ -95,6 +105,17 @@ async fn run_child(variant: &str, relays: Vec<Multiaddr>) {
             }
             hold(swarm).await
         }
+        "keeper without probe, libp2p ping" => {
+            let mut swarm = client(|relay| KeptAndPinged {
+                relay,
+                keeper: RelayKeeper::new(Config::default().with_probe(false)),
+                ping: ping::Behaviour::new(ping::Config::new().with_interval(PROBE_EVERY)),
+            });
+            for addr in relays {
+                swarm.behaviour_mut().keeper.add_relay(addr).unwrap();
+            }
+            hold(swarm).await
+        }
         _ => {
             let mut swarm = client(|relay| relay);
             for addr in relays {
@@ -132,10 +153,11 @@ async fn main() {
         servers.push(RelayServer::spawn_pinging(Net::Tcp, rare).await);
     }
     let addrs: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
-    let mut results: [(&str, Vec<Duration>); 3] = [
+    let mut results: [(&str, Vec<Duration>); 4] = [
         ("keeper", Vec::new()),
         ("keeper without probe", Vec::new()),
         ("listen_on by hand", Vec::new()),
+        ("keeper without probe, libp2p ping", Vec::new()),
     ];
     for _ in 0..RUNS {
         for (variant, samples) in &mut results {
@@ -162,6 +184,7 @@ async fn main() {
     };
     let probes = RELAYS as u32 * (IDLE.as_millis() / PROBE_EVERY.as_millis()) as u32;
     let probing = median(&results[0].1).saturating_sub(median(&results[1].1));
+    let pinging = median(&results[3].1).saturating_sub(median(&results[1].1));
     for (variant, samples) in results {
         println!(
             "idle CPU in {IDLE:?} with {RELAYS} reservations, {variant}: {}",
@@ -169,6 +192,10 @@ async fn main() {
         );
     }
     println!("CPU per probe: {:.1?} ({probes} probes)", probing / probes);
+    println!(
+        "CPU per libp2p ping, for scale: {:.1?} (as many pings)",
+        pinging / probes
+    );
     for server in servers {
         server.kill().await;
     }

@@ -71,8 +71,11 @@ impl Command {
                 false
             }
             Command::Emit(event) => event.relay() == *relay,
-            Command::KeepAlive { peer, .. } | Command::ProbeNow { peer, .. } => peer == relay,
-            Command::RemoveListener(_) | Command::Close { .. } => false,
+            Command::KeepAlive { peer, on: true, .. } | Command::ProbeNow { peer, .. } => peer == relay,
+            // Releasing a connection is what a removal wants too (and all that is left after `stop`).
+            Command::KeepAlive { on: false, .. } | Command::RemoveListener(_) | Command::Close { .. } => {
+                false
+            }
         }
     }
 }
@@ -246,7 +249,8 @@ impl Engine {
         );
         self.count_candidates();
         self.apply(peer, transition, now);
-        if let Some(pool) = &mut self.pool {
+        // While paused nothing is promoted, so nothing is displaced either.
+        if let Some(pool) = self.pool.as_mut().filter(|_| !self.shared.paused) {
             pool.added(peer);
         }
         self.settle(now);
@@ -627,7 +631,10 @@ impl Engine {
     }
 
     pub(crate) fn on_expired_listen_addr(&mut self, listener: ListenerId, addr: &Multiaddr) {
-        if let Some(&peer) = self.listeners.get(&listener).filter(|_| !self.stopped) {
+        if self.stopped {
+            return;
+        }
+        if let Some(&peer) = self.listeners.get(&listener) {
             self.forget_circuits(peer, |l, a| l != listener || a != addr);
         }
     }
@@ -638,7 +645,10 @@ impl Engine {
         reason: Result<(), &std::io::Error>,
         now: Instant,
     ) {
-        let Some(peer) = self.listener_gone(listener).filter(|_| !self.stopped) else {
+        if self.stopped {
+            return;
+        }
+        let Some(peer) = self.listener_gone(listener) else {
             return;
         };
         // The relay client closes a reservation's listener when its connection goes, sometimes before the
@@ -669,7 +679,10 @@ impl Engine {
         error: &(dyn std::error::Error + 'static),
         now: Instant,
     ) {
-        let Some(peer) = self.listener_gone(listener).filter(|_| !self.stopped) else {
+        if self.stopped {
+            return;
+        }
+        let Some(peer) = self.listener_gone(listener) else {
             return;
         };
         let unsupported = matches!(
@@ -935,8 +948,10 @@ impl Engine {
         event.log();
         // Once per cause, the fix for a cause that retrying alone does not cure.
         if let Event::ReconnectScheduled { relay, cause, .. } = &event {
-            if let Some(fix) = cause.kind.fix().filter(|fix| self.fixes_logged.insert(fix)) {
-                tracing::warn!(%relay, cause = %cause.kind, error = %cause.message, "{fix}");
+            if let Some(fix) = cause.kind.fix() {
+                if self.fixes_logged.insert(fix) {
+                    tracing::warn!(%relay, cause = %cause.kind, error = %cause.message, "{fix}");
+                }
             }
         }
         self.metrics.on_event(&event);

@@ -459,3 +459,6 @@ async fn answer(mut stream: Stream) -> io::Result<Stream> {
     stream.flush().await?;
     Ok(stream)
 }
+
+#[cfg(test)]
+mod tests;

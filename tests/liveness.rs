@@ -11,7 +11,7 @@ use libp2p::{
     futures::StreamExt,
     identity::Keypair,
     ping, relay,
-    swarm::{dummy, NetworkBehaviour, SwarmEvent},
+    swarm::{NetworkBehaviour, SwarmEvent},
     Multiaddr, PeerId, Swarm,
 };
 use libp2p_relay_keeper::{CauseKind, Event, RelayKeeper, RelayStatus};
@@ -82,20 +82,6 @@ async fn without_the_probe_a_silent_relay_goes_unnoticed() {
     client.serve_for(Duration::from_secs(1)).await;
     assert_eq!(client.keeper().status(&relay_id), Some(RelayStatus::Reserved));
     relay.kill().await;
-}
-
-#[tokio::test]
-async fn a_peer_without_ping_is_never_disconnected_for_it() {
-    let (mut swarm, peer, mut seen, _link) = kept_through_a_link(
-        Duration::from_millis(50),
-        Duration::from_millis(100),
-        dummy::Behaviour,
-        |keeper| keeper,
-    )
-    .await;
-    seen.drive_for(&mut swarm, Duration::from_secs(1)).await;
-    assert!(seen.causes.is_empty(), "{seen:?}");
-    assert_eq!(keeper_of(&mut swarm).status(&peer), Some(RelayStatus::Connected));
 }
 
 /// libp2p-ping 0.48 stops answering pings on a connection whose other end does not answer its own, so a
@@ -250,16 +236,6 @@ where
     fn keeper(&mut self) -> &mut RelayKeeper;
     /// What an event of the swarm's is: a result of the application's ping, or the keeper's.
     fn split(event: Self::ToSwarm) -> Either<Result<Duration, ping::Failure>, Event>;
-}
-
-impl Probed for RelayKeeper {
-    fn keeper(&mut self) -> &mut RelayKeeper {
-        self
-    }
-
-    fn split(event: Event) -> Either<Result<Duration, ping::Failure>, Event> {
-        Either::Right(event)
-    }
 }
 
 /// The two orders' [`Probed`], alike but for their names.

@@ -197,10 +197,16 @@ fn stop_during_an_inflight_dial_leaves_nothing() {
     assert_eq!(harness.engine.poll_timeout(), None, "no timer left");
 }
 
-/// After `stop` the keeper follows nothing: whatever the swarm reports, nothing is queued and nothing is timed.
+/// After `stop` the keeper follows nothing: whatever the swarm reports, nothing is queued and nothing is timed,
+/// with every feature that acts on its own on (a pool, discovery, the pause while public).
 #[test]
 fn a_stopped_keeper_queues_nothing_whatever_the_swarm_reports() {
-    let (mut harness, peer, addr, listener) = reserved();
+    let config = fast()
+        .with_max_reservations(Some(2))
+        .with_discovery(true)
+        .with_pause_while_public(Some(Duration::from_secs(1)));
+    let (mut harness, peer, addr, listener) = reserved_with(config);
+    let (other, other_addr) = relay_addr();
     let public: Multiaddr = "/ip4/198.51.100.1/tcp/4001".parse().unwrap();
     harness.engine.stop(harness.now);
     harness.drain();
@@ -209,7 +215,8 @@ fn a_stopped_keeper_queues_nothing_whatever_the_swarm_reports() {
     let engine = &mut harness.engine;
     engine.on_external_addr_confirmed(&public, now);
     engine.on_handler_event(peer, id(1), ToBehaviour::ProbeTimedOut, now);
-    engine.on_handler_event(peer, id(1), ToBehaviour::HopEnabled, now);
+    engine.on_connection_established(other, id(5), &dialer(&other_addr), now);
+    engine.on_handler_event(other, id(5), ToBehaviour::HopEnabled, now);
     engine.on_expired_listen_addr(listener, &circuit(&addr));
     engine.on_listener_closed(listener, Ok(()), now);
     engine.on_new_listen_addr(ListenerId::next(), &"/ip4/10.0.0.2/tcp/1".parse().unwrap(), now);
@@ -219,11 +226,26 @@ fn a_stopped_keeper_queues_nothing_whatever_the_swarm_reports() {
     harness.advance(Duration::from_secs(3600));
     assert!(harness.drain().is_empty(), "no command after stop");
     assert_eq!(harness.engine.poll_timeout(), None, "nothing timed");
+    assert_eq!(harness.engine.relays().count(), 1, "nothing discovered");
+}
+
+/// A relay removed after `stop` has its reservation withdrawn, and its connection stays released: the
+/// removal drops the relay's queued work, but not the `stop`'s release.
+#[test]
+fn removing_a_relay_after_stop_withdraws_its_reservation_and_keeps_it_released() {
+    let (mut harness, peer, _, listener) = reserved();
+    harness.engine.stop(harness.now);
     assert!(harness.engine.remove_relay(&peer, harness.now));
+    let commands = harness.drain();
     assert!(
-        matches!(harness.drain().as_slice(), [Command::RemoveListener(l)] if *l == listener),
-        "removing a relay after stop withdraws its reservation, nothing more"
+        matches!(
+            commands.as_slice(),
+            [Command::KeepAlive { peer: p, connection, on: false }, Command::RemoveListener(l)]
+                if *p == peer && *connection == id(1) && *l == listener
+        ),
+        "{commands:?}"
     );
+    assert_eq!(harness.engine.poll_timeout(), None);
 }
 
 #[test]
