@@ -87,11 +87,12 @@ impl Event {
     pub(crate) fn log(&self) {
         match self {
             Event::ReconnectScheduled {
-                relay,
                 attempt,
                 delay,
                 cause,
+                ..
             } => {
+                let relay = self.relay();
                 tracing::debug!(%relay, attempt, ?delay, cause = %cause.kind, error = %cause.message, "relay retry scheduled")
             }
             Event::Reconnected { relay, attempts } => {
