@@ -49,12 +49,20 @@ struct Setup {
     observe: Duration,
 }
 
-const SETUPS: [Setup; 4] = [
+const SETUPS: [Setup; 5] = [
     Setup {
         backoff: &LISTENER,
         observe: OBSERVE,
         name: "keeper, probe 3 s / floor 1.3 s (default)",
         listener: &[],
+        relay: &["--no-rate-limits"],
+    },
+    // The interval a 5 s bound needs with the default floor (2.4 s + 2 x 1.3 s); its cost: tests/wire_cost.rs.
+    Setup {
+        backoff: &LISTENER,
+        observe: OBSERVE,
+        name: "keeper, probe 2.4 s / floor 1.3 s",
+        listener: &["--probe-interval-ms", "2400"],
         relay: &["--no-rate-limits"],
     },
     Setup {

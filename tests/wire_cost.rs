@@ -64,13 +64,18 @@ async fn per_minute(relay_flags: &[&str], listener_flags: &[&str]) -> (f64, f64)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: about 2.5 minutes, needs root"]
 async fn liveness_bytes_a_minute_on_an_idle_relay_link() {
-    let rows: [(&str, &[&str], &[&str]); 7] = [
+    let rows: [(&str, &[&str], &[&str]); 8] = [
         (
             "keeper probe off, relay LinkProbe off (ping::Behaviour and renewals remain)",
             &["--no-probe"],
             &["--no-probe"],
         ),
         ("keeper defaults, relay LinkProbe off", &["--no-probe"], &[]),
+        (
+            "keeper probe every 2.4 s (a 5 s bound with the 1.3 s floor), relay LinkProbe off",
+            &["--no-probe"],
+            &["--probe-interval-ms", "2400"],
+        ),
         (
             "keeper probe every 10 s, relay LinkProbe off",
             &["--no-probe"],
