@@ -25,6 +25,12 @@ pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| p == Protocol::P2pCircuit)
 }
 
+/// Whether a dial to `addr` runs over TCP, whose refused connection says the host is up and nothing listens.
+/// QUIC has no such answer: a dial to a closed UDP port waits out its handshake.
+pub(crate) fn is_tcp(addr: &Multiaddr) -> bool {
+    !is_relayed(addr) && addr.iter().any(|p| matches!(p, Protocol::Tcp(_)))
+}
+
 /// The relay a circuit listen address (`.../p2p/<relay>/p2p-circuit`) was reserved on.
 pub(crate) fn circuit_relay(addr: &Multiaddr) -> Option<PeerId> {
     let mut before_circuit = None;
@@ -50,6 +56,14 @@ mod tests {
 
     fn addr(s: &str) -> Multiaddr {
         s.replace("RELAY", RELAY).parse().unwrap()
+    }
+
+    #[test]
+    fn only_direct_tcp_addresses_are_tcp() {
+        assert!(is_tcp(&addr("/ip4/127.0.0.1/tcp/1/p2p/RELAY")));
+        assert!(is_tcp(&addr("/dns4/relay.example/tcp/443/wss/p2p/RELAY")));
+        assert!(!is_tcp(&addr("/ip4/127.0.0.1/udp/1/quic-v1/p2p/RELAY")));
+        assert!(!is_tcp(&addr("/ip4/127.0.0.1/tcp/1/p2p/RELAY/p2p-circuit")));
     }
 
     #[test]

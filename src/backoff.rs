@@ -11,20 +11,27 @@ pub(crate) struct Backoff {
     /// A stream of its own for the fallbacks of refusals for lack of HOP, which are rarely used (HOP comes
     /// first): with a seed, the waits of the retries are then the same whether or not relays refused.
     fallbacks: StdRng,
+    /// A stream of its own for the waits between re-checks, likewise.
+    rechecks: StdRng,
 }
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
 
 impl Backoff {
     pub(crate) fn new(config: &Config) -> Self {
-        let (rng, fallbacks) = match config.rng_seed() {
+        let (rng, fallbacks, rechecks) = match config.rng_seed() {
             Some(seed) => (
                 StdRng::seed_from_u64(seed),
                 StdRng::seed_from_u64(seed ^ 0x0068_6f70),
+                StdRng::seed_from_u64(seed ^ 0x7265_6368),
             ),
-            None => (rand::make_rng(), rand::make_rng()),
+            None => (rand::make_rng(), rand::make_rng(), rand::make_rng()),
         };
-        Self { rng, fallbacks }
+        Self {
+            rng,
+            fallbacks,
+            rechecks,
+        }
     }
 
     /// The wait before retry `attempt` (1-based): uniform in `[0, bound)` with jitter, `bound` without.
@@ -35,6 +42,16 @@ impl Backoff {
     /// The fallback of a refusal for lack of HOP, drawn like the wait before retry `attempt`.
     pub(crate) fn fallback(&mut self, config: &Config, attempt: u32) -> Duration {
         draw(&mut self.fallbacks, config, attempt)
+    }
+
+    /// The wait before the next re-check, uniform in `window` (jittered whatever [`Config::with_jitter`] says:
+    /// the window is there to spread a relay's clients); `None` with re-checks off.
+    pub(crate) fn recheck(&mut self, config: &Config) -> Option<Duration> {
+        let window = config.recheck()?;
+        if window.is_empty() {
+            return Some(window.start);
+        }
+        Some(self.rechecks.random_range(window))
     }
 }
 

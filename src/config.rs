@@ -1,4 +1,4 @@
-use std::time::Duration;
+use std::{ops::Range, time::Duration};
 
 /// The shortest wait the keeper schedules; a base delay of zero would turn a dead relay into a busy loop.
 const MIN_DELAY: Duration = Duration::from_millis(1);
@@ -40,6 +40,7 @@ pub struct Config {
     max_reservations: Option<usize>,
     promotion_spread: Duration,
     forgive_after: Duration,
+    recheck: Option<Range<Duration>>,
     discovery: bool,
     pause_while_public: Option<Duration>,
 }
@@ -93,11 +94,26 @@ const DEFAULT_PROMOTION_SPREAD: Duration = Duration::from_millis(100);
 /// over, few enough that a node connected to many relays keeps no state for most of them.
 pub const MAX_DISCOVERED: usize = 8;
 
+/// How many losses in a row, each before the goal held for [`Config::with_forgive_after`], the keeper takes for
+/// a crash loop's restarts and re-checks after ([`Config::with_recheck`]) although no dial was refused yet: as
+/// many as the seed's retries of one outage. A relay that keeps accepting the node and dropping it soon after is
+/// not restarting; past this many it waits out its counted retries only, until a dial is refused or its goal
+/// holds.
+pub const MAX_PRESUMED_RESTARTS: u32 = 10;
+
 /// How long a relay must hold its goal before its backoff level is forgiven, unless [`Config::with_forgive_after`]
-/// says otherwise: longer than a relay restart and the keeper's loss detection take, so a relay that falls over
-/// again within seconds of coming back is seen to flap; short next to a reservation's hour, so a relay that
-/// works is soon back to short waits.
-const DEFAULT_FORGIVE_AFTER: Duration = Duration::from_secs(60);
+/// says otherwise. A crash loop keeps a relay up for a few seconds at a time (the process starts, serves until
+/// it falls over again, and is restarted): 3 s up and 1 s down is the bad day's case, and those goals must not
+/// be forgiven, or the loop is retried at the base rate forever. A relay that served for longer than a restart
+/// cycle did serve: a rolling restart or a deploy that holds it up for 20 s must not leave its clients on the
+/// waits of a crash loop.
+const DEFAULT_FORGIVE_AFTER: Duration = Duration::from_secs(10);
+
+/// The window the waits between re-checks of a refusing relay are drawn from, unless [`Config::with_recheck`]
+/// says otherwise. A refused TCP dial costs the relay nothing (its kernel answers), so looking every few seconds
+/// is free until the relay listens again; the 3 s width spreads the clients of a relay that comes back over
+/// seconds instead of one instant (no 100 ms holds more than 3 % of them).
+const DEFAULT_RECHECK: Range<Duration> = Duration::from_secs(2)..Duration::from_secs(5);
 
 /// How long a relay that gave up after [`Config::with_max_attempts`] is left alone before a fresh round of
 /// retries, unless [`Config::with_cooldown`] says otherwise: go-libp2p's autorelay, rust-libp2p's autorelay
@@ -124,6 +140,7 @@ impl Default for Config {
             max_reservations: None,
             promotion_spread: DEFAULT_PROMOTION_SPREAD,
             forgive_after: DEFAULT_FORGIVE_AFTER,
+            recheck: Some(DEFAULT_RECHECK),
             discovery: false,
             pause_while_public: None,
         }
@@ -352,10 +369,36 @@ impl Config {
     /// loses its slot to a standby), while each outage's retries are counted from 1 and
     /// [`with_max_attempts`](Self::with_max_attempts) applies to them alone: forgiveness shapes the waits,
     /// never the give-up. The level is also back at the base after the relay's first goal, a network change
-    /// and a cool-down. Default 60 s; `Duration::ZERO` forgives as soon as the goal is reached. Values above
-    /// one year are clamped.
+    /// and a cool-down. Default 10 s, longer than a crash loop keeps a relay up; `Duration::ZERO` forgives as
+    /// soon as the goal is reached. Values above one year are clamped.
     pub fn with_forgive_after(mut self, after: Duration) -> Self {
         self.forgive_after = after.min(MAX_DELAY);
+        self
+    }
+
+    /// Quick re-checks of a relay that is restarting. While dials to the relay are refused (TCP
+    /// `ConnectionRefused`: its host is up, its relay process is not listening), the keeper also dials the
+    /// relay's TCP addresses again after a wait drawn uniformly from `window`, between the counted retries, so
+    /// a relay that listens again is used within seconds, however far the backoff has grown. Re-checks are not
+    /// retries: they count toward no [`with_max_attempts`](Self::with_max_attempts), raise no backoff, emit no
+    /// [`Event::ReconnectScheduled`](crate::Event::ReconnectScheduled), and go on through a give-up and its
+    /// cool-down for as long as the host refuses; a re-check that connects revives the relay. A dial that
+    /// fails any other way (time-out, no route) ends them until a dial is refused again, and so does a
+    /// connection that closes before the reservation. A relay that loses its reservation again before
+    /// [`with_forgive_after`](Self::with_forgive_after) (a crash loop) is re-checked from the loss on, as if
+    /// refused, for at most [`MAX_PRESUMED_RESTARTS`](crate::MAX_PRESUMED_RESTARTS) losses in a row.
+    ///
+    /// Relays with only QUIC addresses are never re-checked: QUIC has no refusal to tell a restarting relay
+    /// from a dead host. A pool's standbys and relays that gave up in a pool are not re-checked either: they
+    /// are not dialed until the pool promotes them.
+    ///
+    /// Default `Some(2 s..5 s)`; `None` turns re-checks off. Both ends are clamped to [1 ms, one year], and an
+    /// end below the start is raised to it.
+    pub fn with_recheck(mut self, window: Option<Range<Duration>>) -> Self {
+        self.recheck = window.map(|window| {
+            let start = window.start.clamp(MIN_DELAY, MAX_DELAY);
+            start..window.end.clamp(start, MAX_DELAY)
+        });
         self
     }
 
@@ -384,6 +427,10 @@ impl Config {
 
     pub(crate) fn forgive_after(&self) -> Duration {
         self.forgive_after
+    }
+
+    pub(crate) fn recheck(&self) -> Option<Range<Duration>> {
+        self.recheck.clone()
     }
 
     pub(crate) fn promotion_spread(&self) -> Duration {

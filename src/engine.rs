@@ -31,6 +31,7 @@ use crate::{
     metrics::Metrics,
     mistake::Mistake,
     pool::{Decision, Pool, Standing, View},
+    refusal::dial_refused,
     relay::{Action, Env, Input, Link, Relay, Transition},
     AddRelayError, Cause, CauseKind, Config, Event, GiveUpReason, RelayStatus, MAX_DISCOVERED,
 };
@@ -553,6 +554,7 @@ impl Engine {
                 connection,
                 cause: Cause::dial_failed(error),
                 mistake: Mistake::of(error),
+                refused: dial_refused(error),
             }
         };
         self.input(peer, input, now);

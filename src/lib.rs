@@ -160,13 +160,14 @@ mod link_probe;
 mod metrics;
 mod mistake;
 mod pool;
+mod refusal;
 mod relay;
 mod rtt;
 mod status;
 
 pub use behaviour::RelayKeeper;
 pub use cause::{Cause, CauseKind};
-pub use config::{Config, MAX_DISCOVERED};
+pub use config::{Config, MAX_DISCOVERED, MAX_PRESUMED_RESTARTS};
 pub use error::AddRelayError;
 pub use event::Event;
 pub use link_probe::{LinkProbe, SilentLinkClosed};

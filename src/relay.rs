@@ -14,11 +14,12 @@ use libp2p::{
 };
 
 use crate::{
+    address::is_tcp,
     backoff::Backoff,
     mistake::Mistake,
     pool::{holds_slot, Standing},
     rtt::RttEstimator,
-    Cause, CauseKind, Config, Event, GiveUpReason, RelayStatus,
+    Cause, CauseKind, Config, Event, GiveUpReason, RelayStatus, MAX_PRESUMED_RESTARTS,
 };
 
 /// What the relay is doing.
@@ -47,8 +48,20 @@ enum State {
         adopted: bool,
         goal: Goal,
     },
-    /// Retry `attempt` is due at `deadline`.
-    Waiting { attempt: u32, deadline: Instant },
+    /// Retry `attempt` is due at `deadline`; the relay is re-checked at `recheck_at` before, if that comes first.
+    Waiting {
+        attempt: u32,
+        deadline: Instant,
+        recheck_at: Option<Instant>,
+    },
+    /// A re-check of a relay presumed restarting: the keeper's dial of its TCP addresses is in flight, and at
+    /// `deadline` it is aborted. Refused or failed, the counted schedule goes on as `then` says; connected,
+    /// the relay is reserved.
+    Rechecking {
+        dial: ConnectionId,
+        deadline: Instant,
+        then: Resume,
+    },
     /// Connected; the relay refused try `attempt` because it does not offer HOP yet. Not a failure yet: the
     /// keeper reserves again the moment the relay offers HOP, as the same try. Only if `deadline` (the
     /// fallback) comes first does the try count as failed: then retry `attempt + 1` starts, or with `last`
@@ -66,18 +79,26 @@ enum State {
         /// kept relay would pay for it (BENCHMARKS.md, memory per kept relay).
         reason: Box<GiveUpReason>,
         retry_at: Option<Instant>,
+        /// While the host refuses, the relay is still re-checked, at this instant next.
+        recheck_at: Option<Instant>,
     },
     /// A candidate the pool does not need now: nothing is dialed. It becomes eligible for promotion at
-    /// `eligible_at` (its own backoff after a failure); `None`: eligible now. `attempt`: the retry a promotion
-    /// makes, so a relay's count goes on across demotions.
-    Standby {
-        attempt: u32,
-        eligible_at: Option<Instant>,
-    },
-    /// Promoted from standby; attempt `attempt` starts at `at`, a random moment within the promotion spread.
-    Promoted { attempt: u32, at: Instant },
+    /// `eligible_at` (its own backoff after a failure); `None`: eligible now. A move to standby ends the outage's
+    /// count: a promotion dials as the first try of a fresh one.
+    Standby { eligible_at: Option<Instant> },
+    /// Promoted from standby; its first try starts at `at`, a random moment within the promotion spread.
+    Promoted { at: Instant },
     /// The node is publicly reachable ([`Config::with_pause_while_public`]): nothing is dialed or reserved.
     Paused,
+}
+
+/// The counted schedule a re-check interrupted, to go back to when it is refused or fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resume {
+    /// Retry `attempt` is due at `at`.
+    Retry { attempt: u32, at: Instant },
+    /// The relay gave up after `attempts` retries; its cool-down ends at `retry_at`.
+    CoolDown { attempts: u32, retry_at: Instant },
 }
 
 /// When the relay reached its goal state. The backoff level its last outage left is forgiven only once the
@@ -106,11 +127,13 @@ pub(crate) enum Input {
     /// A direct connection to the relay closed.
     ConnectionClosed { connection: ConnectionId, cause: Cause },
     /// A dial `connection` to the relay failed: the keeper's own, or another one the keeper's yielded to.
-    /// `mistake`: the failure named addresses that no retry can reach.
+    /// `mistake`: the failure named addresses that no retry can reach. `refused`: a TCP address of the dial
+    /// was refused, so the relay's host is up and its relay is not listening.
     DialFailed {
         connection: ConnectionId,
         cause: Cause,
         mistake: Option<Mistake>,
+        refused: bool,
     },
     /// The swarm did not make the keeper's dial `connection`: the relay was connected or being dialed already.
     DialSkipped { connection: ConnectionId },
@@ -210,6 +233,12 @@ pub(crate) struct Relay {
     /// The connection on which the relay's refusal for lack of HOP was already let off once: a second one
     /// on the same connection counts, so a relay whose HOP comes and goes cannot loop.
     hop_awaited_on: Option<ConnectionId>,
+    /// The relay's host is presumed to be restarting it: a dial was refused, or the relay dropped the node
+    /// soon after its goal. While it is and nothing connects the relay, it is re-checked
+    /// ([`Config::with_recheck`]).
+    restarting: bool,
+    /// Goals in a row lost before they held for `forgive_after`.
+    flaps: u32,
     /// Dials in a row that ran out of time: each one doubles the next dial's limit (up to the cap), so a
     /// link too slow for the first limit is not cut on every try.
     dials_timed_out: u32,
@@ -229,6 +258,8 @@ impl Relay {
             network_reset: false,
             reached_before: false,
             hop_awaited_on: None,
+            restarting: false,
+            flaps: 0,
             dials_timed_out: 0,
             rtt: RttEstimator::default(),
             state: State::Paused,
@@ -276,7 +307,7 @@ impl Relay {
 
     pub(crate) fn status(&self) -> RelayStatus {
         match self.state {
-            State::Dialing { .. } => RelayStatus::Connecting,
+            State::Dialing { .. } | State::Rechecking { .. } => RelayStatus::Connecting,
             State::Reserving { .. } | State::Connected { .. } => RelayStatus::Connected,
             State::AwaitingHop { last: true, .. } => RelayStatus::Connected,
             State::Reserved { .. } => RelayStatus::Reserved,
@@ -288,6 +319,7 @@ impl Relay {
                 attempts,
                 ref reason,
                 retry_at,
+                ..
             } => RelayStatus::GaveUp {
                 attempts,
                 reason: **reason,
@@ -304,13 +336,7 @@ impl Relay {
     pub(crate) fn standing(&self) -> Standing {
         Standing {
             holds_slot: holds_slot(self.status()),
-            eligible: matches!(
-                self.state,
-                State::Standby {
-                    eligible_at: None,
-                    ..
-                }
-            ),
+            eligible: matches!(self.state, State::Standby { eligible_at: None }),
             gives_way: matches!(self.state, State::Waiting { .. }),
             promoted: matches!(self.state, State::Promoted { .. }),
         }
@@ -319,11 +345,20 @@ impl Relay {
     /// When the engine must feed [`Input::TimerFired`]; `None` when no retry or dial is timed.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Waiting { deadline, .. }
-            | State::AwaitingHop { deadline, .. }
+            State::Waiting {
+                deadline,
+                recheck_at,
+                ..
+            } => Some(recheck_at.map_or(deadline, |at| at.min(deadline))),
+            State::AwaitingHop { deadline, .. }
             | State::Dialing { deadline, .. }
-            | State::Promoted { at: deadline, .. } => Some(deadline),
-            State::GaveUp { retry_at, .. } => retry_at,
+            | State::Rechecking { deadline, .. }
+            | State::Promoted { at: deadline } => Some(deadline),
+            State::GaveUp {
+                retry_at,
+                recheck_at,
+                ..
+            } => [retry_at, recheck_at].into_iter().flatten().min(),
             State::Standby { eligible_at, .. } => eligible_at,
             State::Reserving { .. } | State::Connected { .. } | State::Reserved { .. } | State::Paused => {
                 None
@@ -370,7 +405,11 @@ impl Relay {
                     State::Connected { goal } | State::Reserved { goal, .. } => {
                         self.lose_goal(goal, cause, env)
                     }
-                    State::Reserving { attempt, .. } => self.fail(attempt, false, cause, env),
+                    // The relay took the connection and dropped it before the goal: it is not restarting.
+                    State::Reserving { attempt, .. } => {
+                        self.restarting = false;
+                        self.fail(attempt, false, cause, env)
+                    }
                     // HOP cannot come on a connection that is gone: the refused try failed, and the retry
                     // announced for the fallback's deadline dials when it fires.
                     State::AwaitingHop {
@@ -378,6 +417,7 @@ impl Relay {
                         deadline,
                         last,
                     } => {
+                        self.restarting = false;
                         if last {
                             self.give_up(attempt, GiveUpReason::MaxAttempts, env);
                         } else {
@@ -385,11 +425,26 @@ impl Relay {
                             self.state = State::Waiting {
                                 attempt: attempt.saturating_add(1),
                                 deadline,
+                                recheck_at: None,
                             };
+                        }
+                    }
+                    // The reservation's listener closed before its connection: the retry was scheduled while
+                    // the relay was still connected, and a restarting relay is re-checked from now on.
+                    State::Waiting {
+                        attempt,
+                        deadline,
+                        recheck_at: None,
+                    } => {
+                        self.state = State::Waiting {
+                            attempt,
+                            deadline,
+                            recheck_at: self.next_recheck(env),
                         }
                     }
                     // A waiting retry dials instead of reserving when it fires; the others dial nothing now.
                     State::Waiting { .. }
+                    | State::Rechecking { .. }
                     | State::Dialing { .. }
                     | State::GaveUp { .. }
                     | State::Standby { .. }
@@ -403,9 +458,36 @@ impl Relay {
                 if connected {
                     return;
                 }
-                let (attempt, ours) = match self.state {
-                    State::Dialing { dial, attempt, .. } => (attempt, dial == Some(connection)),
-                    State::Waiting { attempt, .. } | State::Promoted { attempt, .. } => (attempt, false),
+                // The retries the keeper's own dial took, and the try the connection stands for: a re-check
+                // that connects stands for the retry it came before, so a relay that takes connections and
+                // drops them still runs out of retries.
+                let (made, attempt) = match self.state {
+                    State::Dialing { dial, attempt, .. } => {
+                        (if dial == Some(connection) { attempt } else { 0 }, attempt)
+                    }
+                    State::Waiting { attempt, .. } => (0, attempt),
+                    State::Promoted { .. } => (0, 0),
+                    State::Rechecking {
+                        dial,
+                        then: Resume::Retry { attempt, .. },
+                        ..
+                    } => {
+                        let made = attempt.saturating_sub(1);
+                        (if dial == connection { made } else { 0 }, attempt)
+                    }
+                    // Connected during a cool-down: the relay is back, and a fresh round reserves on it.
+                    State::Rechecking {
+                        dial,
+                        then: Resume::CoolDown { attempts, .. },
+                        ..
+                    } => {
+                        env.emit(Event::Reconnected {
+                            relay: env.relay,
+                            attempts: if dial == connection { attempts } else { 0 },
+                        });
+                        self.start_over(env);
+                        return;
+                    }
                     // Connected already, or not trying: the connection is recorded, nothing more.
                     State::Connected { .. }
                     | State::Reserving { .. }
@@ -416,10 +498,9 @@ impl Relay {
                     | State::Paused => return,
                 };
                 if self.outage_since.is_some() {
-                    let attempts = if ours { attempt } else { 0 };
                     env.emit(Event::Reconnected {
                         relay: env.relay,
-                        attempts,
+                        attempts: made,
                     });
                 }
                 self.on_connection(attempt, env);
@@ -428,18 +509,30 @@ impl Relay {
                 connection,
                 cause,
                 mistake,
+                refused,
             } => match self.state {
                 State::Dialing {
                     dial: Some(dial),
                     attempt,
                     ..
-                } if dial == connection => self.dial_failed(attempt, cause, mistake, env),
+                } if dial == connection => {
+                    self.restarting = refused;
+                    self.dial_failed(attempt, cause, mistake, env)
+                }
                 // The keeper yielded to another dial: its outcome is this retry's.
                 State::Dialing {
                     dial: None, attempt, ..
-                } => self.dial_failed(attempt, cause, mistake, env),
+                } => {
+                    self.restarting = refused;
+                    self.dial_failed(attempt, cause, mistake, env)
+                }
+                State::Rechecking { dial, then, .. } if dial == connection => {
+                    self.restarting = refused;
+                    self.recheck_failed(then, cause, mistake, env)
+                }
                 // Another dial than ours, or one that no longer matters: ours was aborted or superseded.
                 State::Dialing { .. }
+                | State::Rechecking { .. }
                 | State::Reserving { .. }
                 | State::Connected { .. }
                 | State::Reserved { .. }
@@ -466,8 +559,13 @@ impl Relay {
                         };
                     }
                 }
+                // Someone else's dial is in flight; if it connects, the relay is reserved from `Waiting`.
+                State::Rechecking { dial, then, .. } if dial == connection => {
+                    self.resume(then, env)
+                }
                 // A dial of ours that the keeper no longer waits for.
                 State::Dialing { .. }
+                | State::Rechecking { .. }
                 | State::Reserving { .. }
                 | State::Connected { .. }
                 | State::Reserved { .. }
@@ -494,6 +592,7 @@ impl Relay {
                 }
                 // A renewal of the live reservation, or an address of a listener the keeper gave up on.
                 State::Reserving { .. }
+                | State::Rechecking { .. }
                 | State::Reserved { .. }
                 | State::Dialing { .. }
                 | State::Connected { .. }
@@ -521,6 +620,7 @@ impl Relay {
                 // Not connected (the application's listener is not live yet), reservations off (the keeper
                 // holds none to replace), or paused (the keeper holds none while the node is public).
                 State::Waiting { .. }
+                | State::Rechecking { .. }
                 | State::AwaitingHop { .. }
                 | State::Promoted { .. }
                 | State::Reserving { .. }
@@ -546,6 +646,7 @@ impl Relay {
                 }
                 // A stale listener, or one whose connection closed: the closed connection is the news.
                 State::Reserving { .. }
+                | State::Rechecking { .. }
                 | State::Reserved { .. }
                 | State::Dialing { .. }
                 | State::Connected { .. }
@@ -562,6 +663,7 @@ impl Relay {
                 } if listener == id => self.give_up(attempt, GiveUpReason::NoRelayTransport, env),
                 // A stale listener.
                 State::Reserving { .. }
+                | State::Rechecking { .. }
                 | State::Dialing { .. }
                 | State::Connected { .. }
                 | State::Reserved { .. }
@@ -574,13 +676,20 @@ impl Relay {
             },
             Input::TimerFired => match self.state {
                 State::Dialing { attempt, .. } => {
-                    env.actions.push(Action::AbortDials);
-                    self.dials_timed_out = self.dials_timed_out.saturating_add(1);
+                    self.dial_timed_out(env);
                     self.fail(attempt, false, Cause::dial_timeout(), env)
                 }
-                State::Waiting { attempt, .. } | State::Promoted { attempt, .. } => {
-                    self.try_now(attempt, env)
+                State::Rechecking { then, .. } => {
+                    self.dial_timed_out(env);
+                    self.resume(then, env)
                 }
+                State::Waiting {
+                    attempt, deadline, ..
+                } if deadline <= env.now => self.try_now(attempt, env),
+                State::Waiting {
+                    attempt, deadline, ..
+                } => self.recheck(Resume::Retry { attempt, at: deadline }, env),
+                State::Promoted { .. } => self.try_now(0, env),
                 // The fallback came before HOP: the refused try counts.
                 State::AwaitingHop { attempt, last, .. } => {
                     if last {
@@ -591,14 +700,15 @@ impl Relay {
                     }
                 }
                 State::GaveUp {
-                    retry_at: Some(_), ..
-                } => self.start_over(env),
-                State::Standby { attempt, .. } => {
-                    self.state = State::Standby {
-                        attempt,
-                        eligible_at: None,
-                    }
-                }
+                    retry_at: Some(retry_at),
+                    ..
+                } if retry_at <= env.now => self.start_over(env),
+                State::GaveUp {
+                    attempts,
+                    retry_at: Some(retry_at),
+                    ..
+                } => self.recheck(Resume::CoolDown { attempts, retry_at }, env),
+                State::Standby { .. } => self.state = State::Standby { eligible_at: None },
                 // Nothing of these is timed.
                 State::GaveUp { retry_at: None, .. }
                 | State::Reserving { .. }
@@ -623,17 +733,12 @@ impl Relay {
                 State::GaveUp { .. } if connected && reserving && self.retryable() => self.start_over(env),
                 // A standby that waits out a refusal is eligible the moment the relay offers HOP.
                 State::Standby {
-                    attempt,
                     eligible_at: Some(_),
-                } if connected && reserving => {
-                    self.state = State::Standby {
-                        attempt,
-                        eligible_at: None,
-                    }
-                }
+                } if connected && reserving => self.state = State::Standby { eligible_at: None },
                 // Not connected (HOP on a connection that closed since), reservations off, a mistake that
                 // HOP does not cure, in the goal already, about to try, or paused.
                 State::Waiting { .. }
+                | State::Rechecking { .. }
                 | State::GaveUp { .. }
                 | State::Standby { .. }
                 | State::Dialing { .. }
@@ -653,6 +758,14 @@ impl Relay {
                     self.level = 0;
                     self.state = State::Dialing {
                         dial,
+                        attempt: 0,
+                        deadline,
+                    }
+                }
+                State::Rechecking { dial, deadline, .. } => {
+                    self.level = 0;
+                    self.state = State::Dialing {
+                        dial: Some(dial),
                         attempt: 0,
                         deadline,
                     }
@@ -685,19 +798,18 @@ impl Relay {
                     }
                     State::GaveUp { .. }
                     | State::Standby {
-                        eligible_at: Some(_), ..
+                        eligible_at: Some(_),
                     } if !self.network_reset && self.retryable() => {
                         self.network_reset = true;
                         self.start_over(env);
                     }
                     // Trying already, or about to: the try goes on, and the waits after it start from the base.
                     State::Dialing { .. }
+                    | State::Rechecking { .. }
                     | State::Reserving { .. }
                     | State::AwaitingHop { .. }
                     | State::Promoted { .. }
-                    | State::Standby {
-                        eligible_at: None, ..
-                    } if !self.network_reset => {
+                    | State::Standby { eligible_at: None } if !self.network_reset => {
                         self.network_reset = true;
                         self.level = 0;
                     }
@@ -707,6 +819,7 @@ impl Relay {
                     | State::Standby { .. }
                     | State::AwaitingHop { .. }
                     | State::Dialing { .. }
+                    | State::Rechecking { .. }
                     | State::Reserving { .. }
                     | State::Connected { .. }
                     | State::Reserved { .. }
@@ -725,6 +838,7 @@ impl Relay {
                     State::GaveUp { .. } => self.start_over(env),
                     // The new address is dialed by the next dial.
                     State::Dialing { .. }
+                    | State::Rechecking { .. }
                     | State::Reserving { .. }
                     | State::Connected { .. }
                     | State::Reserved { .. }
@@ -736,18 +850,18 @@ impl Relay {
                 }
             }
             Input::Promote { delay } => match self.state {
-                State::Standby { attempt, .. } => {
+                State::Standby { .. } => {
                     if delay.is_zero() {
-                        self.try_now(attempt, env);
+                        self.try_now(0, env);
                     } else {
                         self.state = State::Promoted {
-                            attempt,
                             at: env.now + delay,
                         };
                     }
                 }
                 // The pool promotes standbys only.
                 State::Dialing { .. }
+                | State::Rechecking { .. }
                 | State::Reserving { .. }
                 | State::Connected { .. }
                 | State::Reserved { .. }
@@ -758,20 +872,16 @@ impl Relay {
                 | State::Paused => {}
             },
             Input::Demote => match self.state {
-                State::Waiting { attempt, deadline } => {
+                // The outage's count ends with the move; the backoff level does not.
+                State::Waiting { deadline, .. } => {
                     self.state = State::Standby {
-                        attempt,
                         eligible_at: Some(deadline),
                     }
                 }
-                State::Promoted { attempt, .. } => {
-                    self.state = State::Standby {
-                        attempt,
-                        eligible_at: None,
-                    }
-                }
+                State::Promoted { .. } => self.state = State::Standby { eligible_at: None },
                 // The pool demotes only relays that give way or have not been dialed.
                 State::Dialing { .. }
+                | State::Rechecking { .. }
                 | State::Reserving { .. }
                 | State::Connected { .. }
                 | State::Reserved { .. }
@@ -781,9 +891,13 @@ impl Relay {
                 | State::Paused => {}
             },
             Input::Pause => match self.state {
-                // Nothing held; a relay that gave up stays given up.
-                State::GaveUp { .. } | State::Paused => {}
+                // Nothing held; a relay that gave up stays given up, and is not re-checked while paused.
+                State::GaveUp {
+                    ref mut recheck_at, ..
+                } => *recheck_at = None,
+                State::Paused => {}
                 State::Dialing { .. }
+                | State::Rechecking { .. }
                 | State::Reserving { .. }
                 | State::Connected { .. }
                 | State::Reserved { .. }
@@ -802,6 +916,7 @@ impl Relay {
                 State::Paused => self.start_over(env),
                 // Only a paused relay resumes.
                 State::Dialing { .. }
+                | State::Rechecking { .. }
                 | State::Reserving { .. }
                 | State::Connected { .. }
                 | State::Reserved { .. }
@@ -857,10 +972,17 @@ impl Relay {
         self.network_reset = false;
     }
 
-    /// Loses the goal reached at `goal`; its backoff level is forgiven if it held long enough.
+    /// Loses the goal reached at `goal`. If it held long enough, the relay's history is forgiven: the backoff
+    /// level and the presumption of a restart. If it did not, the relay flapped: the level stays, and the relay
+    /// is presumed to be restarting (so it is re-checked) unless it flapped too often in a row for that.
     fn lose_goal(&mut self, goal: Goal, cause: Cause, env: &mut Env<'_>) {
         if goal.held(env) {
             self.level = 0;
+            self.flaps = 0;
+            self.restarting = false;
+        } else {
+            self.flaps = self.flaps.saturating_add(1);
+            self.restarting = self.flaps <= MAX_PRESUMED_RESTARTS;
         }
         self.fail(0, false, cause, env)
     }
@@ -872,10 +994,7 @@ impl Relay {
         if env.paused {
             self.state = State::Paused;
         } else if env.config.max_reservations().is_some() {
-            self.state = State::Standby {
-                attempt: 0,
-                eligible_at: None,
-            };
+            self.state = State::Standby { eligible_at: None };
         } else {
             self.try_now(0, env);
         }
@@ -938,8 +1057,10 @@ impl Relay {
         let link = self.links.first().map(|(id, _)| *id);
         let not_yet = refused && cause.kind == CauseKind::HopUnsupported && self.hop_awaited_on != link;
         if !not_yet {
-            // Only a refusal is known to be cured by HOP; a replacement must back off, or the keeper would
-            // answer the application's listener with one of its own.
+            // The relay answered: it is not restarting. Only a refusal is known to be cured by HOP; a
+            // replacement must back off, or the keeper would answer the application's listener with one of
+            // its own.
+            self.restarting = false;
             self.fail(attempt, hop_since && refused, cause, env);
             return;
         }
@@ -976,25 +1097,103 @@ impl Relay {
     /// A dial failed; addresses it showed to be mistaken are never dialed again, and a relay left with none
     /// gives up at once.
     fn dial_failed(&mut self, attempt: u32, cause: Cause, mistake: Option<Mistake>, env: &mut Env<'_>) {
-        if let Some(mistake) = mistake {
-            let before = self.addrs.len();
-            self.addrs.retain(|addr| !mistake.covers(addr));
-            if self.addrs.is_empty() {
-                // The give-up's own warning names the fix.
-                self.give_up(attempt, mistake.reason, env);
-                return;
+        if self.drop_mistaken(attempt, &cause, mistake, env) {
+            self.fail(attempt, false, cause, env)
+        }
+    }
+
+    /// Drops the addresses a failed dial showed to be mistaken; a relay left with none gives up at once, after
+    /// `attempts` retries. Says whether the relay has addresses left.
+    fn drop_mistaken(&mut self, attempts: u32, cause: &Cause, mistake: Option<Mistake>, env: &mut Env<'_>) -> bool {
+        let Some(mistake) = mistake else {
+            return true;
+        };
+        let before = self.addrs.len();
+        self.addrs.retain(|addr| !mistake.covers(addr));
+        if self.addrs.is_empty() {
+            // The give-up's own warning names the fix.
+            self.give_up(attempts, mistake.reason, env);
+            return false;
+        }
+        if self.addrs.len() < before {
+            tracing::warn!(
+                relay = %env.relay,
+                reason = %mistake.reason,
+                error = %cause.message,
+                "dropped one of the relay's addresses: {}",
+                mistake.reason.fix()
+            );
+        }
+        true
+    }
+
+    /// The keeper's dial ran out of time and is aborted: the host does not answer, so it is not restarting,
+    /// and the next dial's limit doubles.
+    fn dial_timed_out(&mut self, env: &mut Env<'_>) {
+        env.actions.push(Action::AbortDials);
+        self.dials_timed_out = self.dials_timed_out.saturating_add(1);
+        self.restarting = false;
+    }
+
+    /// When to re-check the relay next: only while its host is presumed to be restarting it, nothing connects
+    /// it, the node is not paused, and it has a TCP address to be refused at.
+    fn next_recheck(&self, env: &mut Env<'_>) -> Option<Instant> {
+        if !self.restarting || !self.links.is_empty() || env.paused || !self.addrs.iter().any(is_tcp) {
+            return None;
+        }
+        env.backoff.recheck(env.config).map(|wait| env.now + wait)
+    }
+
+    /// Re-checks the relay now: dials its TCP addresses (a QUIC dial to a relay that is down would hold the
+    /// dial's failure for its whole handshake time-out), then goes back to `then` unless it connects.
+    fn recheck(&mut self, then: Resume, env: &mut Env<'_>) {
+        let tcp: Vec<Multiaddr> = self.addrs.iter().filter(|addr| is_tcp(addr)).cloned().collect();
+        let opts = DialOpts::peer_id(env.relay)
+            .addresses(tcp)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        tracing::debug!(relay = %env.relay, "re-checking a relay presumed restarting");
+        self.state = State::Rechecking {
+            dial: opts.connection_id(),
+            deadline: env.now + env.config.dial_limit(self.dials_timed_out, self.rtt.upper()),
+            then,
+        };
+        env.actions.push(Action::Dial(opts));
+    }
+
+    /// A re-check's dial failed: the counted schedule goes on, unless the failure showed every address to be
+    /// a mistake.
+    fn recheck_failed(&mut self, then: Resume, cause: Cause, mistake: Option<Mistake>, env: &mut Env<'_>) {
+        let made = match then {
+            Resume::Retry { attempt, .. } => attempt.saturating_sub(1),
+            Resume::CoolDown { attempts, .. } => attempts,
+        };
+        if self.drop_mistaken(made, &cause, mistake, env) {
+            self.resume(then, env);
+        }
+    }
+
+    /// Goes back to the counted schedule a re-check interrupted: what fell due meanwhile happens now.
+    fn resume(&mut self, then: Resume, env: &mut Env<'_>) {
+        match then {
+            Resume::Retry { attempt, at } if at <= env.now => self.try_now(attempt, env),
+            Resume::Retry { attempt, at } => {
+                self.state = State::Waiting {
+                    attempt,
+                    deadline: at,
+                    recheck_at: self.next_recheck(env),
+                }
             }
-            if self.addrs.len() < before {
-                tracing::warn!(
-                    relay = %env.relay,
-                    reason = %mistake.reason,
-                    error = %cause.message,
-                    "dropped one of the relay's addresses: {}",
-                    mistake.reason.fix()
-                );
+            Resume::CoolDown { retry_at, .. } if retry_at <= env.now => self.start_over(env),
+            Resume::CoolDown { attempts, retry_at } => {
+                self.state = State::GaveUp {
+                    attempts,
+                    reason: Box::new(GiveUpReason::MaxAttempts),
+                    retry_at: Some(retry_at),
+                    recheck_at: self.next_recheck(env),
+                }
             }
         }
-        self.fail(attempt, false, cause, env)
     }
 
     /// Try `failed` (0: the goal was lost, or the first try, which is no retry) did not reach the goal: retry
@@ -1016,6 +1215,7 @@ impl Relay {
         self.state = State::Waiting {
             attempt,
             deadline: env.now + delay,
+            recheck_at: self.next_recheck(env),
         };
         env.emit(Event::ReconnectScheduled {
             relay: env.relay,
@@ -1034,10 +1234,16 @@ impl Relay {
             .cooldown()
             .filter(|_| reason.is_retryable())
             .map(|cooldown| cooldown + env.backoff.delay(env.config, u32::MAX));
+        let retry_at = retry_in.map(|retry_in| env.now + retry_in);
+        // A pool's relay that gave up holds no slot, and a re-check that connected would take one unasked.
+        let recheck_at = retry_at
+            .filter(|_| env.config.max_reservations().is_none())
+            .and_then(|_| self.next_recheck(env));
         self.state = State::GaveUp {
             attempts,
             reason: Box::new(reason),
-            retry_at: retry_in.map(|retry_in| env.now + retry_in),
+            retry_at,
+            recheck_at,
         };
         env.emit(Event::GaveUp {
             relay: env.relay,

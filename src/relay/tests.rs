@@ -227,12 +227,13 @@ impl Driver {
     }
 }
 
-/// A dial `connection` failed the way a dead relay's does.
+/// A dial `connection` failed the way a dial to a host that is down does.
 fn dial_failed(connection: ConnectionId) -> Input {
     Input::DialFailed {
         connection,
-        cause: Cause::new(CauseKind::DialFailed, "connection refused"),
+        cause: Cause::new(CauseKind::DialFailed, "no route to host"),
         mistake: None,
+        refused: false,
     }
 }
 
@@ -281,6 +282,7 @@ fn a_mistaken_last_address_gives_up_at_once_and_only_revive_tries_again() {
             reason: GiveUpReason::WrongPeerId { found },
             addrs: None,
         }),
+        refused: false,
     });
     assert_eq!(driver.gave_up(), Some((0, GiveUpReason::WrongPeerId { found })));
     for input in [Input::NetworkChanged, Input::RetryNow] {
@@ -342,7 +344,8 @@ fn backoff_doubles_to_the_cap_then_gives_up_after_max_attempts() {
     let config = Config::default()
         .with_jitter(false)
         .with_max_attempts(Some(10))
-        .with_cooldown(None);
+        .with_cooldown(None)
+        .with_recheck(None);
     let mut driver = Driver::reserved(config);
     driver.disconnect();
     let mut waits = Vec::new();

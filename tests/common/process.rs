@@ -24,6 +24,7 @@ pub struct Process {
     lines: mpsc::UnboundedReceiver<String>,
     /// Every stdout line read so far.
     pub seen: Vec<String>,
+    transcript: Transcript,
 }
 
 /// The path of an example binary built by this `cargo test` run.
@@ -93,6 +94,7 @@ impl Process {
             child,
             lines,
             seen: Vec::new(),
+            transcript,
         }
     }
 
@@ -156,6 +158,15 @@ impl Process {
             (l == closed).then_some(())
         })
         .await
+    }
+
+    /// How many lines the process wrote to stderr so far contain `part` (its `RUST_LOG` log goes there).
+    pub fn stderr_count(&self, part: &str) -> usize {
+        let transcript = self.transcript.lock().unwrap();
+        transcript
+            .iter()
+            .filter(|l| l.strip_prefix("[err] ").is_some_and(|l| l.contains(part)))
+            .count()
     }
 
     /// How many lines read so far start with `prefix`.
