@@ -962,6 +962,8 @@ impl Engine {
 }
 
 #[cfg(test)]
+mod bad_day_tests;
+#[cfg(test)]
 mod fault_tests;
 #[cfg(test)]
 mod harness;

@@ -346,18 +346,14 @@ impl Relay {
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.state {
             State::Waiting {
-                deadline,
-                recheck_at,
-                ..
+                deadline, recheck_at, ..
             } => Some(recheck_at.map_or(deadline, |at| at.min(deadline))),
             State::AwaitingHop { deadline, .. }
             | State::Dialing { deadline, .. }
             | State::Rechecking { deadline, .. }
             | State::Promoted { at: deadline } => Some(deadline),
             State::GaveUp {
-                retry_at,
-                recheck_at,
-                ..
+                retry_at, recheck_at, ..
             } => [retry_at, recheck_at].into_iter().flatten().min(),
             State::Standby { eligible_at, .. } => eligible_at,
             State::Reserving { .. } | State::Connected { .. } | State::Reserved { .. } | State::Paused => {
@@ -560,9 +556,7 @@ impl Relay {
                     }
                 }
                 // Someone else's dial is in flight; if it connects, the relay is reserved from `Waiting`.
-                State::Rechecking { dial, then, .. } if dial == connection => {
-                    self.resume(then, env)
-                }
+                State::Rechecking { dial, then, .. } if dial == connection => self.resume(then, env),
                 // A dial of ours that the keeper no longer waits for.
                 State::Dialing { .. }
                 | State::Rechecking { .. }
@@ -688,7 +682,13 @@ impl Relay {
                 } if deadline <= env.now => self.try_now(attempt, env),
                 State::Waiting {
                     attempt, deadline, ..
-                } => self.recheck(Resume::Retry { attempt, at: deadline }, env),
+                } => self.recheck(
+                    Resume::Retry {
+                        attempt,
+                        at: deadline,
+                    },
+                    env,
+                ),
                 State::Promoted { .. } => self.try_now(0, env),
                 // The fallback came before HOP: the refused try counts.
                 State::AwaitingHop { attempt, last, .. } => {
@@ -732,9 +732,9 @@ impl Relay {
                 // What the relay lacked is there now: a fresh round, as after a cool-down.
                 State::GaveUp { .. } if connected && reserving && self.retryable() => self.start_over(env),
                 // A standby that waits out a refusal is eligible the moment the relay offers HOP.
-                State::Standby {
-                    eligible_at: Some(_),
-                } if connected && reserving => self.state = State::Standby { eligible_at: None },
+                State::Standby { eligible_at: Some(_) } if connected && reserving => {
+                    self.state = State::Standby { eligible_at: None }
+                }
                 // Not connected (HOP on a connection that closed since), reservations off, a mistake that
                 // HOP does not cure, in the goal already, about to try, or paused.
                 State::Waiting { .. }
@@ -796,10 +796,9 @@ impl Relay {
                         self.level = 0;
                         self.try_now(0, env);
                     }
-                    State::GaveUp { .. }
-                    | State::Standby {
-                        eligible_at: Some(_),
-                    } if !self.network_reset && self.retryable() => {
+                    State::GaveUp { .. } | State::Standby { eligible_at: Some(_) }
+                        if !self.network_reset && self.retryable() =>
+                    {
                         self.network_reset = true;
                         self.start_over(env);
                     }
@@ -809,7 +808,9 @@ impl Relay {
                     | State::Reserving { .. }
                     | State::AwaitingHop { .. }
                     | State::Promoted { .. }
-                    | State::Standby { eligible_at: None } if !self.network_reset => {
+                    | State::Standby { eligible_at: None }
+                        if !self.network_reset =>
+                    {
                         self.network_reset = true;
                         self.level = 0;
                     }
@@ -854,9 +855,7 @@ impl Relay {
                     if delay.is_zero() {
                         self.try_now(0, env);
                     } else {
-                        self.state = State::Promoted {
-                            at: env.now + delay,
-                        };
+                        self.state = State::Promoted { at: env.now + delay };
                     }
                 }
                 // The pool promotes standbys only.
@@ -1104,7 +1103,13 @@ impl Relay {
 
     /// Drops the addresses a failed dial showed to be mistaken; a relay left with none gives up at once, after
     /// `attempts` retries. Says whether the relay has addresses left.
-    fn drop_mistaken(&mut self, attempts: u32, cause: &Cause, mistake: Option<Mistake>, env: &mut Env<'_>) -> bool {
+    fn drop_mistaken(
+        &mut self,
+        attempts: u32,
+        cause: &Cause,
+        mistake: Option<Mistake>,
+        env: &mut Env<'_>,
+    ) -> bool {
         let Some(mistake) = mistake else {
             return true;
         };

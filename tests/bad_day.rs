@@ -244,7 +244,10 @@ impl Relay {
     }
 
     fn id(&self) -> &str {
-        self.addr.rsplit("/p2p/").next().expect("an address ending in /p2p/<id>")
+        self.addr
+            .rsplit("/p2p/")
+            .next()
+            .expect("an address ending in /p2p/<id>")
     }
 
     /// SIGKILL; returns once the process is gone.
@@ -395,9 +398,11 @@ impl Node {
         let listener = Recorded::new("dcutr --mode listen", listener);
         let want = pool.unwrap_or(relays.len());
         let reserved_at = listener
-            .expect(&format!("`keeper reserved` for {want} relays"), SETUP_LIMIT, |lines| {
-                reserved(lines, started).get(want - 1).map(|(at, _)| *at)
-            })
+            .expect(
+                &format!("`keeper reserved` for {want} relays"),
+                SETUP_LIMIT,
+                |lines| reserved(lines, started).get(want - 1).map(|(at, _)| *at),
+            )
             .await;
         sleep_until(reserved_at + HOLD).await;
         let lost = listener.snapshot().into_iter().find(|(at, line)| {
@@ -548,7 +553,13 @@ async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
 const HEADER: &str = "| scenario | transport | settings | figure | n | median (s) | p95 (s) | max (s) | raw (s) |\n|---|---|---|---|---|---|---|---|---|";
 
 /// One table row: median, p95 (nearest rank) and max over the runs that got there, and every run's value.
-fn row(scenario: &str, transport: Transport, settings: Settings, figure: &str, values: &[Option<f64>]) -> String {
+fn row(
+    scenario: &str,
+    transport: Transport,
+    settings: Settings,
+    figure: &str,
+    values: &[Option<f64>],
+) -> String {
     let mut got: Vec<f64> = values.iter().flatten().copied().collect();
     got.sort_by(f64::total_cmp);
     let never = values.len() - got.len();
@@ -596,7 +607,10 @@ async fn scenario(scenario: Scenario, transport: Transport, settings: Settings) 
     }
     println!("{HEADER}");
     for (figure, values) in &figures {
-        println!("{}", row(&scenario.describe(), transport, settings, figure, values));
+        println!(
+            "{}",
+            row(&scenario.describe(), transport, settings, figure, values)
+        );
     }
     println!("(wall time {:.0} s)", started.elapsed().as_secs_f64());
 }

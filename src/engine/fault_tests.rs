@@ -18,7 +18,7 @@ use libp2p::{
 use proptest::prelude::*;
 
 use super::{
-    harness::{circuit, hop_refusal, relay_addr, Harness},
+    harness::{circuit, hop_refusal, refusal, relay_addr, Harness},
     Command,
 };
 use crate::{handler::ToBehaviour, Config, Event, MAX_PRESUMED_RESTARTS};
@@ -31,8 +31,10 @@ const PROBE_CUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Copy)]
 enum Fault {
     /// The relay goes away with every connection and is back after this long, freshly started: it refuses
-    /// reservations until identify told it its address.
+    /// reservations until identify told it its address. Its host stays up and refuses dials meanwhile.
     Restart(Duration),
+    /// Like a restart, but the relay's host is down: dials fail without a refusal.
+    HostDown(Duration),
     /// Nothing passes for this long: the live link falls silent (the probe cuts it), dials hang until the
     /// black hole ends or their time limit.
     BlackHole(Duration),
@@ -61,6 +63,8 @@ struct Sim {
     relay: PeerId,
     addr: Multiaddr,
     up: bool,
+    /// While the relay is down, its host refuses dials (it is up; the relay process is not).
+    host_refuses: bool,
     /// Until when the relay is down: restarts that overlap end with the last of them.
     down_until: Instant,
     black_hole: bool,
@@ -78,6 +82,8 @@ struct Sim {
     dialed_at: Vec<Instant>,
     gave_up: bool,
     reserved_at: Option<Instant>,
+    /// The counted retries announced: their number and wait.
+    scheduled: Vec<(u32, Duration)>,
 }
 
 impl Sim {
@@ -90,6 +96,7 @@ impl Sim {
             relay,
             addr,
             up: true,
+            host_refuses: true,
             down_until: now,
             black_hole: false,
             dark_until: now,
@@ -103,6 +110,7 @@ impl Sim {
             dialed_at: Vec::new(),
             gave_up: false,
             reserved_at: None,
+            scheduled: Vec::new(),
         };
         let addr = sim.addr.clone();
         sim.harness.add_relay(&addr);
@@ -140,7 +148,7 @@ impl Sim {
                 } else if self.up {
                     self.connect(id);
                 } else {
-                    self.harness.fail_dial(self.relay, id, &DialError::Aborted);
+                    self.fail_dial(id);
                 }
             }
             Command::Listen(opts) => {
@@ -172,12 +180,25 @@ impl Sim {
             Command::RemoveListener(id) if self.listener == Some(id) => self.listener = None,
             Command::Emit(Event::Reserved { .. }) => self.reserved_at = Some(now),
             Command::Emit(Event::GaveUp { .. }) => self.gave_up = true,
+            Command::Emit(Event::ReconnectScheduled { attempt, delay, .. }) => {
+                self.scheduled.push((attempt, delay))
+            }
             Command::Close { .. }
             | Command::RemoveListener(_)
             | Command::KeepAlive { .. }
             | Command::ProbeNow { .. }
             | Command::Emit(_) => {}
         }
+    }
+
+    /// A dial to the relay while it is down fails: refused, or unanswered if its host is down too.
+    fn fail_dial(&mut self, id: ConnectionId) {
+        let error = if self.host_refuses {
+            refusal(&self.addr)
+        } else {
+            DialError::Aborted
+        };
+        self.harness.fail_dial(self.relay, id, &error);
     }
 
     fn connect(&mut self, id: ConnectionId) {
@@ -220,7 +241,7 @@ impl Sim {
                     if self.up {
                         self.connect(id);
                     } else {
-                        self.harness.fail_dial(self.relay, id, &DialError::Aborted);
+                        self.fail_dial(id);
                     }
                 }
             }
@@ -237,7 +258,8 @@ impl Sim {
     fn fault(&mut self, fault: Fault) {
         let now = self.harness.now;
         match fault {
-            Fault::Restart(down) => {
+            Fault::Restart(down) | Fault::HostDown(down) => {
+                self.host_refuses = matches!(fault, Fault::Restart(_));
                 self.down_until = self.down_until.max(now + down);
                 self.up = false;
                 self.offers_hop = false;
@@ -303,6 +325,7 @@ fn fault() -> impl Strategy<Value = Fault> {
     let ms = |range: std::ops::Range<u64>| range.prop_map(Duration::from_millis);
     prop_oneof![
         4 => ms(0..300_000).prop_map(Fault::Restart),
+        2 => ms(0..300_000).prop_map(Fault::HostDown),
         2 => ms(0..120_000).prop_map(Fault::BlackHole),
         3 => Just(Fault::FalseCut),
         1 => Just(Fault::Refusal),
@@ -355,7 +378,7 @@ fn dials_in(config: Config, minutes: u64, flaps: bool) -> (usize, bool) {
     let start = sim.harness.now;
     let end = start + Duration::from_secs(60 * minutes);
     if !flaps {
-        sim.fault(Fault::Restart(end - start));
+        sim.fault(Fault::HostDown(end - start));
     }
     let dials_at_start = sim.dialed_at.len();
     while sim.harness.now < end {
@@ -393,6 +416,89 @@ fn a_relay_that_keeps_falling_over_is_dialed_no_more_often_than_one_that_stays_d
         assert!(
             flapping >= 3,
             "seed {seed}: the flapping relay is retried ({flapping} dials)"
+        );
+    }
+}
+
+/// The bad day's crash loop: the relay is up 3 s and down 1 s, five times, then up for good.
+fn crash_loop(config: Config) -> (Sim, Instant) {
+    let mut sim = Sim::new(config);
+    sim.run_for(Duration::from_secs(30));
+    for _ in 0..5 {
+        sim.run_for(Duration::from_secs(3));
+        sim.fault(Fault::Restart(Duration::from_secs(1)));
+    }
+    sim.reserved_at = None;
+    let stays_up = sim.harness.now + Duration::from_secs(1);
+    (sim, stays_up)
+}
+
+#[test]
+fn a_crash_loop_is_never_given_up_and_is_reserved_within_ten_seconds_of_staying_up() {
+    for seed in 0..200 {
+        let (mut sim, stays_up) = crash_loop(Config::default().with_rng_seed(seed));
+        sim.run_until(stays_up + Duration::from_secs(10));
+        assert!(!sim.gave_up, "seed {seed}");
+        assert!(
+            sim.reserved_at.is_some(),
+            "seed {seed}: not reserved 10 s after the relay stayed up: {:?}",
+            sim.harness.engine.status(&sim.relay)
+        );
+    }
+}
+
+#[test]
+fn a_crash_loops_counted_retries_are_damped() {
+    let (mut sim, stays_up) = crash_loop(Config::default().with_jitter(false).with_rng_seed(1));
+    sim.run_until(stays_up + Duration::from_secs(10));
+    let first_waits: Vec<Duration> = sim
+        .scheduled
+        .iter()
+        .filter(|(attempt, _)| *attempt == 1)
+        .map(|(_, wait)| *wait)
+        .collect();
+    assert!(first_waits.len() >= 2, "{:?}", sim.scheduled);
+    assert!(
+        first_waits.windows(2).all(|pair| pair[0] < pair[1]),
+        "each loss in the loop waits longer than the one before: {first_waits:?}"
+    );
+}
+
+/// 1,000 clients of one relay that restarts and is down for `down`, its host refusing, each client with its own
+/// seed on the same clock: when the first of each dials after the relay listens again.
+fn herd_arrivals(down: Duration) -> Vec<Duration> {
+    (0..1_000)
+        .map(|client| {
+            let mut sim = Sim::new(Config::default().with_rng_seed(client));
+            sim.run_for(Duration::from_secs(30));
+            let back = sim.harness.now + down;
+            sim.fault(Fault::Restart(down));
+            sim.run_until(back + Duration::from_secs(10));
+            let arrival = sim.dialed_at.iter().find(|at| **at >= back);
+            *arrival.expect("a dial after the relay is back") - back
+        })
+        .collect()
+}
+
+#[test]
+fn a_herd_comes_back_within_the_recheck_window_and_spread_over_it() {
+    let window = Config::default().recheck().expect("re-checks by default");
+    for down in [Duration::from_secs(30), Duration::from_secs(150)] {
+        let arrivals = herd_arrivals(down);
+        let last = arrivals.iter().max().unwrap();
+        assert!(
+            *last <= window.end,
+            "down {down:?}: the last client came after {last:?}"
+        );
+        let mut per_100_ms = BTreeMap::new();
+        for arrival in &arrivals {
+            *per_100_ms.entry(arrival.as_millis() / 100).or_insert(0) += 1;
+        }
+        let busiest = per_100_ms.values().max().unwrap();
+        assert!(
+            *busiest <= arrivals.len() / 20,
+            "down {down:?}: {busiest} of {} clients in one 100 ms: {per_100_ms:?}",
+            arrivals.len()
         );
     }
 }

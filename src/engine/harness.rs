@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::{
     core::{
-        transport::{ListenerId, PortUse},
+        transport::{ListenerId, PortUse, TransportError},
         ConnectedPoint, Endpoint,
     },
     multiaddr::Protocol,
@@ -42,6 +42,12 @@ pub(crate) fn hop_refusal() -> std::io::Error {
     std::io::Error::other(libp2p::relay::client::transport::Error::Reservation(
         libp2p::relay::outbound::hop::ReserveError::Unsupported,
     ))
+}
+
+/// How a dial to `addr` fails when the relay's host is up and nothing listens: refused, as the swarm nests it.
+pub(crate) fn refusal(addr: &Multiaddr) -> DialError {
+    let refused = std::io::Error::other(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+    DialError::Transport(vec![(addr.clone(), TransportError::Other(refused))])
 }
 
 /// An outbound connection dialed at `addr`.

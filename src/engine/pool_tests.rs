@@ -9,7 +9,7 @@ use libp2p::{
 };
 
 use super::{
-    harness::{circuit, dials, events, fast, hop_refusal, listener, listens, relay_addr, Harness},
+    harness::{self, circuit, dials, events, fast, hop_refusal, listener, listens, relay_addr, Harness},
     *,
 };
 use crate::handler::ToBehaviour;
@@ -1098,4 +1098,72 @@ mod properties {
             }
         }
     }
+}
+
+/// Runs a pool whose every dial fails with `error` for `rounds` of its deadlines; returns its events and, for
+/// each dial, the relay dialed and whether it was a standby a moment before.
+fn fail_every_dial(
+    harness: &mut Harness,
+    rounds: usize,
+    error: impl Fn(&Multiaddr) -> DialError,
+    relays: &[(PeerId, Multiaddr)],
+) -> (Vec<Event>, Vec<(PeerId, bool)>) {
+    let (mut seen, mut dialed) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let before: Vec<RelayStatus> = statuses(harness, relays);
+        for command in harness.drain() {
+            match command {
+                Command::Dial(opts) => {
+                    let peer = opts.get_peer_id().unwrap();
+                    let index = relays.iter().position(|(p, _)| *p == peer).unwrap();
+                    dialed.push((peer, before[index] == RelayStatus::Standby));
+                    harness.fail_dial(peer, opts.connection_id(), &error(&relays[index].1));
+                }
+                Command::Emit(event) => seen.push(event),
+                _ => {}
+            }
+        }
+        harness.advance_to_timeout();
+    }
+    (seen, dialed)
+}
+
+#[test]
+fn a_relay_moved_to_standby_and_promoted_again_counts_its_outage_from_retry_one() {
+    let config = fast().with_max_attempts(Some(2));
+    let (mut harness, relays, held) = reserved_pool_with(config, 1, 2);
+    let (lost, connection) = held[0];
+    harness.close(lost, connection, &addr_of(&relays, lost));
+    let (seen, dialed) = fail_every_dial(&mut harness, 200, |_| DialError::Aborted, &relays);
+    let attempts: Vec<u32> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::ReconnectScheduled { attempt, .. } => Some(*attempt),
+            _ => None,
+        })
+        .collect();
+    assert!(attempts.len() > 50, "{attempts:?}");
+    assert!(
+        attempts.iter().all(|a| *a == 1),
+        "every promotion starts a fresh count: {attempts:?}"
+    );
+    assert!(!seen.iter().any(|e| matches!(e, Event::GaveUp { .. })));
+    let promoted = |peer: PeerId| dialed.iter().filter(|(p, _)| *p == peer).count();
+    assert!(
+        promoted(relays[0].0) > 20 && promoted(relays[1].0) > 20,
+        "{dialed:?}"
+    );
+}
+
+#[test]
+fn standbys_are_not_rechecked() {
+    let (mut harness, relays, held) = reserved_pool_with(slow(), 1, 2);
+    let (lost, connection) = held[0];
+    harness.close(lost, connection, &addr_of(&relays, lost));
+    let (_, dialed) = fail_every_dial(&mut harness, 100, harness::refusal, &relays);
+    assert!(dialed.len() > 20, "the held relay is re-checked: {dialed:?}");
+    assert!(
+        dialed.iter().all(|(_, standby)| !standby),
+        "a standby is dialed only once promoted: {dialed:?}"
+    );
 }

@@ -24,11 +24,7 @@ fn closed_tcp_addr() -> Multiaddr {
 fn tcp_swarm() -> Swarm<dummy::Behaviour> {
     SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(
-            Default::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_tcp(Default::default(), noise::Config::new, yamux::Config::default)
         .unwrap()
         .with_behaviour(|_| dummy::Behaviour)
         .unwrap()
@@ -40,11 +36,7 @@ fn tcp_swarm() -> Swarm<dummy::Behaviour> {
 fn full_swarm() -> Swarm<relay::client::Behaviour> {
     SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(
-            Default::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_tcp(Default::default(), noise::Config::new, yamux::Config::default)
         .unwrap()
         .with_quic()
         .with_dns()
