@@ -10,9 +10,10 @@ const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// Configuration of a [`RelayKeeper`](crate::RelayKeeper).
 ///
 /// By default waits start at 5 s and double up to 60 s, with full jitter, for at most 10 retries per outage,
-/// then a 10 minute cool-down and a fresh round; a circuit reservation is kept on every relay, a dial may take
-/// 10 s, and each relay connection not heard from for 3 s is probed, with a timeout of at least 1.3 s (a
-/// silent death on a fast link is reported within 5.6 s).
+/// then a 10 minute cool-down and a fresh round; a relay whose host refuses connections is re-checked every
+/// 2-5 s meanwhile, and a reservation that held 10 s forgives the backoff. A circuit reservation is kept on
+/// every relay, a dial may take 10 s, and each relay connection not heard from for 3 s is probed, with a
+/// timeout of at least 1.3 s.
 ///
 /// ```
 /// use std::time::Duration;
@@ -546,6 +547,17 @@ mod tests {
                 .dial_limit(0, None),
             MIN_DELAY
         );
+    }
+
+    #[test]
+    fn a_recheck_window_is_clamped_and_never_runs_backwards() {
+        let second = Duration::from_secs(1);
+        let window = |w| Config::default().with_recheck(Some(w)).recheck();
+        assert_eq!(window(Duration::ZERO..second), Some(MIN_DELAY..second));
+        assert_eq!(window(2 * second..second), Some(2 * second..2 * second));
+        assert_eq!(window(second..Duration::MAX), Some(second..MAX_DELAY));
+        assert_eq!(Config::default().with_recheck(None).recheck(), None);
+        assert_eq!(Config::default().recheck(), Some(DEFAULT_RECHECK));
     }
 
     #[test]

@@ -27,8 +27,8 @@ pub enum Event {
     Reconnected {
         /// The relay.
         relay: PeerId,
-        /// The retries this outage took until the connection was back; 0 when a dial that the keeper did not
-        /// make restored it.
+        /// The counted retries this outage took until the connection was back (a re-check of a refusing relay
+        /// that connects is not one of them); 0 when a dial that the keeper did not make restored it.
         attempts: u32,
     },
     /// A circuit reservation on the relay is live, for the first time or restored. Not raised on renewals.

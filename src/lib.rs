@@ -99,12 +99,22 @@
 //!                                               HOP on a live connection──▶ Connecting
 //! ```
 //!
+//! While dials to the relay are refused (its host is up, its relay is restarting), `Waiting` and `GaveUp` also
+//! re-check it every few seconds ([`Config::with_recheck`]): `Connecting` without a retry counted, and back
+//! where they were if refused again.
+//!
 //! - Retries of one outage, re-dials and re-reservations alike, are numbered 1, 2, ... and `max_attempts`
 //!   counts them: the keeper gives up after that many failed retries of one outage, and reaching the goal
 //!   resets the count. The waits follow a backoff level of their own: the wait before a retry is uniform in
 //!   `[0, Config::backoff_bound(level))`, the level rises by one with each wait, and a new outage goes on from
-//!   the level the last one ended at until the goal has held for [`Config::with_forgive_after`] (60 s by
-//!   default). Forgiveness shapes the waits, never the give-up. The dial made by `add_relay` is not a retry.
+//!   the level the last one ended at until the goal has held for [`Config::with_forgive_after`]. Forgiveness
+//!   shapes the waits, never the give-up. The dial made by `add_relay` is not a retry, nor is a re-check, and a
+//!   pool's move to standby ends the outage's count: a promotion starts a fresh one.
+//! - A relay that restarts on a host that is up is used within seconds of listening again, whatever the
+//!   backoff: refused dials (they cost the relay nothing) start re-checks of its TCP addresses between the
+//!   counted retries, through a give-up too, until one connects or a dial fails some other way. A relay that
+//!   loses its reservation again soon after reaching it is presumed to be restarting as well
+//!   ([`MAX_PRESUMED_RESTARTS`] times in a row), so a crash loop is reserved soon after it stays up.
 //! - A connection loss is the last direct connection to the relay closing; relayed connections do not count.
 //!   The keeper probes each direct connection to a kept relay with the ping protocol's echo
 //!   ([`Config::with_probe`]: a ping on a stream kept open once a link was not heard from for 3 s, late after
@@ -134,9 +144,9 @@
 //! - A relay that gave up after too many retries starts a fresh round after the cool-down
 //!   ([`Config::with_cooldown`], 10 minutes and a jitter below the cap by default), so an unattended node is
 //!   never unreachable for good; [`Event::GaveUp`] says when (`retry_in`).
-//! - A relay that keeps falling over right after coming back backs off longer each time (the level above), and
-//!   in a pool loses its slot to a standby, but is never given up for it: each time it is back, its count
-//!   starts over.
+//! - A relay that keeps falling over right after coming back backs off longer each time in its counted retries
+//!   (the level above), and in a pool loses its slot to a standby, but is never given up for it: each time it
+//!   is back, its count starts over.
 //! - [`RelayKeeper::circuit_addrs`] lists the circuit addresses live right now; [`Event::Reachable`] and
 //!   [`Event::Unreachable`] say when the first comes up and the last goes away.
 //! - With the `metrics` feature, `RelayKeeper::with_metrics` registers Prometheus metrics.

@@ -6,13 +6,15 @@ use crate::GiveUpReason;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RelayStatus {
-    /// A dial to the relay is in flight.
+    /// A dial to the relay is in flight: a retry, the first try, or a re-check of a relay whose host refused
+    /// ([`Config::with_recheck`](crate::Config::with_recheck)).
     Connecting,
     /// Connected directly to the relay. With reservations on, a reservation request is in flight.
     Connected,
     /// A circuit reservation on the relay is live: the node is reachable through it.
     Reserved,
-    /// Retry `attempt` (1-based) of the current outage is scheduled and its wait is running.
+    /// Retry `attempt` (1-based) of the current outage is scheduled and its wait is running (a refusing relay
+    /// is re-checked meanwhile).
     Waiting {
         /// The number of the retry that is due next.
         attempt: u32,
