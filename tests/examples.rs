@@ -3,6 +3,7 @@
 mod common;
 
 use common::process::{example_binary, free_port, quic_addr, Process, LOOPBACK};
+use futures::future::join_all;
 
 #[tokio::test]
 async fn listener_stays_reachable_across_a_killed_relay_then_gives_up() {
@@ -211,4 +212,45 @@ fn shape(line: &str) -> String {
         }
     }
     shaped
+}
+
+/// A relay with 50 listeners kept on it restarts after 8 s down, its host refusing meanwhile: the listeners'
+/// re-checks bring them back spread over the re-check window, not in one burst. Prints when each came back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_listeners_come_back_spread_over_the_recheck_window() {
+    const LISTENERS: u32 = 50;
+    let port = free_port();
+    let (relay, relay_addr) = LOOPBACK.relay_server(port, &["--no-rate-limits"]).await;
+    let mut listeners: Vec<Process> = (0..LISTENERS)
+        .map(|i| LOOPBACK.dcutr("listen", &(100 + i).to_string(), &relay_addr, &[]))
+        .collect();
+    let reserved = |l: &str| l.starts_with("keeper reserved ").then_some(());
+    join_all(
+        listeners
+            .iter_mut()
+            .map(|l| l.wait_line("a reservation", reserved)),
+    )
+    .await;
+
+    relay.kill().await;
+    // The fault's length: long enough that every listener's first retry is refused.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let (relay, _) = LOOPBACK.relay_server(port, &["--no-rate-limits"]).await;
+    let back = std::time::Instant::now();
+    let came_back = join_all(listeners.iter_mut().map(|l| async {
+        l.wait_line("the reservation again", reserved).await;
+        back.elapsed()
+    }))
+    .await;
+    let mut per_100_ms = std::collections::BTreeMap::new();
+    for after in &came_back {
+        *per_100_ms.entry(after.as_millis() / 100).or_insert(0u32) += 1;
+    }
+    println!("listeners reserved again, per 100 ms after the relay listened: {per_100_ms:?}");
+    let busiest = per_100_ms.values().max().copied().unwrap_or_default();
+    assert!(
+        busiest <= LISTENERS / 5 && per_100_ms.len() >= 10,
+        "the herd came back in a burst: {per_100_ms:?}"
+    );
+    relay.kill().await;
 }
