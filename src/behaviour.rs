@@ -256,7 +256,7 @@ impl NetworkBehaviour for RelayKeeper {
                 engine.on_new_listen_addr(listener_id, addr, now)
             }
             FromSwarm::ExpiredListenAddr(ExpiredListenAddr { listener_id, addr }) => {
-                engine.on_expired_listen_addr(listener_id, addr)
+                engine.on_expired_listen_addr(listener_id, addr, now)
             }
             FromSwarm::ListenerClosed(ListenerClosed { listener_id, reason }) => {
                 engine.on_listener_closed(listener_id, reason, now)

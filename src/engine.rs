@@ -32,7 +32,8 @@ use crate::{
     mistake::Mistake,
     pool::{Decision, Pool, Standing, View},
     refusal::dial_refused,
-    relay::{Action, Env, Input, Link, Relay, Transition},
+    link::Connection,
+    relay::{Action, Env, Input, Relay, Transition},
     AddRelayError, Cause, CauseKind, Config, Event, GiveUpReason, RelayStatus, MAX_DISCOVERED,
 };
 
@@ -107,12 +108,9 @@ impl Shared {
     }
 }
 
-/// A kept relay: its state machine, and what the node is reachable at through it.
+/// A kept relay: its state machine, and how the keeper came to keep it.
 struct Kept {
     relay: Relay,
-    /// The live circuit addresses of the keeper's (or an adopted) listener on the relay. They live here, not in
-    /// a second table keyed by the 80-byte `PeerId` (BENCHMARKS.md, memory per kept relay).
-    circuits: Vec<(ListenerId, Multiaddr)>,
     /// Found among connected peers ([`Config::with_discovery`]) rather than given to `add_relay`.
     discovered: bool,
 }
@@ -125,7 +123,7 @@ pub(crate) struct Engine {
     relays: HashMap<PeerId, Box<Kept>>,
     /// Direct (not relayed) connections of every peer that is not a kept relay (a kept relay holds its own),
     /// with the address each was dialed at; a relay may be connected before it is added.
-    connections: HashMap<PeerId, Vec<Link>>,
+    connections: HashMap<PeerId, Vec<Connection>>,
     /// Circuit listeners the keeper opened or adopted, and their relay.
     listeners: HashMap<ListenerId, PeerId>,
     /// Every relay's deadline, earliest first; at most one per relay.
@@ -156,7 +154,7 @@ pub(crate) struct Engine {
 
 impl View for HashMap<PeerId, Box<Kept>> {
     fn connected(&self, relay: &PeerId) -> bool {
-        self.get(relay).is_some_and(|kept| !kept.relay.links().is_empty())
+        self.get(relay).is_some_and(|kept| !kept.relay.connections().is_empty())
     }
 
     fn discovered(&self, relay: &PeerId) -> bool {
@@ -238,16 +236,8 @@ impl Engine {
         self.keep_alive(peer, &links, true);
         tracing::debug!(relay = %peer, %addr, connected = !links.is_empty(), discovered, "relay added");
         let (relay, transition) = Relay::new(addr, links, &mut self.shared.env(peer, now));
-        let circuits = Vec::new();
         self.discovered += usize::from(discovered);
-        self.relays.insert(
-            peer,
-            Box::new(Kept {
-                relay,
-                circuits,
-                discovered,
-            }),
-        );
+        self.relays.insert(peer, Box::new(Kept { relay, discovered }));
         self.count_candidates();
         self.apply(peer, transition, now);
         // While paused nothing is promoted, so nothing is displaced either.
@@ -284,44 +274,59 @@ impl Engine {
     }
 
     pub(crate) fn remove_relay(&mut self, relay: &PeerId, now: Instant) -> bool {
-        if !self.relays.contains_key(relay) {
+        if !self.drop_relay(*relay, now) {
             return false;
         }
-        self.commands.retain(|command| !command.concerns(relay));
-        // After the relay's queued events are dropped: the node's loss of its last circuit is news.
-        self.forget_circuits(*relay, |_, _| false);
-        let Some(kept) = self.relays.remove(relay) else {
-            return false;
-        };
-        let Kept {
-            relay: removed,
-            discovered,
-            ..
-        } = *kept;
-        self.discovered -= usize::from(discovered);
-        self.count_candidates();
-        if let Some(deadline) = removed.deadline() {
-            self.deadlines.remove(&(deadline, *relay));
-        }
-        self.metrics
-            .on_transition(Some(self.status_of(&removed)), None, None, now);
-        if let Some(pool) = &mut self.pool {
-            pool.update(*relay, Standing::default());
-        }
-        self.listeners.retain(|_, peer| peer != relay);
-        if let Some(id) = removed.own_listener() {
-            self.commands.push_back(Command::RemoveListener(id));
-        }
-        let links = removed.into_links();
-        tracing::debug!(%relay, "relay removed");
-        // Stopping released every connection and ended the pool's decisions.
+        // Stopping ended the pool's decisions.
         if !self.stopped {
-            self.keep_alive(*relay, &links, false);
             self.settle(now);
             self.report_short(*relay);
         }
-        if !links.is_empty() {
-            self.connections.insert(*relay, links);
+        true
+    }
+
+    /// Stops keeping `peer`. Its removal is its last input: its listener is withdrawn, and if it was the last
+    /// relay the node was reachable through, the node is unreachable. Its connections go back to the peers
+    /// that are not kept. Says whether it was kept.
+    fn drop_relay(&mut self, peer: PeerId, now: Instant) -> bool {
+        let Some(kept) = self.relays.remove(&peer) else {
+            return false;
+        };
+        let Kept {
+            relay: mut removed,
+            discovered,
+        } = *kept;
+        self.commands.retain(|command| !command.concerns(&peer));
+        let status = self.status_of(&removed);
+        let transition = removed.on(Input::Removed, &mut self.shared.env(peer, now));
+        self.listeners.retain(|_, relay| *relay != peer);
+        // The node's loss of its last circuit is news before the listener goes. A stopped keeper follows
+        // reachability no longer.
+        if transition.reachable.0 && !self.stopped {
+            self.lost_reachability(peer);
+        }
+        for action in std::mem::take(&mut self.shared.actions) {
+            if let Action::RemoveListener(id) = action {
+                self.commands.push_back(Command::RemoveListener(id));
+            }
+        }
+        self.discovered -= usize::from(discovered);
+        self.count_candidates();
+        if let Some(deadline) = transition.deadline.0 {
+            self.deadlines.remove(&(deadline, peer));
+        }
+        self.metrics.on_transition(Some(status), None, None, now);
+        if let Some(pool) = &mut self.pool {
+            pool.update(peer, Standing::default());
+        }
+        let connections = removed.into_connections();
+        tracing::debug!(relay = %peer, "relay removed");
+        // Stopping released every connection already.
+        if !self.stopped {
+            self.keep_alive(peer, &connections, false);
+        }
+        if !connections.is_empty() {
+            self.connections.insert(peer, connections);
         }
         true
     }
@@ -352,12 +357,9 @@ impl Engine {
             .retain(|command| matches!(command, Command::KeepAlive { .. } | Command::RemoveListener(_)));
         let relays = std::mem::take(&mut self.relays);
         for (peer, kept) in &relays {
-            self.keep_alive(*peer, kept.relay.links(), false);
+            self.keep_alive(*peer, kept.relay.connections(), false);
         }
         self.relays = relays;
-        for kept in self.relays.values_mut() {
-            kept.circuits.clear();
-        }
         tracing::debug!(relays = self.relays.len(), "relay keeper stopped");
     }
 
@@ -372,7 +374,7 @@ impl Engine {
             .iter()
             .flat_map(|(peer, kept)| {
                 kept.relay
-                    .links()
+                    .connections()
                     .iter()
                     .map(|(connection, _)| Command::ProbeNow {
                         peer: *peer,
@@ -393,11 +395,12 @@ impl Engine {
         retried
     }
 
+    /// The live circuit addresses; none after `stop`, which no longer follows the listeners.
     pub(crate) fn circuit_addrs(&self) -> impl Iterator<Item = &Multiaddr> + '_ {
         self.relays
             .values()
-            .flat_map(|kept| &kept.circuits)
-            .map(|(_, addr)| addr)
+            .filter(|_| !self.stopped)
+            .flat_map(|kept| kept.relay.circuits())
     }
 
     pub(crate) fn status(&self, relay: &PeerId) -> Option<RelayStatus> {
@@ -514,19 +517,16 @@ impl Engine {
             Cause::connection_lost(error)
         };
         if let Some(kept) = self.relays.get(&peer) {
-            let last = kept.relay.links().iter().all(|(id, _)| *id == connection);
+            let last = kept.relay.connections().iter().all(|(id, _)| *id == connection);
             if !(kept.discovered && last) {
                 self.input(peer, Input::ConnectionClosed { connection, cause }, now);
-                // The relay client closes the reservation's listener only after this; the node is
-                // unreachable through the relay from now on.
-                if self.relays[&peer].relay.links().is_empty() {
-                    self.forget_circuits(peer, |_, _| false);
-                }
                 return;
             }
             tracing::info!(relay = %peer, "a discovered relay disconnected; no longer kept");
             // Its connections go back to the peers that are not kept; this one is dropped below.
-            self.remove_relay(&peer, now);
+            self.drop_relay(peer, now);
+            self.settle(now);
+            self.report_short(peer);
         }
         if let Some(links) = self.connections.get_mut(&peer) {
             links.retain(|(id, _)| *id != connection);
@@ -571,15 +571,7 @@ impl Engine {
         }
         if let Some(&peer) = self.listeners.get(&listener) {
             let addr = addr.clone();
-            self.input(
-                peer,
-                Input::ListenAddr {
-                    listener,
-                    addr: addr.clone(),
-                },
-                now,
-            );
-            self.add_circuit_addr(peer, listener, addr);
+            self.input(peer, Input::ListenAddr { listener, addr }, now);
             return;
         }
         if let Some(peer) = circuit_relay(addr).filter(|peer| self.relays.contains_key(peer)) {
@@ -632,12 +624,13 @@ impl Engine {
         self.settle(now);
     }
 
-    pub(crate) fn on_expired_listen_addr(&mut self, listener: ListenerId, addr: &Multiaddr) {
+    pub(crate) fn on_expired_listen_addr(&mut self, listener: ListenerId, addr: &Multiaddr, now: Instant) {
         if self.stopped {
             return;
         }
         if let Some(&peer) = self.listeners.get(&listener) {
-            self.forget_circuits(peer, |l, a| l != listener || a != addr);
+            let addr = addr.clone();
+            self.input(peer, Input::ListenAddrExpired { listener, addr }, now);
         }
     }
 
@@ -712,11 +705,9 @@ impl Engine {
         self.input(peer, input, now);
     }
 
-    /// Forgets a closed or failed listener of the keeper's and its addresses; returns its relay.
+    /// Forgets a closed or failed listener of the keeper's; returns its relay.
     fn listener_gone(&mut self, listener: ListenerId) -> Option<PeerId> {
-        let peer = self.listeners.remove(&listener)?;
-        self.forget_circuits(peer, |l, _| l != listener);
-        Some(peer)
+        self.listeners.remove(&listener)
     }
 
     /// What the keeper's connection handler reports.
@@ -740,7 +731,9 @@ impl Engine {
             ToBehaviour::HopDisabled => {
                 if self.relays.get(&peer).is_some_and(|kept| kept.discovered) {
                     tracing::info!(relay = %peer, "a discovered relay stopped offering HOP; no longer kept");
-                    self.remove_relay(&peer, now);
+                    self.drop_relay(peer, now);
+                    self.settle(now);
+                    self.report_short(peer);
                 }
             }
             ToBehaviour::ProbeAnswered(rtt) => {
@@ -874,7 +867,6 @@ impl Engine {
                 Action::RemoveListener(id) => {
                     tracing::debug!(relay = %peer, listener = ?id, "withdrawing the keeper's reservation");
                     self.listeners.remove(&id);
-                    self.forget_circuits(peer, |listener, _| listener != id);
                     self.commands.push_back(Command::RemoveListener(id));
                 }
                 Action::Listen(opts) => {
@@ -882,18 +874,22 @@ impl Engine {
                     self.listeners.insert(opts.listener_id(), peer);
                     self.commands.push_back(Command::Listen(opts));
                 }
-                Action::Adopt { listener, addr } => {
+                Action::Adopt { listener } => {
                     tracing::debug!(relay = %peer, ?listener, "adopted the application's circuit listener");
                     self.listeners.insert(listener, peer);
-                    self.add_circuit_addr(peer, listener, addr);
                 }
                 Action::Emit(event) => self.emit(event),
             }
         }
+        match transition.reachable {
+            (false, true) => self.gained_reachability(peer),
+            (true, false) => self.lost_reachability(peer),
+            _ => {}
+        }
     }
 
     /// Tells the handlers of `links`, connections to `peer`, to keep them alive or not.
-    fn keep_alive(&mut self, peer: PeerId, links: &[Link], on: bool) {
+    fn keep_alive(&mut self, peer: PeerId, links: &[Connection], on: bool) {
         self.commands
             .extend(links.iter().map(|(connection, _)| Command::KeepAlive {
                 peer,
@@ -902,45 +898,19 @@ impl Engine {
             }));
     }
 
-    /// Records a live circuit address; the first one of all makes the node reachable.
-    fn add_circuit_addr(&mut self, peer: PeerId, listener: ListenerId, addr: Multiaddr) {
-        if !self.listeners.contains_key(&listener) {
-            return;
-        }
-        let Some(kept) = self.relays.get_mut(&peer) else {
-            return;
-        };
-        if kept.circuits.iter().any(|(l, a)| *l == listener && *a == addr) {
-            return;
-        }
-        // Nearly always the one address; `push` would make room for four (BENCHMARKS.md, memory per kept
-        // relay).
-        kept.circuits.reserve_exact(1);
-        kept.circuits.push((listener, addr.clone()));
-        if kept.circuits.len() > 1 {
-            return;
-        }
+    /// `peer` has live circuit addresses now; the first relay that has makes the node reachable.
+    fn gained_reachability(&mut self, peer: PeerId) {
         self.reachable_through += 1;
-        if self.reachable_through == 1 {
+        let addr = self.relays.get(&peer).and_then(|kept| kept.relay.circuits().next().cloned());
+        if let (1, Some(addr)) = (self.reachable_through, addr) {
             self.emit(Event::Reachable { relay: peer, addr });
         }
     }
 
-    /// Drops the circuit addresses of `peer` that `keep` rejects; if they were the node's last, the node is
-    /// unreachable.
-    fn forget_circuits(&mut self, peer: PeerId, keep: impl Fn(ListenerId, &Multiaddr) -> bool) {
-        let Some(kept) = self.relays.get_mut(&peer) else {
-            return;
-        };
-        if kept.circuits.is_empty() {
-            return;
-        }
-        kept.circuits.retain(|(listener, addr)| keep(*listener, addr));
-        if !kept.circuits.is_empty() {
-            return;
-        }
+    /// `peer` has no live circuit address any more; if it was the last relay the node was reachable through,
+    /// the node is unreachable. A pause releases the reservations on purpose: the node is reachable without.
+    fn lost_reachability(&mut self, peer: PeerId) {
         self.reachable_through -= 1;
-        // A pause releases the reservations on purpose: the node is reachable without them.
         if self.reachable_through == 0 && !self.shared.paused {
             self.emit(Event::Unreachable { relay: peer });
         }

@@ -217,7 +217,7 @@ fn a_stopped_keeper_queues_nothing_whatever_the_swarm_reports() {
     engine.on_handler_event(peer, id(1), ToBehaviour::ProbeTimedOut, now);
     engine.on_connection_established(other, id(5), &dialer(&other_addr), now);
     engine.on_handler_event(other, id(5), ToBehaviour::HopEnabled, now);
-    engine.on_expired_listen_addr(listener, &circuit(&addr));
+    engine.on_expired_listen_addr(listener, &circuit(&addr), now);
     engine.on_listener_closed(listener, Ok(()), now);
     engine.on_new_listen_addr(ListenerId::next(), &"/ip4/10.0.0.2/tcp/1".parse().unwrap(), now);
     engine.on_connection_established(peer, id(2), &dialer(&addr), now);
