@@ -192,3 +192,5 @@ impl Membership {
     }
 }
 
+#[cfg(test)]
+mod tests;
