@@ -53,29 +53,13 @@ pub(crate) struct Pool {
     target: usize,
     spread: Duration,
     rng: StdRng,
-    /// Relays holding a slot.
-    holding: Vec<PeerId>,
-    /// Standbys whose backoff has run out, in the order they became eligible.
-    eligible: Vec<PeerId>,
-    /// Relays holding a slot while they wait out a backoff of their own.
-    giving_way: Vec<PeerId>,
-    /// Promoted relays that have not been dialed yet.
-    promoted: Vec<PeerId>,
+    /// Where every relay the pool knows of stands, in the order the pool first heard of it; a relay that
+    /// stands nowhere is not listed.
+    members: Vec<(PeerId, Standing)>,
     /// A candidate added since the last decision, which may displace a promoted relay.
     added: Option<PeerId>,
     /// The pool was short of candidates and said so; cleared once it is full again.
     short: bool,
-}
-
-/// Puts `peer` in `list` or takes it out.
-fn set(list: &mut Vec<PeerId>, peer: PeerId, member: bool) {
-    match (list.iter().position(|p| *p == peer), member) {
-        (None, true) => list.push(peer),
-        (Some(index), false) => {
-            list.remove(index);
-        }
-        _ => {}
-    }
 }
 
 /// Whether a relay with `status` holds one of the pool's slots.
@@ -99,10 +83,7 @@ impl Pool {
             target,
             spread: config.promotion_spread(),
             rng,
-            holding: Vec::new(),
-            eligible: Vec::new(),
-            giving_way: Vec::new(),
-            promoted: Vec::new(),
+            members: Vec::new(),
             added: None,
             short: false,
         })
@@ -113,15 +94,28 @@ impl Pool {
     }
 
     pub(crate) fn held(&self) -> usize {
-        self.holding.len()
+        self.with(|standing| standing.holds_slot).count()
+    }
+
+    /// The relays whose standing `has`, in the order the pool first heard of them.
+    fn with<'a>(&'a self, has: impl Fn(&Standing) -> bool + 'a) -> impl Iterator<Item = PeerId> + 'a {
+        self.members
+            .iter()
+            .filter(move |(_, standing)| has(standing))
+            .map(|(peer, _)| *peer)
     }
 
     /// Records where `peer` stands now; [`Standing::default`] forgets a relay that is no longer kept.
     pub(crate) fn update(&mut self, peer: PeerId, standing: Standing) {
-        set(&mut self.holding, peer, standing.holds_slot);
-        set(&mut self.eligible, peer, standing.eligible);
-        set(&mut self.giving_way, peer, standing.gives_way);
-        set(&mut self.promoted, peer, standing.promoted);
+        let index = self.members.iter().position(|(p, _)| *p == peer);
+        match (index, standing == Standing::default()) {
+            (Some(index), true) => {
+                self.members.remove(index);
+            }
+            (Some(index), false) => self.members[index].1 = standing,
+            (None, false) => self.members.push((peer, standing)),
+            (None, true) => {}
+        }
         if !standing.eligible && self.added == Some(peer) {
             self.added = None;
         }
@@ -151,17 +145,16 @@ impl Pool {
                 });
             }
         }
-        if self.eligible.is_empty() {
+        let eligible: Vec<PeerId> = self.with(|standing| standing.eligible).collect();
+        if eligible.is_empty() {
             return None;
         }
         if self.held() >= self.target {
-            return self.giving_way.first().copied().map(Decision::Demote);
+            return self.with(|standing| standing.gives_way).next().map(Decision::Demote);
         }
-        let given_eligible = self.eligible.iter().any(|p| !relays.discovered(p));
-        let candidates: Vec<PeerId> = self
-            .eligible
-            .iter()
-            .copied()
+        let given_eligible = eligible.iter().any(|p| !relays.discovered(p));
+        let candidates: Vec<PeerId> = eligible
+            .into_iter()
             .filter(|p| !given_eligible || !relays.discovered(p))
             .collect();
         if let Some(relay) = candidates.iter().copied().find(|p| relays.connected(p)) {
@@ -180,12 +173,12 @@ impl Pool {
 
     /// The promoted relay a candidate just added replaces, if any.
     fn displaced(&mut self) -> Option<PeerId> {
-        let candidates = self.promoted.len() + self.eligible.len();
-        if self.promoted.is_empty() || self.rng.random_range(0..candidates) >= self.promoted.len() {
+        let promoted: Vec<PeerId> = self.with(|standing| standing.promoted).collect();
+        let candidates = promoted.len() + self.with(|standing| standing.eligible).count();
+        if promoted.is_empty() || self.rng.random_range(0..candidates) >= promoted.len() {
             return None;
         }
-        let index = self.rng.random_range(0..self.promoted.len());
-        Some(self.promoted[index])
+        Some(promoted[self.rng.random_range(0..promoted.len())])
     }
 
     /// A wait uniform in `[0, spread]` before a promoted standby is dialed.
