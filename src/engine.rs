@@ -31,6 +31,7 @@ use crate::{
     metrics::Metrics,
     mistake::Mistake,
     pool::{Decision, Pool, Standing, View},
+    public_addrs::PublicAddrs,
     refusal::dial_refused,
     link::Connection,
     relay::{Action, Env, Input, Relay, Transition},
@@ -134,22 +135,16 @@ pub(crate) struct Engine {
     /// Connections the keeper closed because their probe timed out, with their peer, until the swarm reports
     /// them closed.
     probe_closed: HashMap<ConnectionId, PeerId>,
-    /// The fixes logged already; each is logged once.
+    /// The fixes logged already, by cause or reason; each is logged once.
     fixes_logged: HashSet<&'static str>,
-    missing_transport_logged: bool,
     stopped: bool,
     metrics: Metrics,
     /// With [`Config::with_max_reservations`]: the slots and the standbys.
     pool: Option<Pool>,
     /// How many kept relays were discovered.
     discovered: usize,
-    /// The swarm's confirmed external addresses that are not circuit addresses. Not libp2p's
-    /// `swarm::behaviour::ExternalAddresses`: it keeps the 20 newest confirmed addresses, circuit ones among
-    /// them (the relay client confirms each reservation's), so a pool's reservations would push the public
-    /// address out and end the pause they were released for.
-    public_addrs: Vec<Multiaddr>,
-    /// Since when `public_addrs` has not been empty.
-    public_since: Option<Instant>,
+    /// The node's public addresses, for the pause while it is publicly reachable.
+    public_addrs: PublicAddrs,
 }
 
 impl View for HashMap<PeerId, Box<Kept>> {
@@ -179,13 +174,11 @@ impl Engine {
             reachable_through: 0,
             probe_closed: HashMap::new(),
             fixes_logged: HashSet::new(),
-            missing_transport_logged: false,
             stopped: false,
             metrics: Metrics::default(),
             pool: Pool::new(&config),
             discovered: 0,
-            public_addrs: Vec::new(),
-            public_since: None,
+            public_addrs: PublicAddrs::default(),
         }
     }
 
@@ -351,7 +344,7 @@ impl Engine {
         self.stopped = true;
         // Nothing is due any more, and the keeper follows neither reservations nor public addresses.
         self.deadlines.clear();
-        self.public_since = None;
+        self.public_addrs.stop();
         self.reachable_through = 0;
         self.commands
             .retain(|command| matches!(command, Command::KeepAlive { .. } | Command::RemoveListener(_)));
@@ -438,7 +431,7 @@ impl Engine {
     /// When the reservations are to be paused: once a public address held long enough.
     fn pause_at(&self) -> Option<Instant> {
         let hold = self.shared.config.pause_while_public()?;
-        let since = self.public_since.filter(|_| !self.shared.paused)?;
+        let since = self.public_addrs.since().filter(|_| !self.shared.paused)?;
         Some(since + hold)
     }
 
@@ -583,22 +576,15 @@ impl Engine {
     /// The swarm confirmed an external address of the node; one that is no circuit address makes the node
     /// publicly reachable.
     pub(crate) fn on_external_addr_confirmed(&mut self, addr: &Multiaddr, now: Instant) {
-        if self.stopped || is_relayed(addr) || self.public_addrs.contains(addr) {
-            return;
+        if !self.stopped && self.public_addrs.confirmed(addr, now) {
+            tracing::debug!(%addr, "public address confirmed");
         }
-        tracing::debug!(%addr, "public address confirmed");
-        self.public_addrs.push(addr.clone());
-        self.public_since.get_or_insert(now);
     }
 
     /// An external address of the node expired; once no public one is left, paused reservations resume.
     pub(crate) fn on_external_addr_expired(&mut self, addr: &Multiaddr, now: Instant) {
-        self.public_addrs.retain(|a| a != addr);
-        if self.stopped || !self.public_addrs.is_empty() {
-            return;
-        }
-        self.public_since = None;
-        if self.shared.paused {
+        let none_left = self.public_addrs.expired(addr);
+        if !self.stopped && none_left && self.shared.paused {
             self.resume(now);
         }
     }
@@ -685,8 +671,7 @@ impl Engine {
             Some(TransportError::MultiaddrNotSupported(_))
         );
         let input = if unsupported {
-            if !self.missing_transport_logged {
-                self.missing_transport_logged = true;
+            if self.fixes_logged.insert(GiveUpReason::NoRelayTransport.as_str()) {
                 tracing::error!(
                     relay = %peer,
                     "cannot reserve a circuit on the relay: the swarm has no relay client transport. {}",

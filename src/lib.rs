@@ -172,6 +172,7 @@ mod membership;
 mod metrics;
 mod mistake;
 mod pool;
+mod public_addrs;
 mod refusal;
 mod relay;
 mod rtt;
