@@ -28,12 +28,12 @@ use crate::{
     address::{circuit_relay, is_relayed, relay_peer_id},
     backoff::Backoff,
     handler::ToBehaviour,
+    link::Connection,
     metrics::Metrics,
     mistake::Mistake,
     pool::{Decision, Pool, Standing, View},
     public_addrs::PublicAddrs,
     refusal::dial_refused,
-    link::Connection,
     relay::{Action, Env, Input, Relay, Transition},
     AddRelayError, Cause, CauseKind, Config, Event, GiveUpReason, RelayStatus, MAX_DISCOVERED,
 };
@@ -149,7 +149,8 @@ pub(crate) struct Engine {
 
 impl View for HashMap<PeerId, Box<Kept>> {
     fn connected(&self, relay: &PeerId) -> bool {
-        self.get(relay).is_some_and(|kept| !kept.relay.connections().is_empty())
+        self.get(relay)
+            .is_some_and(|kept| !kept.relay.connections().is_empty())
     }
 
     fn discovered(&self, relay: &PeerId) -> bool {
@@ -886,7 +887,10 @@ impl Engine {
     /// `peer` has live circuit addresses now; the first relay that has makes the node reachable.
     fn gained_reachability(&mut self, peer: PeerId) {
         self.reachable_through += 1;
-        let addr = self.relays.get(&peer).and_then(|kept| kept.relay.circuits().next().cloned());
+        let addr = self
+            .relays
+            .get(&peer)
+            .and_then(|kept| kept.relay.circuits().next().cloned());
         if let (1, Some(addr)) = (self.reachable_through, addr) {
             self.emit(Event::Reachable { relay: peer, addr });
         }
@@ -921,7 +925,7 @@ mod bad_day_tests;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]
-mod harness;
+pub(crate) mod harness;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]

@@ -247,7 +247,9 @@ impl Link {
     /// What the link is doing, as the application sees it. A halted link's status is its membership's.
     pub(crate) fn status(&self) -> RelayStatus {
         match self.state {
-            State::Dialing { .. } | State::Rechecking { .. } | State::Halted { .. } => RelayStatus::Connecting,
+            State::Dialing { .. } | State::Rechecking { .. } | State::Halted { .. } => {
+                RelayStatus::Connecting
+            }
             State::Reserving { .. } | State::Connected { .. } => RelayStatus::Connected,
             // The round's last try waits only to give up: no retry is coming.
             State::AwaitingHop { last: true, .. } => RelayStatus::Connected,
@@ -275,17 +277,13 @@ impl Link {
         match self.state {
             State::Halted { until } => until,
             State::Waiting {
-                deadline,
-                recheck_at,
-                ..
+                deadline, recheck_at, ..
             } => Some(recheck_at.map_or(deadline, |at| at.min(deadline))),
             State::AwaitingHop { deadline, .. }
             | State::Dialing { deadline, .. }
             | State::Rechecking { deadline, .. } => Some(deadline),
             State::GaveUp {
-                retry_at,
-                recheck_at,
-                ..
+                retry_at, recheck_at, ..
             } => [retry_at, recheck_at].into_iter().flatten().min(),
             State::Reserving { .. } | State::Connected { .. } | State::Reserved { .. } => None,
         }
@@ -334,7 +332,9 @@ impl Link {
         // connects stands for the retry it came before, so a relay that takes connections and drops them
         // still runs out of retries.
         let (made, attempt) = match self.state {
-            State::Dialing { dial, attempt, .. } => (if dial == Some(connection) { attempt } else { 0 }, attempt),
+            State::Dialing { dial, attempt, .. } => {
+                (if dial == Some(connection) { attempt } else { 0 }, attempt)
+            }
             State::Waiting { attempt, .. } => (0, attempt),
             State::Rechecking {
                 dial,
@@ -531,7 +531,12 @@ impl Link {
     /// A listener the keeper did not open reports the circuit address `addr` on this relay: the application's
     /// reservation is the relay's from now on, whatever the keeper was doing. A status that said "gave up"
     /// while the node is reachable through the relay would lie. Says whether it was adopted.
-    pub(crate) fn foreign_reservation(&mut self, listener: ListenerId, addr: Multiaddr, env: &mut Env<'_>) -> bool {
+    pub(crate) fn foreign_reservation(
+        &mut self,
+        listener: ListenerId,
+        addr: Multiaddr,
+        env: &mut Env<'_>,
+    ) -> bool {
         let adoptable = !self.connections.is_empty() && env.config.reservations();
         match self.state {
             State::Waiting { .. }
@@ -658,7 +663,13 @@ impl Link {
             } if deadline <= env.now => self.try_now(attempt, env),
             State::Waiting {
                 attempt, deadline, ..
-            } => self.recheck(Resume::Retry { attempt, at: deadline }, env),
+            } => self.recheck(
+                Resume::Retry {
+                    attempt,
+                    at: deadline,
+                },
+                env,
+            ),
             // The fallback came before HOP: the refused try counts.
             State::AwaitingHop { attempt, last, .. } => {
                 if last {
@@ -759,7 +770,10 @@ impl Link {
                 self.memory.level = 0;
             }
             // A mistake, or in the goal already.
-            State::GaveUp { .. } | State::Halted { .. } | State::Connected { .. } | State::Reserved { .. } => {}
+            State::GaveUp { .. }
+            | State::Halted { .. }
+            | State::Connected { .. }
+            | State::Reserved { .. } => {}
         }
         After::Nothing
     }
@@ -1012,7 +1026,8 @@ impl Link {
     /// HOP (or, if it did meanwhile, `hop_announced`, asks again at once) without counting the try.
     fn refused(&mut self, attempt: u32, hop_announced: bool, refused: bool, cause: Cause, env: &mut Env<'_>) {
         let link = self.connections.first().map(|(id, _)| *id);
-        let not_yet = refused && cause.kind == CauseKind::HopUnsupported && self.memory.hop_awaited_on != link;
+        let not_yet =
+            refused && cause.kind == CauseKind::HopUnsupported && self.memory.hop_awaited_on != link;
         if !not_yet {
             // The relay answered: it is not restarting. Only a refusal is known to be cured by HOP; a
             // replacement must back off, or the keeper would answer the application's listener with one of
@@ -1058,7 +1073,13 @@ impl Link {
 
     /// A counted dial failed; addresses it showed to be mistaken are never dialed again, and a relay left with
     /// none gives up at once.
-    fn counted_dial_failed(&mut self, attempt: u32, cause: Cause, mistake: Option<Mistake>, env: &mut Env<'_>) {
+    fn counted_dial_failed(
+        &mut self,
+        attempt: u32,
+        cause: Cause,
+        mistake: Option<Mistake>,
+        env: &mut Env<'_>,
+    ) {
         if self.drop_mistaken(attempt, &cause, mistake, env) {
             self.fail(attempt, false, cause, env)
         }
@@ -1066,7 +1087,13 @@ impl Link {
 
     /// Drops the addresses a failed dial showed to be mistaken; a relay left with none gives up at once, after
     /// `attempts` retries. Says whether the relay has addresses left.
-    fn drop_mistaken(&mut self, attempts: u32, cause: &Cause, mistake: Option<Mistake>, env: &mut Env<'_>) -> bool {
+    fn drop_mistaken(
+        &mut self,
+        attempts: u32,
+        cause: &Cause,
+        mistake: Option<Mistake>,
+        env: &mut Env<'_>,
+    ) -> bool {
         let Some(mistake) = mistake else {
             return true;
         };
@@ -1126,7 +1153,13 @@ impl Link {
 
     /// A re-check's dial failed: the counted schedule goes on, unless the failure showed every address to be
     /// a mistake.
-    fn recheck_failed(&mut self, then: Resume, cause: Cause, mistake: Option<Mistake>, env: &mut Env<'_>) -> After {
+    fn recheck_failed(
+        &mut self,
+        then: Resume,
+        cause: Cause,
+        mistake: Option<Mistake>,
+        env: &mut Env<'_>,
+    ) -> After {
         let made = match then {
             Resume::Retry { attempt, .. } => attempt.saturating_sub(1),
             Resume::CoolDown { attempts, .. } => attempts,

@@ -85,11 +85,7 @@ impl Membership {
                 *self = Membership::Active;
                 link.start(false, env);
             }
-            Membership::Standby => {
-                *self = Membership::Promoted {
-                    at: env.now + delay,
-                }
-            }
+            Membership::Standby => *self = Membership::Promoted { at: env.now + delay },
             // The pool promotes standbys only.
             Membership::Active | Membership::Promoted { .. } | Membership::Paused => {}
         }

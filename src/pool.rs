@@ -150,7 +150,10 @@ impl Pool {
             return None;
         }
         if self.held() >= self.target {
-            return self.with(|standing| standing.gives_way).next().map(Decision::Demote);
+            return self
+                .with(|standing| standing.gives_way)
+                .next()
+                .map(Decision::Demote);
         }
         let given_eligible = eligible.iter().any(|p| !relays.discovered(p));
         let candidates: Vec<PeerId> = eligible

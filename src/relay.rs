@@ -87,7 +87,9 @@ pub(crate) enum Action {
     Listen(ListenOpts),
     RemoveListener(ListenerId),
     /// The application's `listener` holds the relay's reservation from now on.
-    Adopt { listener: ListenerId },
+    Adopt {
+        listener: ListenerId,
+    },
     Emit(Event),
 }
 
@@ -132,7 +134,11 @@ pub(crate) struct Relay {
 impl Relay {
     /// Starts keeping the relay at `addr`: reserves on one of its existing `connections`, or dials; in a pool,
     /// waits as a standby.
-    pub(crate) fn new(addr: Multiaddr, connections: Vec<Connection>, env: &mut Env<'_>) -> (Self, Transition) {
+    pub(crate) fn new(
+        addr: Multiaddr,
+        connections: Vec<Connection>,
+        env: &mut Env<'_>,
+    ) -> (Self, Transition) {
         let mut relay = Self {
             link: Link::new(addr, connections),
             membership: Membership::Standby,
@@ -247,7 +253,8 @@ impl Relay {
             Input::ListenAddr { listener, addr } => link.listen_addr(listener, addr, env),
             Input::ListenAddrExpired { listener, addr } => link.listen_addr_expired(listener, &addr),
             Input::ForeignReservation { listener, addr } => {
-                let adopted = *membership != Membership::Paused && link.foreign_reservation(listener, addr, env);
+                let adopted =
+                    *membership != Membership::Paused && link.foreign_reservation(listener, addr, env);
                 membership.adopted(adopted);
             }
             Input::ListenerClosed {

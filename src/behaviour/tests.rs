@@ -14,22 +14,10 @@ use std::{
 use libp2p::{multiaddr::Protocol, swarm::ConnectionHandler};
 
 use super::*;
+use crate::engine::harness::{fast, relay_addr};
 
 #[path = "../../tests/common/drive.rs"]
 mod drive;
-
-fn fast() -> Config {
-    Config::default()
-        .with_base_delay(Duration::from_millis(1))
-        .with_max_delay(Duration::from_millis(4))
-        .with_jitter(false)
-}
-
-fn relay_addr() -> (PeerId, Multiaddr) {
-    let peer = PeerId::random();
-    let addr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}").parse().unwrap();
-    (peer, addr)
-}
 
 /// A keeper holding `relay` through connection 1, its first dial and reservation request taken.
 fn connected() -> (RelayKeeper, PeerId, Multiaddr) {

@@ -6,7 +6,7 @@ use std::{fmt::Write, time::Duration};
 use libp2p::{swarm::ConnectionId, PeerId};
 
 use super::*;
-use crate::{backoff::Backoff, relay::Input, Config};
+use crate::{backoff::Backoff, engine::harness::relay_addr, relay::Input, Config};
 
 /// A link in a given state, with everything a transition needs.
 struct Rig {
@@ -61,8 +61,7 @@ fn name(state: &State) -> &'static str {
 impl Rig {
     /// A link to a relay with a TCP address, in the state named `state`, its outage at retry 2.
     fn new(state: &str, listener: ListenerId) -> Self {
-        let relay = PeerId::random();
-        let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}").parse().unwrap();
+        let (relay, addr) = relay_addr();
         let config = Config::default().with_jitter(false).with_rng_seed(1);
         let now = Instant::now();
         let soon = now + SECOND;
@@ -104,7 +103,12 @@ impl Rig {
                 },
                 true,
             ),
-            "connected" => (State::Connected { goal: Goal { since: now } }, true),
+            "connected" => (
+                State::Connected {
+                    goal: Goal { since: now },
+                },
+                true,
+            ),
             "reserved" => (
                 State::Reserved {
                     listener,
@@ -256,7 +260,9 @@ fn rows_of(input: &Input) -> &'static [&'static str] {
 fn feed(rig: &mut Rig, input: &str, listener: ListenerId) {
     let cause = || Cause::new(CauseKind::DialFailed, "test");
     let circuit = rig.circuit();
-    let other: Multiaddr = format!("/ip4/127.0.0.1/tcp/4002/p2p/{}", rig.relay).parse().unwrap();
+    let other: Multiaddr = format!("/ip4/127.0.0.1/tcp/4002/p2p/{}", rig.relay)
+        .parse()
+        .unwrap();
     let deadline = rig.link.deadline();
     match input {
         "connection-established" => rig.run(|l, e| l.connection_established(dial(), None, e)),
@@ -284,7 +290,12 @@ fn feed(rig: &mut Rig, input: &str, listener: ListenerId) {
             After::Nothing
         }),
         "listener-hop-refused" => rig.run(|l, e| {
-            l.listener_closed(listener, true, Cause::new(CauseKind::HopUnsupported, "not yet"), e);
+            l.listener_closed(
+                listener,
+                true,
+                Cause::new(CauseKind::HopUnsupported, "not yet"),
+                e,
+            );
             After::Nothing
         }),
         "listener-unsupported" => rig.run(|l, e| {
@@ -399,7 +410,11 @@ fn every_input_in_every_state_does_what_the_table_says() {
             writeln!(seen, "{state} {input} -> {}", rig.outcome()).unwrap();
         }
     }
-    let expected: String = TABLE.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    let expected: String = TABLE
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
     if seen != expected {
         for (got, want) in seen.lines().zip(expected.lines()) {
             if got != want {

@@ -3,10 +3,10 @@
 
 use std::fmt::Write;
 
-use libp2p::{swarm::ConnectionId, Multiaddr, PeerId};
+use libp2p::{swarm::ConnectionId, PeerId};
 
 use super::*;
-use crate::{backoff::Backoff, relay::Action, Cause, CauseKind, Config};
+use crate::{backoff::Backoff, engine::harness::relay_addr, relay::Action, Cause, CauseKind, Config};
 
 /// A relay's membership and link, and everything a transition needs.
 struct Rig {
@@ -42,9 +42,10 @@ fn name(membership: Membership) -> &'static str {
 
 impl Rig {
     fn new(state: &str) -> Self {
-        let relay = PeerId::random();
-        let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}").parse().unwrap();
-        let config = Config::default().with_jitter(false).with_max_reservations(Some(1));
+        let (relay, addr) = relay_addr();
+        let config = Config::default()
+            .with_jitter(false)
+            .with_max_reservations(Some(1));
         let mut rig = Self {
             membership: Membership::Active,
             link: Link::new(addr, Vec::new()),
@@ -103,7 +104,11 @@ impl Rig {
 
     /// The membership after an input, its relay's status, and what was asked of the swarm.
     fn outcome(&self) -> String {
-        let mut outcome = format!("{} {:?}", name(self.membership), self.membership.status(&self.link));
+        let mut outcome = format!(
+            "{} {:?}",
+            name(self.membership),
+            self.membership.status(&self.link)
+        );
         for action in &self.actions {
             let said = match action {
                 Action::Dial(_) => "dial",

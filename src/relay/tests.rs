@@ -3,7 +3,7 @@ use std::time::Duration;
 use super::*;
 use libp2p::multiaddr::Protocol;
 
-use crate::{CauseKind, GiveUpReason};
+use crate::{engine::harness::relay_addr, CauseKind, GiveUpReason};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -26,18 +26,13 @@ struct Driver {
     aborts: usize,
 }
 
-fn addr() -> Multiaddr {
-    let peer = PeerId::random();
-    format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}").parse().unwrap()
-}
-
 fn peer_of(addr: &Multiaddr) -> PeerId {
     crate::address::relay_peer_id(addr).unwrap()
 }
 
 impl Driver {
     fn new(config: Config, connected: bool) -> Self {
-        let addr = addr();
+        let (_, addr) = relay_addr();
         let mut backoff = Backoff::new(&config);
         let mut actions = Vec::new();
         let now = Instant::now();
@@ -630,7 +625,11 @@ fn the_applications_own_reservation_is_adopted_instead_of_replaced() {
         addr,
     });
     assert_eq!(driver.relay.status(), RelayStatus::Reserved);
-    assert_eq!(driver.adopted, [theirs], "the application's listener holds the reservation");
+    assert_eq!(
+        driver.adopted,
+        [theirs],
+        "the application's listener holds the reservation"
+    );
     assert_eq!(driver.relay.deadline(), None, "the retry is cancelled");
     assert_eq!(
         driver.listens, 1,
