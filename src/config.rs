@@ -270,7 +270,8 @@ impl Config {
     /// use std::time::Duration;
     /// use libp2p_relay_keeper::Config;
     ///
-    /// // A phone on a data plan: a probe every 15 s (about 2-3 KB a minute), a loss seen within about 18 s.
+    /// // A phone on a data plan: a probe every 15 s (its bytes: BENCHMARKS.md, wire cost), a silent loss seen
+    /// // within 15 s and twice the probe's timeout.
     /// let phone = Config::default().with_probe_interval(Duration::from_secs(15));
     /// let off = Config::default().with_probe(false);
     /// ```

@@ -83,25 +83,31 @@
 //! [`Config::with_reservations(false)`](Config::with_reservations) just a direct connection
 //! ([`RelayStatus::Connected`]). An *outage* starts when the relay leaves its goal and ends when it is back.
 //!
+//! A relay is two state machines. Its *link* (connections, reservation, and the memory of its current trouble)
+//! works toward the goal:
+//!
 //! ```text
-//!            add_relay
-//!                │  (connected already: straight to Connected)
-//!                ▼
-//!           Connecting ──connection up──▶ Connected ──reservation live──▶ Reserved
-//!               ▲  │                         │   ▲                          │
-//!   wait elapsed│  │dial failed   refused or │   │ wait elapsed             │ connection or
-//!  (not conn.)  │  ▼              conn. lost ▼   │ or relay offers HOP      │ reservation lost
-//!               └─ Waiting { attempt } ◀─────────┴──────────────────────────┘
-//!                      │
-//!                      │ max_attempts retries of this outage failed
-//!                      ▼
-//!               GaveUp { attempts, retry_at } ──cool-down over / retry_now / add_relay / network change /
-//!                                               HOP on a live connection──▶ Connecting
+//!   Halted ──start──▶ Dialing ──connection up──▶ Reserving ──reservation live──▶ Reserved (or Connected)
+//!                      │  ▲                        │   │ refused: no HOP yet          │
+//!          dial failed │  │ wait elapsed           │   └──▶ AwaitingHop ──HOP──▶ Reserving
+//!                      ▼  │                        ▼ refused, or connection lost      │ lost
+//!                      Waiting { attempt } ◀───────┴──────────────────────────────────┘
+//!                      │  ▲   ╲ host refused: Rechecking ──connected──▶ Reserving
+//!  max_attempts failed │  │    ╲            └──refused again──▶ back to Waiting (or GaveUp)
+//!                      ▼  │ cool-down over / retry_now / add_relay / network change / HOP on a live connection
+//!                      GaveUp
 //! ```
 //!
-//! While dials to the relay are refused (its host is up, its relay is restarting), `Waiting` and `GaveUp` also
-//! re-check it every few seconds ([`Config::with_recheck`]): `Connecting` without a retry counted, and back
-//! where they were if refused again.
+//! Its *membership* says whether the link runs: always without a pool, and with one
+//! ([`Config::with_max_reservations`]) while the relay holds one of its slots:
+//!
+//! ```text
+//!   Standby ──promote──▶ Promoted ──spread over──▶ Active ──demote (waiting out a backoff)──▶ Standby
+//!   any ──node publicly reachable──▶ Paused ──no longer──▶ Active, or Standby in a pool
+//! ```
+//!
+//! [`RelayStatus`] is the link's state while the relay is active (`Dialing` and `Rechecking` are
+//! `Connecting`, `AwaitingHop` is `Waiting` for the fallback's retry), and the membership's otherwise.
 //!
 //! - Retries of one outage, re-dials and re-reservations alike, are numbered 1, 2, ... and `max_attempts`
 //!   counts them: the keeper gives up after that many failed retries of one outage, and reaching the goal
