@@ -24,7 +24,10 @@ use libp2p::{
     Stream,
 };
 
-use crate::{config::Probe, rtt::RttEstimator};
+use crate::{
+    config::Probe,
+    probe_clock::{ProbeAction, ProbeClock},
+};
 
 /// The ping protocol's name. The probe speaks `/ipfs/ping/1.0.0` itself rather than through
 /// `libp2p::ping::Behaviour`: that behaviour hides the first failure of every connection (detection would
@@ -61,6 +64,9 @@ pub enum ToBehaviour {
     ProbeTimedOut,
 }
 
+/// What the handler hands the swarm: reports for the behaviour and requests for the probe's stream.
+type Event = ConnectionHandlerEvent<ReadyUpgrade<StreamProtocol>, (), ToBehaviour>;
+
 /// The probe's outbound ping stream: opened once, reused for every probe, reopened only when it fails.
 enum Outbound {
     /// No stream: the next probe opens one.
@@ -74,12 +80,6 @@ enum Outbound {
         ping: BoxFuture<'static, io::Result<(Stream, Duration)>>,
         fresh: bool,
     },
-}
-
-/// A probe waiting for its answer.
-struct Outstanding {
-    /// One timeout passed without an answer: when the timer fires again, the link is silent.
-    late: bool,
 }
 
 /// One of the remote's ping streams, waiting for a ping to echo; the stream comes back for the next, as
@@ -99,33 +99,204 @@ impl Answering {
     }
 }
 
+/// The handler's one timer, armed at the probe clock's deadline and re-armed only when that moves: each
+/// arming wakes futures-timer's thread, and that is most of what an idle probe costs (BENCHMARKS.md, CPU per
+/// probe).
+#[derive(Default)]
+struct Alarm {
+    /// Made at the first arming, so a connection that is never probed arms nothing.
+    delay: Option<Delay>,
+    /// The deadline `delay` is armed at; `None` before the first and after it fired.
+    armed: Option<Instant>,
+}
+
+impl Alarm {
+    /// Ready once `at` passed; a deadline that passed already needs no timer.
+    fn poll(&mut self, at: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        if self.armed != Some(at) {
+            let wait = at.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                self.armed = None;
+                return Poll::Ready(());
+            }
+            match &mut self.delay {
+                Some(delay) => delay.reset(wait),
+                None => self.delay = Some(Delay::new(wait)),
+            }
+            self.armed = Some(at);
+        }
+        let fired = self
+            .delay
+            .as_mut()
+            .map_or(Poll::Pending, |delay| delay.poll_unpin(cx));
+        if fired.is_ready() {
+            self.armed = None;
+        }
+        fired
+    }
+}
+
+/// The probe's side of a connection: the clock says when to probe and when the link is silent, this opens
+/// the stream, sends the pings and reads their answers.
+struct Prober {
+    clock: ProbeClock,
+    outbound: Outbound,
+    alarm: Alarm,
+}
+
+impl Prober {
+    fn new(probe: Probe) -> Self {
+        Self {
+            clock: ProbeClock::new(probe),
+            outbound: Outbound::Closed,
+            alarm: Alarm::default(),
+        }
+    }
+
+    /// Watches the connection or stops; a stopped probe leaves no ping behind.
+    fn set_on(&mut self, on: bool) {
+        if on {
+            self.clock.turn_on(Instant::now());
+            return;
+        }
+        self.clock.turn_off();
+        // A ping left unpolled would come back with the whole time as its round trip.
+        if let Outbound::Pinging { .. } = self.outbound {
+            self.outbound = Outbound::Closed;
+        }
+    }
+
+    /// Moves the probe on; true if it did, and maybe queued an event.
+    fn poll(&mut self, cx: &mut Context<'_>, events: &mut VecDeque<Event>) -> bool {
+        self.clock.is_running() && (self.poll_ping(cx, events) || self.poll_alarm(cx, events))
+    }
+
+    /// Reads the answer to the ping under way; true if it came.
+    fn poll_ping(&mut self, cx: &mut Context<'_>, events: &mut VecDeque<Event>) -> bool {
+        let Outbound::Pinging { ping, fresh } = &mut self.outbound else {
+            return false;
+        };
+        let fresh = *fresh;
+        let Poll::Ready(result) = ping.poll_unpin(cx) else {
+            return false;
+        };
+        match result {
+            Ok((stream, rtt)) => {
+                self.outbound = Outbound::Idle(stream);
+                self.clock.answered(rtt, Instant::now());
+                events.push_back(ConnectionHandlerEvent::NotifyBehaviour(
+                    ToBehaviour::ProbeAnswered(rtt),
+                ));
+            }
+            // A stream that sat idle may have been dropped long ago (libp2p-ping's responder drops the older of
+            // two streams): that says nothing of the link now, so the probe asks on a new one.
+            Err(error) if !fresh => {
+                tracing::debug!(%error, "the probe's idle stream was closed; probing on a new one");
+                events.push_back(self.open_stream());
+            }
+            Err(error) => {
+                // A reset of a stream opened for this probe is an answer too.
+                tracing::debug!(%error, "probe stream failed; the remote answered, so the link is alive");
+                self.outbound = Outbound::Closed;
+                self.clock.stream_failed(Instant::now());
+            }
+        }
+        true
+    }
+
+    /// Hands the clock the time once its deadline passed and does what it asks; true if the deadline passed.
+    fn poll_alarm(&mut self, cx: &mut Context<'_>, events: &mut VecDeque<Event>) -> bool {
+        let Some(at) = self.clock.poll_timeout() else {
+            return false;
+        };
+        if self.alarm.poll(at, cx).is_pending() {
+            return false;
+        }
+        match self.clock.handle_timeout(Instant::now()) {
+            Some(ProbeAction::Send) => self.send_probe(events),
+            Some(ProbeAction::Silent) => events.push_back(ConnectionHandlerEvent::NotifyBehaviour(
+                ToBehaviour::ProbeTimedOut,
+            )),
+            None => {}
+        }
+        true
+    }
+
+    /// Sends a probe: a ping on the open stream, or a stream to ping on.
+    fn send_probe(&mut self, events: &mut VecDeque<Event>) {
+        match std::mem::replace(&mut self.outbound, Outbound::Closed) {
+            Outbound::Idle(stream) => {
+                self.outbound = Outbound::Pinging {
+                    ping: ping(stream).boxed(),
+                    fresh: false,
+                }
+            }
+            Outbound::Closed => events.push_back(self.open_stream()),
+            busy @ (Outbound::Opening | Outbound::Pinging { .. }) => self.outbound = busy,
+        }
+    }
+
+    /// Asks for a new ping stream, for the probe under way.
+    fn open_stream(&mut self) -> Event {
+        self.outbound = Outbound::Opening;
+        // The negotiation may take as long as the probe may wait in all.
+        ConnectionHandlerEvent::OutboundSubstreamRequest {
+            protocol: SubstreamProtocol::new(ReadyUpgrade::new(PING_PROTOCOL), ())
+                .with_timeout(self.clock.timeout() * 2),
+        }
+    }
+
+    /// The probe's stream is open: it carries the probe out at once, or waits for the next.
+    fn opened(&mut self, mut stream: Stream) {
+        // The probe must not keep a connection alive that the keeper does not keep.
+        stream.ignore_for_keep_alive();
+        self.outbound = if self.clock.awaits_answer() {
+            Outbound::Pinging {
+                ping: ping(stream).boxed(),
+                fresh: true,
+            }
+        } else {
+            Outbound::Idle(stream)
+        };
+    }
+
+    /// The probe's stream did not open: why tells whether the remote answered, cannot, or was not heard.
+    fn open_failed(&mut self, error: StreamUpgradeError<std::convert::Infallible>) {
+        self.outbound = Outbound::Closed;
+        match error {
+            StreamUpgradeError::NegotiationFailed => {
+                tracing::debug!("the remote does not speak ping; not probing this connection");
+                self.clock.unsupported();
+            }
+            // The stream could not even be negotiated in time: leave the verdict to the probe's clock, whose
+            // deadline is as far.
+            StreamUpgradeError::Timeout => {}
+            StreamUpgradeError::Io(error) => {
+                tracing::debug!(%error, "probe stream failed to open");
+                self.clock.stream_failed(Instant::now());
+            }
+            StreamUpgradeError::Apply(never) => libp2p::core::util::unreachable(never),
+        }
+    }
+}
+
 /// Connection handler of [`RelayKeeper`](crate::RelayKeeper).
 pub struct Handler {
-    /// Probe the connection; for the keeper, while the relay is kept.
-    probing: bool,
     /// Keep the connection alive: the keeper's relay connections are, a [`LinkProbe`](crate::LinkProbe)'s not.
     keep_alive: bool,
-    probe: Option<Probe>,
-    rtt: RttEstimator,
-    outbound: Outbound,
-    /// When the probe under way becomes late, then silent; with none under way, when the next probe is due
-    /// (`interval` after the remote was last heard from). One timer for both: each arming of a timer wakes
-    /// futures-timer's thread, and that is most of what an idle probe costs (BENCHMARKS.md, CPU per probe).
-    timer: Delay,
-    /// The probe sent and not answered yet.
-    outstanding: Option<Outstanding>,
-    /// The remote answered a ping stream with "unsupported"; it is never probed again.
-    ping_unsupported: bool,
+    /// The probe; `None` when the keeper's config turns it off.
+    prober: Option<Prober>,
     /// The remote's ping streams being answered, oldest first. More than one, unlike libp2p-ping's responder,
     /// which keeps one and drops the older: the remote's probe and its application's `ping::Behaviour` each
     /// keep a stream open and would otherwise evict each other on every reopen.
     answering: VecDeque<Answering>,
     hop: bool,
-    /// Reports for the behaviour, oldest first.
-    reports: VecDeque<ToBehaviour>,
+    /// What `poll` hands out next, oldest first.
+    events: VecDeque<Event>,
 }
 
 impl Handler {
+    /// A handler for the keeper, which keeps and probes the connection while it keeps the relay.
     pub(crate) fn new(kept: bool, probe: Option<Probe>) -> Self {
         let mut handler = Self::unkept(probe);
         handler.set_kept(kept);
@@ -142,17 +313,11 @@ impl Handler {
 
     fn unkept(probe: Option<Probe>) -> Self {
         Self {
-            probing: false,
             keep_alive: false,
-            probe,
-            rtt: RttEstimator::default(),
-            outbound: Outbound::Closed,
-            timer: Delay::new(probe.map_or(Duration::ZERO, |probe| probe.interval)),
-            outstanding: None,
-            ping_unsupported: false,
+            prober: probe.map(Prober::new),
             answering: VecDeque::new(),
             hop: false,
-            reports: VecDeque::new(),
+            events: VecDeque::new(),
         }
     }
 
@@ -162,88 +327,37 @@ impl Handler {
     }
 
     fn set_probing(&mut self, probing: bool) {
-        if probing && !self.probing {
-            self.outstanding = None;
-            // The first probe goes out at once: until it is answered the timeout knows nothing of the link
-            // (5 s), so a death in the first interval would take that long to see.
-            self.timer.reset(Duration::ZERO);
-        }
-        if !probing {
-            self.outstanding = None;
-            // A ping left unpolled would come back with the whole time as its round trip.
-            if let Outbound::Pinging { .. } = self.outbound {
-                self.outbound = Outbound::Closed;
-            }
-        }
-        self.probing = probing;
-    }
-
-    /// Whether the probe runs on this connection.
-    fn probe_on(&self) -> Option<Probe> {
-        self.probe.filter(|_| self.probing && !self.ping_unsupported)
-    }
-
-    /// The remote answered what this end sent (an echo, a reset of the probe's stream): the probe under way
-    /// is answered and the next one is due a whole interval from now.
-    fn heard(&mut self) {
-        self.outstanding = None;
-        self.postpone_probe();
-    }
-
-    /// The remote pinged again on a stream this end had echoed on, so that echo reached it: the link carried
-    /// traffic both ways lately, and the next probe is due a whole interval from now (when both ends probe,
-    /// mostly the one with the shorter interval pays). A probe under way stays unanswered, as that echo may
-    /// have left before it. A remote's first ping on a stream counts for nothing: it shows only that the
-    /// remote's packets arrive, and a link that carries them one way only (a broken uplink, a one-way black
-    /// hole) is as dead to a relay client as a silent one.
-    fn remote_heard_us(&mut self) {
-        if self.outstanding.is_none() {
-            self.postpone_probe();
+        if let Some(prober) = &mut self.prober {
+            prober.set_on(probing);
         }
     }
 
-    fn postpone_probe(&mut self) {
-        if let Some(probe) = self.probe {
-            self.timer.reset(probe.interval);
+    /// Echoes the remote's pings; true if one was echoed, as its stream then waits for the next.
+    fn poll_answering(&mut self, cx: &mut Context<'_>) -> bool {
+        let (mut answered, mut heard_us) = (false, false);
+        self.answering
+            .retain_mut(|answering| match answering.echo.poll_unpin(cx) {
+                Poll::Ready(Ok(stream)) => {
+                    answered = true;
+                    heard_us |= answering.echoed_before;
+                    *answering = Answering::new(stream, true);
+                    true
+                }
+                Poll::Ready(Err(_)) => false,
+                Poll::Pending => true,
+            });
+        if let Some(prober) = self.prober.as_mut().filter(|_| heard_us) {
+            prober.clock.vouched(Instant::now());
         }
+        answered
     }
 
-    /// The timeout of a probe sent now.
-    fn timeout(&self) -> Duration {
-        self.rtt
-            .timeout(self.probe.map_or(Duration::ZERO, |probe| probe.timeout))
-    }
-
-    /// Starts a probe now: a ping on the open stream, or a stream to ping on.
-    fn start_probe(
-        &mut self,
-    ) -> Option<ConnectionHandlerEvent<ReadyUpgrade<StreamProtocol>, (), ToBehaviour>> {
-        self.timer.reset(self.timeout());
-        self.outstanding = Some(Outstanding { late: false });
-        match std::mem::replace(&mut self.outbound, Outbound::Closed) {
-            Outbound::Idle(stream) => {
-                self.outbound = Outbound::Pinging {
-                    ping: ping(stream).boxed(),
-                    fresh: false,
-                };
-                None
-            }
-            Outbound::Closed => Some(self.open_stream()),
-            busy @ (Outbound::Opening | Outbound::Pinging { .. }) => {
-                self.outbound = busy;
-                None
-            }
+    fn answer_on(&mut self, mut stream: Stream) {
+        stream.ignore_for_keep_alive();
+        if self.answering.len() == MAX_ANSWERING {
+            self.answering.pop_front();
         }
-    }
-
-    /// Asks for a new ping stream, for the probe under way.
-    fn open_stream(&mut self) -> ConnectionHandlerEvent<ReadyUpgrade<StreamProtocol>, (), ToBehaviour> {
-        self.outbound = Outbound::Opening;
-        // The negotiation may take as long as the probe may wait in all.
-        ConnectionHandlerEvent::OutboundSubstreamRequest {
-            protocol: SubstreamProtocol::new(ReadyUpgrade::new(PING_PROTOCOL), ())
-                .with_timeout(self.timeout() * 2),
-        }
+        self.answering.push_back(Answering::new(stream, false));
     }
 }
 
@@ -263,7 +377,8 @@ impl libp2p::swarm::ConnectionHandler for Handler {
     /// the remote's pings, so the keeper (and `LinkProbe`) go before `ping::Behaviour` in the struct; in the
     /// other order both still work, but the remote's pings no longer spare this end's probes.
     fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol> {
-        let upgrade = if self.keep_alive || self.probing {
+        let probing = self.prober.as_ref().is_some_and(|prober| prober.clock.is_on());
+        let upgrade = if self.keep_alive || probing {
             Either::Left(ReadyUpgrade::new(PING_PROTOCOL))
         } else {
             Either::Right(DeniedUpgrade)
@@ -274,8 +389,11 @@ impl libp2p::swarm::ConnectionHandler for Handler {
     fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
         match event {
             FromBehaviour::Kept(kept) => self.set_kept(kept),
-            FromBehaviour::ProbeNow if self.outstanding.is_none() => self.timer.reset(Duration::ZERO),
-            FromBehaviour::ProbeNow => {}
+            FromBehaviour::ProbeNow => {
+                if let Some(prober) = &mut self.prober {
+                    prober.clock.probe_now(Instant::now());
+                }
+            }
         }
     }
 
@@ -283,86 +401,19 @@ impl libp2p::swarm::ConnectionHandler for Handler {
         self.keep_alive
     }
 
-    fn poll(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<ConnectionHandlerEvent<Self::OutboundProtocol, (), Self::ToBehaviour>> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
         loop {
-            if let Some(report) = self.reports.pop_front() {
-                return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(report));
+            if let Some(event) = self.events.pop_front() {
+                return Poll::Ready(event);
             }
-            let mut answered = false;
-            let mut heard_us = false;
-            self.answering
-                .retain_mut(|answering| match answering.echo.poll_unpin(cx) {
-                    Poll::Ready(Ok(stream)) => {
-                        answered = true;
-                        heard_us |= answering.echoed_before;
-                        *answering = Answering::new(stream, true);
-                        true
-                    }
-                    Poll::Ready(Err(_)) => false,
-                    Poll::Pending => true,
-                });
-            if answered {
-                // The answers re-armed go on being polled.
-                if heard_us && self.probe_on().is_some() {
-                    self.remote_heard_us();
-                }
-                continue;
-            }
-            if self.probe_on().is_none() {
+            // The answers re-armed go on being polled.
+            let progress = self.poll_answering(cx)
+                || self
+                    .prober
+                    .as_mut()
+                    .is_some_and(|prober| prober.poll(cx, &mut self.events));
+            if !progress {
                 return Poll::Pending;
-            }
-            if let Outbound::Pinging { ping: pinging, fresh } = &mut self.outbound {
-                let fresh = *fresh;
-                match pinging.poll_unpin(cx) {
-                    Poll::Ready(Ok((stream, rtt))) => {
-                        self.outbound = Outbound::Idle(stream);
-                        self.rtt.sample(rtt);
-                        self.heard();
-                        self.reports.push_back(ToBehaviour::ProbeAnswered(rtt));
-                        continue;
-                    }
-                    // A stream that sat idle may have been dropped long ago (libp2p-ping's responder drops the
-                    // older of two streams): that says nothing of the link now, so the probe asks on a new one.
-                    Poll::Ready(Err(error)) if !fresh => {
-                        tracing::debug!(%error, "the probe's idle stream was closed; probing on a new one");
-                        return Poll::Ready(self.open_stream());
-                    }
-                    Poll::Ready(Err(error)) => {
-                        // A reset of a stream opened for this probe is an answer too.
-                        tracing::debug!(%error, "probe stream failed; the remote answered, so the link is alive");
-                        self.outbound = Outbound::Closed;
-                        self.heard();
-                        continue;
-                    }
-                    Poll::Pending => {}
-                }
-            }
-            if self.timer.poll_unpin(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let timeout = self.timeout();
-            match &mut self.outstanding {
-                Some(Outstanding { late: true }) => {
-                    self.outstanding = None;
-                    self.probing = false;
-                    return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(
-                        ToBehaviour::ProbeTimedOut,
-                    ));
-                }
-                Some(outstanding) => {
-                    // One late answer is no death: wait another timeout before calling the link silent.
-                    tracing::debug!(?timeout, "probe late; waiting one more timeout");
-                    outstanding.late = true;
-                    self.timer.reset(timeout);
-                }
-                None => {
-                    if let Some(request) = self.start_probe() {
-                        return Poll::Ready(request);
-                    }
-                }
             }
         }
     }
@@ -373,56 +424,30 @@ impl libp2p::swarm::ConnectionHandler for Handler {
                 if !self.hop && added.clone().any(|p| *p == HOP_PROTOCOL_NAME) =>
             {
                 self.hop = true;
-                self.reports.push_back(ToBehaviour::HopEnabled);
+                self.events
+                    .push_back(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::HopEnabled));
             }
             ConnectionEvent::RemoteProtocolsChange(ProtocolsChange::Removed(removed))
                 if self.hop && removed.clone().any(|p| *p == HOP_PROTOCOL_NAME) =>
             {
                 self.hop = false;
-                self.reports.push_back(ToBehaviour::HopDisabled);
+                self.events
+                    .push_back(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::HopDisabled));
             }
-            ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
-                protocol: mut stream,
-                ..
-            }) => {
-                // The probe must not keep a connection alive that the keeper does not keep.
-                stream.ignore_for_keep_alive();
-                self.outbound = if self.outstanding.is_some() {
-                    Outbound::Pinging {
-                        ping: ping(stream).boxed(),
-                        fresh: true,
-                    }
-                } else {
-                    Outbound::Idle(stream)
-                };
+            ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound { protocol, .. }) => {
+                if let Some(prober) = &mut self.prober {
+                    prober.opened(protocol);
+                }
             }
-            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => match error {
-                StreamUpgradeError::NegotiationFailed => {
-                    tracing::debug!("the remote does not speak ping; not probing this connection");
-                    self.ping_unsupported = true;
-                    self.outbound = Outbound::Closed;
-                    self.outstanding = None;
+            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
+                if let Some(prober) = &mut self.prober {
+                    prober.open_failed(error);
                 }
-                // The stream could not even be negotiated in time: leave the verdict to the probe's timer,
-                // which ran as long.
-                StreamUpgradeError::Timeout => self.outbound = Outbound::Closed,
-                StreamUpgradeError::Io(error) => {
-                    tracing::debug!(%error, "probe stream failed to open");
-                    self.outbound = Outbound::Closed;
-                    self.heard();
-                }
-                StreamUpgradeError::Apply(never) => libp2p::core::util::unreachable(never),
-            },
+            }
+            // The negotiated output is the futures crate's `Either`, though the upgrade is `either`'s.
             ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol, .. }) => {
                 match protocol {
-                    // The negotiated output is the futures crate's `Either`, though the upgrade is `either`'s.
-                    libp2p::futures::future::Either::Left(mut stream) => {
-                        stream.ignore_for_keep_alive();
-                        if self.answering.len() == MAX_ANSWERING {
-                            self.answering.pop_front();
-                        }
-                        self.answering.push_back(Answering::new(stream, false));
-                    }
+                    libp2p::futures::future::Either::Left(stream) => self.answer_on(stream),
                     libp2p::futures::future::Either::Right(never) => libp2p::core::util::unreachable(never),
                 }
             }

@@ -178,6 +178,7 @@ mod membership;
 mod metrics;
 mod mistake;
 mod pool;
+mod probe_clock;
 mod public_addrs;
 mod refusal;
 mod relay;
