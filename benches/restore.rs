@@ -79,7 +79,7 @@ async fn restarts(external: External, identify: bool) -> Vec<Sample> {
             })
             .expect("the loss scheduled a retry");
         let reconnected = (first_event..client.events.len())
-            .find(|i| matches!(client.events[*i], Event::Reconnected { .. }))
+            .find(|i| matches!(client.events[*i], Event::Connected { .. }))
             .expect("the connection came back");
         let refused = client.events[reconnected..]
             .iter()

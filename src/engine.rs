@@ -31,7 +31,7 @@ use crate::{
     link::Connection,
     metrics::Metrics,
     mistake::Mistake,
-    pool::{Decision, Pool, Standing, View},
+    pool::{Decision, Pool, Report, View},
     public_addrs::PublicAddrs,
     refusal::dial_refused,
     relay::{Action, Env, Input, Relay, Transition},
@@ -274,7 +274,7 @@ impl Engine {
         // Stopping ended the pool's decisions.
         if !self.stopped {
             self.settle(now);
-            self.report_short(*relay);
+            self.report_pool(*relay);
         }
         true
     }
@@ -311,7 +311,7 @@ impl Engine {
         }
         self.metrics.on_transition(Some(status), None, None, now);
         if let Some(pool) = &mut self.pool {
-            pool.update(peer, Standing::default());
+            pool.forget(peer);
         }
         let connections = removed.into_connections();
         tracing::debug!(relay = %peer, "relay removed");
@@ -458,6 +458,9 @@ impl Engine {
     /// The next thing the swarm must do, oldest first.
     pub(crate) fn poll_action(&mut self) -> Option<Command> {
         let command = self.commands.pop_front();
+        if let Some(Command::Emit(event)) = &command {
+            self.announce(event);
+        }
         // A burst (every relay added, or lost, at once) must not leave its queue's memory behind (BENCHMARKS.md,
         // memory per kept relay).
         if command.is_none() && self.commands.capacity() > COMMANDS_CAPACITY_KEPT {
@@ -520,7 +523,7 @@ impl Engine {
             // Its connections go back to the peers that are not kept; this one is dropped below.
             self.drop_relay(peer, now);
             self.settle(now);
-            self.report_short(peer);
+            self.report_pool(peer);
         }
         if let Some(links) = self.connections.get_mut(&peer) {
             links.retain(|(id, _)| *id != connection);
@@ -594,6 +597,9 @@ impl Engine {
     fn pause(&mut self, now: Instant) {
         tracing::info!("the node is publicly reachable: releasing its relay reservations");
         self.shared.paused = true;
+        if let Some(pool) = &mut self.pool {
+            pool.pause();
+        }
         let peers: Vec<PeerId> = self.relays.keys().copied().collect();
         for peer in peers {
             self.step(peer, Input::Pause, now);
@@ -719,7 +725,7 @@ impl Engine {
                     tracing::info!(relay = %peer, "a discovered relay stopped offering HOP; no longer kept");
                     self.drop_relay(peer, now);
                     self.settle(now);
-                    self.report_short(peer);
+                    self.report_pool(peer);
                 }
             }
             ToBehaviour::ProbeAnswered(rtt) => {
@@ -758,7 +764,7 @@ impl Engine {
     fn input(&mut self, peer: PeerId, input: Input, now: Instant) -> Option<Transition> {
         let transition = self.step(peer, input, now)?;
         self.settle(now);
-        self.report_short(peer);
+        self.report_pool(peer);
         Some(transition)
     }
 
@@ -778,13 +784,26 @@ impl Engine {
         while let Some(decision) = self.pool.as_mut().and_then(|pool| pool.decide(&self.relays)) {
             match decision {
                 Decision::Demote(relay) => {
-                    tracing::info!(%relay, "relay lost its goal; its slot in the pool goes to a standby");
+                    tracing::debug!(%relay, "relay waiting out a backoff gives its pool slot to a standby");
                     self.metrics.on_failover();
+                    // The relay is not retried while it is a standby: its retry was never news.
+                    self.commands.retain(|command| {
+                        !matches!(command, Command::Emit(Event::ReconnectScheduled { relay: r, .. }) if *r == relay)
+                    });
                     self.step(relay, Input::Demote, now);
                 }
-                Decision::Promote { relay, delay } => {
+                Decision::Promote {
+                    relay,
+                    delay,
+                    replaces,
+                } => {
                     tracing::debug!(%relay, ?delay, "promoting a standby relay");
                     self.step(relay, Input::Promote { delay }, now);
+                    let news =
+                        replaces.filter(|from| self.pool.as_mut().is_some_and(|pool| pool.announce(*from)));
+                    if let Some(from) = news {
+                        self.emit(Event::FailedOver { relay, from });
+                    }
                 }
                 Decision::Swap {
                     demote,
@@ -799,24 +818,22 @@ impl Engine {
         }
     }
 
-    /// Says once when `peer`'s loss, failure or removal left the pool with a free slot that no standby can
-    /// take. Not on `add_relay`: an application adds its relays one by one, and the pool is short in between.
-    /// Not while paused: the pause releases the slots on purpose.
-    fn report_short(&mut self, peer: PeerId) {
+    /// Says when `peer`'s loss, failure or removal left the pool short with no standby stepping in, and when
+    /// its recovery filled the pool again. Not while paused: the pause releases the slots on purpose.
+    fn report_pool(&mut self, peer: PeerId) {
         if self.shared.paused {
             return;
         }
-        let Some(pool) = &mut self.pool else {
-            return;
-        };
-        if pool.became_short() {
-            let (held, target) = (pool.held(), pool.target());
-            self.emit(Event::PoolShort {
+        let event = match self.pool.as_mut().and_then(Pool::report) {
+            Some(Report::Short { reserved, target }) => Event::PoolShort {
                 relay: peer,
-                held,
+                reserved,
                 target,
-            });
-        }
+            },
+            Some(Report::Full { target }) => Event::PoolFull { relay: peer, target },
+            None => return,
+        };
+        self.emit(event);
     }
 
     /// Carries out what a transition of `peer` changed and asked for.
@@ -833,9 +850,8 @@ impl Engine {
         let (before, after) = transition.status;
         self.metrics
             .on_transition(before, Some(after), transition.restored_after, now);
-        if let Some(pool) = &mut self.pool {
-            let standing = self.relays.get(&peer).map(|kept| kept.relay.standing());
-            pool.update(peer, standing.unwrap_or_default());
+        if let (Some(pool), Some(kept)) = (&mut self.pool, self.relays.get(&peer)) {
+            pool.update(peer, kept.relay.standing());
         }
         for action in std::mem::take(&mut self.shared.actions) {
             match action {
@@ -905,18 +921,24 @@ impl Engine {
         }
     }
 
+    /// Queues `event`; it is logged and counted when the swarm takes it, so an event taken back before
+    /// (a retry of a relay the pool then moved to standby) never shows.
     fn emit(&mut self, event: Event) {
+        self.commands.push_back(Command::Emit(event));
+    }
+
+    /// Logs and counts an event the swarm takes now.
+    fn announce(&mut self, event: &Event) {
         event.log();
         // Once per cause, the fix for a cause that retrying alone does not cure.
-        if let Event::ReconnectScheduled { relay, cause, .. } = &event {
+        if let Event::ReconnectScheduled { relay, cause, .. } = event {
             if let Some(fix) = cause.kind.fix() {
                 if self.fixes_logged.insert(fix) {
                     tracing::warn!(%relay, cause = %cause.kind, error = %cause.message, "{fix}");
                 }
             }
         }
-        self.metrics.on_event(&event);
-        self.commands.push_back(Command::Emit(event));
+        self.metrics.on_event(event);
     }
 }
 

@@ -23,12 +23,13 @@ pub enum Event {
         /// Why the relay left its goal state, or why the previous retry failed.
         cause: Cause,
     },
-    /// A direct connection to the relay is back after it was lost or could not be made.
-    Reconnected {
+    /// A direct connection to the relay is up again during an outage. Not a recovery yet: with reservations
+    /// on, the keeper requests the reservation on it next, and [`Event::Reserved`] says when it is live.
+    Connected {
         /// The relay.
         relay: PeerId,
-        /// The counted retries this outage took until the connection was back (a re-check of a refusing relay
-        /// that connects is not one of them); 0 when a dial that the keeper did not make restored it.
+        /// The counted retries this outage took until the connection was up (a re-check of a refusing relay
+        /// that connects is not one of them); 0 when a dial that the keeper did not make brought it.
         attempts: u32,
     },
     /// A circuit reservation on the relay is live, for the first time or restored. Not raised on renewals.
@@ -67,23 +68,39 @@ pub enum Event {
         /// The relay whose reservation was the last one.
         relay: PeerId,
     },
-    /// The pool ([`Config::with_max_reservations`](crate::Config::with_max_reservations)) has fewer relays
-    /// holding a slot than its target, and no standby can take one: every other kept relay is waiting out its
-    /// backoff or gave up. Raised once per shortage, when a relay's loss, failure or removal causes it (not
-    /// while relays are being added); the pool fills up again by itself as relays recover.
+    /// In a pool ([`Config::with_max_reservations`](crate::Config::with_max_reservations)), the standby
+    /// `relay` takes the slot that `from` lost (its outage, give-up or removal). Raised once per outage of
+    /// `from`, however often the slot changes hands while it lasts.
+    FailedOver {
+        /// The standby that takes the slot.
+        relay: PeerId,
+        /// The relay that lost it.
+        from: PeerId,
+    },
+    /// Fewer relays of the pool are reserved than its target, and no standby can step in: every other kept
+    /// relay is waiting out its backoff, trying already, or gave up. Raised once for each relay lost below the
+    /// target, down to none (not while relays are being added, nor while the node is publicly reachable);
+    /// the pool fills up again by itself as relays recover, and [`Event::PoolFull`] says when.
     PoolShort {
         /// The relay whose loss, failure or removal left the pool short.
         relay: PeerId,
-        /// How many relays hold a slot.
-        held: usize,
+        /// How many relays of the pool are reserved.
+        reserved: usize,
+        /// How many slots the pool has.
+        target: usize,
+    },
+    /// The pool is full again after it was short: as many relays are reserved as it has slots.
+    PoolFull {
+        /// The relay whose reservation filled the pool.
+        relay: PeerId,
         /// How many slots the pool has.
         target: usize,
     },
 }
 
 impl Event {
-    /// Logs the event at the level an operator needs it: a retry at `debug`, a restored reservation at `info`,
-    /// a give-up or the loss of every circuit at `warn`.
+    /// Logs the event at the level an operator needs it: a scheduled retry, a connection, a reservation and
+    /// the pool's moves at `info`, a give-up, the loss of every circuit and a short pool at `warn`.
     pub(crate) fn log(&self) {
         match self {
             Event::ReconnectScheduled {
@@ -93,10 +110,10 @@ impl Event {
                 ..
             } => {
                 let relay = self.relay();
-                tracing::debug!(%relay, attempt, ?delay, cause = %cause.kind, error = %cause.message, "relay retry scheduled")
+                tracing::info!(%relay, attempt, ?delay, cause = %cause.kind, error = %cause.message, "relay retry scheduled")
             }
-            Event::Reconnected { relay, attempts } => {
-                tracing::info!(%relay, attempts, "relay connection restored")
+            Event::Connected { relay, attempts } => {
+                tracing::info!(%relay, attempts, "relay connected again; its reservation comes next")
             }
             Event::Reserved { relay, addr } => tracing::info!(%relay, %addr, "relay reservation live"),
             Event::GaveUp {
@@ -124,12 +141,22 @@ impl Event {
             Event::Unreachable { relay } => {
                 tracing::warn!(%relay, "node no longer reachable through any relay")
             }
-            Event::PoolShort { relay, held, target } => tracing::warn!(
-                %relay,
-                held,
+            Event::FailedOver { relay, from } => {
+                tracing::info!(%relay, %from, "a standby relay takes the pool slot of a lost one")
+            }
+            Event::PoolShort {
+                relay,
+                reserved,
                 target,
-                "the relay pool is short: no standby is eligible to take a free slot"
+            } => tracing::warn!(
+                %relay,
+                reserved,
+                target,
+                "the relay pool is short: no standby can step in"
             ),
+            Event::PoolFull { relay, target } => {
+                tracing::info!(%relay, target, "the relay pool is full again")
+            }
         }
     }
 
@@ -137,12 +164,14 @@ impl Event {
     pub fn relay(&self) -> PeerId {
         match self {
             Event::ReconnectScheduled { relay, .. }
-            | Event::Reconnected { relay, .. }
+            | Event::Connected { relay, .. }
             | Event::Reserved { relay, .. }
             | Event::GaveUp { relay, .. }
             | Event::Reachable { relay, .. }
             | Event::Unreachable { relay }
-            | Event::PoolShort { relay, .. } => *relay,
+            | Event::FailedOver { relay, .. }
+            | Event::PoolShort { relay, .. }
+            | Event::PoolFull { relay, .. } => *relay,
         }
     }
 }
@@ -161,8 +190,8 @@ impl fmt::Display for Event {
                 delay.as_millis(),
                 cause.kind
             ),
-            Event::Reconnected { relay, attempts } => {
-                write!(f, "reconnected relay={relay} attempts={attempts}")
+            Event::Connected { relay, attempts } => {
+                write!(f, "connected relay={relay} attempts={attempts}")
             }
             Event::Reserved { relay, addr } => write!(f, "reserved relay={relay} addr={addr}"),
             Event::GaveUp {
@@ -182,9 +211,13 @@ impl fmt::Display for Event {
             }
             Event::Reachable { relay, addr } => write!(f, "reachable relay={relay} addr={addr}"),
             Event::Unreachable { relay } => write!(f, "unreachable relay={relay}"),
-            Event::PoolShort { relay, held, target } => {
-                write!(f, "pool_short relay={relay} held={held} target={target}")
-            }
+            Event::FailedOver { relay, from } => write!(f, "failed_over relay={relay} from={from}"),
+            Event::PoolShort {
+                relay,
+                reserved,
+                target,
+            } => write!(f, "pool_short relay={relay} reserved={reserved} target={target}"),
+            Event::PoolFull { relay, target } => write!(f, "pool_full relay={relay} target={target}"),
         }
     }
 }
@@ -209,7 +242,7 @@ mod tests {
                 cause: Cause::probe_timeout(),
             }
             .to_string(),
-            Event::Reconnected { relay, attempts: 3 }.to_string(),
+            Event::Connected { relay, attempts: 3 }.to_string(),
             Event::Reserved {
                 relay,
                 addr: addr.clone(),
@@ -235,17 +268,28 @@ mod tests {
             }
             .to_string(),
             Event::Unreachable { relay }.to_string(),
+            Event::FailedOver { relay, from: relay }.to_string(),
+            Event::PoolShort {
+                relay,
+                reserved: 1,
+                target: 2,
+            }
+            .to_string(),
+            Event::PoolFull { relay, target: 2 }.to_string(),
         ];
         assert_eq!(
             lines,
             [
                 format!("reconnect_scheduled relay={relay} attempt=2 delay_ms=4312 cause=probe_timeout"),
-                format!("reconnected relay={relay} attempts=3"),
+                format!("connected relay={relay} attempts=3"),
                 format!("reserved relay={relay} addr={addr}"),
                 format!("gave_up relay={relay} attempts=10 reason=max_attempts retry_in_ms=612345"),
                 format!("gave_up relay={relay} attempts=0 reason=wrong_peer_id found={relay}"),
                 format!("reachable relay={relay} addr={addr}"),
                 format!("unreachable relay={relay}"),
+                format!("failed_over relay={relay} from={relay}"),
+                format!("pool_short relay={relay} reserved=1 target=2"),
+                format!("pool_full relay={relay} target=2"),
             ]
         );
     }

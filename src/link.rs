@@ -294,6 +294,11 @@ impl Link {
         matches!(self.state, State::Waiting { .. })
     }
 
+    /// In its goal: reserved, or connected with reservations off.
+    pub(crate) fn in_goal(&self) -> bool {
+        matches!(self.state, State::Connected { .. } | State::Reserved { .. })
+    }
+
     /// Halted with no wait left: a standby in this state may be promoted.
     pub(crate) fn ready(&self) -> bool {
         self.state == State::Halted { until: None }
@@ -912,7 +917,7 @@ impl Link {
     /// Emits that the connection is back, after `made` counted retries, if an outage was under way.
     fn reconnected(&self, made: u32, env: &mut Env<'_>) {
         if self.memory.outage_since.is_some() {
-            env.emit(Event::Reconnected {
+            env.emit(Event::Connected {
                 relay: env.relay,
                 attempts: made,
             });

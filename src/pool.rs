@@ -21,6 +21,8 @@ pub(crate) struct Standing {
     /// Promoted and not dialed yet (its spread is running): a candidate added now may take its place at no
     /// cost.
     pub(crate) promoted: bool,
+    /// In its goal: reserved (or connected, with reservations off).
+    pub(crate) in_goal: bool,
 }
 
 /// The next move the pool asks for.
@@ -30,7 +32,12 @@ pub(crate) enum Decision {
     /// wait is over.
     Demote(PeerId),
     /// Give a free slot to the standby `relay`, to be dialed after `delay` (none if it is connected already).
-    Promote { relay: PeerId, delay: Duration },
+    /// `replaces`: the relay that lost the slot, if one did.
+    Promote {
+        relay: PeerId,
+        delay: Duration,
+        replaces: Option<PeerId>,
+    },
     /// The candidate `promote`, just added, takes the slot of `demote`, promoted but not dialed yet.
     Swap {
         demote: PeerId,
@@ -47,18 +54,41 @@ pub(crate) trait View {
     fn discovered(&self, relay: &PeerId) -> bool;
 }
 
+/// What the pool has to say about itself after an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Report {
+    /// A relay was lost below the target and no standby stepped in: `reserved` of `target` are left.
+    Short { reserved: usize, target: usize },
+    /// As many relays are reserved as the pool has slots, again.
+    Full { target: usize },
+}
+
+/// A relay the pool knows of.
+#[derive(Debug)]
+struct Member {
+    peer: PeerId,
+    standing: Standing,
+    /// The loss of its slot was announced in its current outage; cleared when it is in its goal again.
+    announced: bool,
+}
+
 /// Slots for at most `target` relays out of the kept ones.
 #[derive(Debug)]
 pub(crate) struct Pool {
     target: usize,
     spread: Duration,
     rng: StdRng,
-    /// Where every relay the pool knows of stands, in the order the pool first heard of it; a relay that
-    /// stands nowhere is not listed.
-    members: Vec<(PeerId, Standing)>,
+    /// Where every kept relay stands, in the order the pool first heard of it.
+    members: Vec<Member>,
+    /// Relays that lost their slot, oldest first, until a promotion fills it.
+    vacated: Vec<PeerId>,
     /// A candidate added since the last decision, which may displace a promoted relay.
     added: Option<PeerId>,
-    /// The pool was short of candidates and said so; cleared once it is full again.
+    /// A standby was promoted since the last report.
+    stepped_in: bool,
+    /// How many relays were in their goal at the last report.
+    reserved: usize,
+    /// The pool said it was short; cleared once it is full again.
     short: bool,
 }
 
@@ -84,7 +114,10 @@ impl Pool {
             spread: config.promotion_spread(),
             rng,
             members: Vec::new(),
+            vacated: Vec::new(),
             added: None,
+            stepped_in: false,
+            reserved: 0,
             short: false,
         })
     }
@@ -101,23 +134,62 @@ impl Pool {
     fn with<'a>(&'a self, has: impl Fn(&Standing) -> bool + 'a) -> impl Iterator<Item = PeerId> + 'a {
         self.members
             .iter()
-            .filter(move |(_, standing)| has(standing))
-            .map(|(peer, _)| *peer)
+            .filter(move |member| has(&member.standing))
+            .map(|member| member.peer)
     }
 
-    /// Records where `peer` stands now; [`Standing::default`] forgets a relay that is no longer kept.
+    /// Records where `peer` stands now.
     pub(crate) fn update(&mut self, peer: PeerId, standing: Standing) {
-        let index = self.members.iter().position(|(p, _)| *p == peer);
-        match (index, standing == Standing::default()) {
-            (Some(index), true) => {
-                self.members.remove(index);
+        let index = self.members.iter().position(|member| member.peer == peer);
+        // A promoted relay that gives its slot back before its first try lost nothing.
+        let held = index.is_some_and(|index| {
+            let before = self.members[index].standing;
+            before.holds_slot && !before.promoted
+        });
+        match index {
+            Some(index) => {
+                let member = &mut self.members[index];
+                member.standing = standing;
+                member.announced &= !standing.in_goal;
             }
-            (Some(index), false) => self.members[index].1 = standing,
-            (None, false) => self.members.push((peer, standing)),
-            (None, true) => {}
+            None => self.members.push(Member {
+                peer,
+                standing,
+                announced: false,
+            }),
+        }
+        self.vacate(peer, held, standing);
+    }
+
+    /// `peer` is no longer kept: a slot it held is free.
+    pub(crate) fn forget(&mut self, peer: PeerId) {
+        let Some(index) = self.members.iter().position(|member| member.peer == peer) else {
+            return;
+        };
+        let member = self.members.remove(index);
+        let held = member.standing.holds_slot && !member.standing.promoted;
+        self.vacate(peer, held, Standing::default());
+    }
+
+    /// Notes that `peer`, which `held` a slot before, stands as `standing` now.
+    fn vacate(&mut self, peer: PeerId, held: bool, standing: Standing) {
+        if held && !standing.holds_slot && !self.vacated.contains(&peer) {
+            self.vacated.push(peer);
+        }
+        if standing.holds_slot {
+            self.vacated.retain(|p| *p != peer);
         }
         if !standing.eligible && self.added == Some(peer) {
             self.added = None;
+        }
+    }
+
+    /// Whether the loss of `relay`'s slot is news: the first time in its outage (or it is no longer kept).
+    /// Marks it announced.
+    pub(crate) fn announce(&mut self, relay: PeerId) -> bool {
+        match self.members.iter_mut().find(|member| member.peer == relay) {
+            Some(member) => !std::mem::replace(&mut member.announced, true),
+            None => true,
         }
     }
 
@@ -161,17 +233,25 @@ impl Pool {
             .filter(|p| !given_eligible || !relays.discovered(p))
             .collect();
         if let Some(relay) = candidates.iter().copied().find(|p| relays.connected(p)) {
-            return Some(Decision::Promote {
-                relay,
-                delay: Duration::ZERO,
-            });
+            return Some(self.promote(relay, Duration::ZERO));
         }
         if candidates.is_empty() {
             return None;
         }
         let relay = candidates[self.rng.random_range(0..candidates.len())];
         let delay = self.spread();
-        Some(Decision::Promote { relay, delay })
+        Some(self.promote(relay, delay))
+    }
+
+    /// Promotes `relay` into the oldest vacated slot, or a free one.
+    fn promote(&mut self, relay: PeerId, delay: Duration) -> Decision {
+        self.stepped_in = true;
+        let replaces = (!self.vacated.is_empty()).then(|| self.vacated.remove(0));
+        Decision::Promote {
+            relay,
+            delay,
+            replaces,
+        }
     }
 
     /// The promoted relay a candidate just added replaces, if any.
@@ -193,13 +273,30 @@ impl Pool {
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
-    /// Whether the pool has just become short of candidates (and should say so once): it holds fewer relays
-    /// than it has slots, and no decision is left.
-    pub(crate) fn became_short(&mut self) -> bool {
-        let short = self.held() < self.target;
-        let became = short && !self.short;
-        self.short = short;
-        became
+    /// What the pool has to say after an input and its decisions: short when a relay in its goal was lost below
+    /// the target and no standby stepped in; full when it is back at its target after it was short.
+    pub(crate) fn report(&mut self) -> Option<Report> {
+        let reserved = self.with(|standing| standing.in_goal).count();
+        let dropped = reserved < self.reserved;
+        let stepped_in = std::mem::take(&mut self.stepped_in);
+        self.reserved = reserved;
+        let target = self.target();
+        if dropped && reserved < target && !stepped_in {
+            self.short = true;
+            return Some(Report::Short { reserved, target });
+        }
+        if self.short && reserved >= target {
+            self.short = false;
+            return Some(Report::Full { target });
+        }
+        None
+    }
+
+    /// The node is publicly reachable: the pool releases its slots on purpose, and says nothing of it.
+    pub(crate) fn pause(&mut self) {
+        self.reserved = 0;
+        self.short = false;
+        self.stepped_in = false;
     }
 }
 

@@ -196,6 +196,7 @@ impl Relay {
             eligible: self.membership == Membership::Standby && self.link.ready(),
             gives_way: active && self.link.waiting(),
             promoted: matches!(self.membership, Membership::Promoted { .. }),
+            in_goal: active && self.link.in_goal(),
         }
     }
 

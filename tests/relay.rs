@@ -25,7 +25,7 @@ async fn reservation_survives_a_relay_restart(net: Net) {
 
     let relay = relay.restart(net, External::AtStart).await;
     let circuit = client.wait_reserved(relay_id).await;
-    assert!(client.count(|e| matches!(e, Event::Reconnected { .. })) >= 1);
+    assert!(client.count(|e| matches!(e, Event::Connected { .. })) >= 1);
     client
         .serve_while(
             "a peer reaching the client again",
@@ -113,7 +113,7 @@ async fn relay_started_late_is_reached() {
     )
     .await;
     client.wait_reserved(relay_id).await;
-    assert!(client.count(|e| matches!(e, Event::Reconnected { attempts, .. } if *attempts >= 2)) == 1);
+    assert!(client.count(|e| matches!(e, Event::Connected { attempts, .. } if *attempts >= 2)) == 1);
     relay.kill().await;
 }
 

@@ -270,7 +270,7 @@ fn a_recheck_is_connecting_and_unannounced_and_its_connection_counts_only_counte
     keeper.harness.connect(keeper.relay, id, &addr);
     keeper.read();
     let reconnected = keeper.events.iter().find_map(|e| match e {
-        Event::Reconnected { attempts, .. } => Some(*attempts),
+        Event::Connected { attempts, .. } => Some(*attempts),
         _ => None,
     });
     assert_eq!(reconnected, Some(2));

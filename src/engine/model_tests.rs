@@ -682,7 +682,7 @@ impl Model {
                     since,
                 };
             }
-            (Event::Reconnected { attempts, .. }, _) if relay.owed_reconnected == Some(attempts) => {
+            (Event::Connected { attempts, .. }, _) if relay.owed_reconnected == Some(attempts) => {
                 relay.owed_reconnected = None;
             }
             (event, phase) => return Err(format!("unexpected {event:?} in {phase:?}")),

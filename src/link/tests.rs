@@ -197,12 +197,14 @@ impl Rig {
 fn event_name(event: &Event) -> &'static str {
     match event {
         Event::ReconnectScheduled { .. } => "scheduled",
-        Event::Reconnected { .. } => "reconnected",
+        Event::Connected { .. } => "reconnected",
         Event::Reserved { .. } => "reserved",
         Event::GaveUp { .. } => "gave-up",
         Event::Reachable { .. } => "reachable",
         Event::Unreachable { .. } => "unreachable",
+        Event::FailedOver { .. } => "failed-over",
         Event::PoolShort { .. } => "pool-short",
+        Event::PoolFull { .. } => "pool-full",
     }
 }
 

@@ -176,12 +176,14 @@ impl Instruments {
                     cause: cause.kind.as_str(),
                 })
                 .clone(),
-            Event::Reconnected { .. } => self.reconnects.clone(),
+            Event::Connected { .. } => self.reconnects.clone(),
             Event::GaveUp { .. } => self.give_ups.clone(),
             Event::Reserved { .. }
             | Event::Reachable { .. }
             | Event::Unreachable { .. }
-            | Event::PoolShort { .. } => return,
+            | Event::FailedOver { .. }
+            | Event::PoolShort { .. }
+            | Event::PoolFull { .. } => return,
         };
         counter.inc();
     }

@@ -38,6 +38,7 @@ const NOWHERE: Standing = Standing {
     eligible: false,
     gives_way: false,
     promoted: false,
+    in_goal: false,
 };
 const STANDBY: Standing = Standing {
     eligible: true,
@@ -45,15 +46,20 @@ const STANDBY: Standing = Standing {
 };
 const RESERVED: Standing = Standing {
     holds_slot: true,
+    in_goal: true,
     ..NOWHERE
 };
 const WAITING: Standing = Standing {
+    holds_slot: true,
     gives_way: true,
-    ..RESERVED
+    ..NOWHERE
 };
+/// A standby still waiting out its own backoff.
+const STANDBY_WAITING: Standing = NOWHERE;
 const PROMOTED: Standing = Standing {
+    holds_slot: true,
     promoted: true,
-    ..RESERVED
+    ..NOWHERE
 };
 
 /// `n` relays standing as `standing` in `pool`.
@@ -95,7 +101,8 @@ fn a_free_slot_goes_to_a_connected_standby_at_once() {
         pool.decide(&relays),
         Some(Decision::Promote {
             relay: standbys[2],
-            delay: Duration::ZERO
+            delay: Duration::ZERO,
+            replaces: None,
         })
     );
 }
@@ -106,7 +113,7 @@ fn an_unconnected_standby_is_chosen_at_random_and_dialed_within_the_spread() {
     for seed in 0..50 {
         let mut pool = pool(1, seed);
         let standbys = stand(&mut pool, 2, STANDBY);
-        let Some(Decision::Promote { relay, delay }) = pool.decide(&Relays::default()) else {
+        let Some(Decision::Promote { relay, delay, .. }) = pool.decide(&Relays::default()) else {
             panic!("a free slot and two eligible standbys: a promotion");
         };
         assert!(delay <= SPREAD, "{delay:?}");
@@ -209,15 +216,43 @@ fn a_candidate_added_to_a_pool_without_pending_promotions_displaces_nobody() {
 }
 
 #[test]
-fn the_pool_says_once_that_it_is_short_until_it_is_full_again() {
+fn the_pool_says_short_once_per_relay_lost_below_its_target_and_full_when_it_is_back() {
     let mut pool = pool(2, 1);
     let reserved = stand(&mut pool, 2, RESERVED);
-    assert!(!pool.became_short());
-    pool.update(reserved[0], NOWHERE);
-    assert!(pool.became_short());
-    assert!(!pool.became_short(), "said once");
+    assert_eq!(pool.report(), None, "filling the pool is no news");
+    pool.update(reserved[0], WAITING);
+    let short = |reserved| Some(Report::Short { reserved, target: 2 });
+    assert_eq!(pool.report(), short(1));
+    assert_eq!(pool.report(), None, "said once for that loss");
+    pool.update(reserved[1], WAITING);
+    assert_eq!(pool.report(), short(0), "and again for the next, down to none");
     pool.update(reserved[0], RESERVED);
-    assert!(!pool.became_short());
-    pool.update(reserved[1], NOWHERE);
-    assert!(pool.became_short(), "short again after it was full");
+    assert_eq!(pool.report(), None);
+    pool.update(reserved[1], RESERVED);
+    assert_eq!(pool.report(), Some(Report::Full { target: 2 }));
+    assert_eq!(pool.report(), None);
+}
+
+#[test]
+fn a_loss_a_standby_steps_in_for_is_no_shortage_and_the_promotion_names_the_lost_relay() {
+    let mut pool = pool(2, 1);
+    let reserved = stand(&mut pool, 2, RESERVED);
+    let standby = stand(&mut pool, 1, STANDBY);
+    pool.report();
+    pool.update(reserved[0], WAITING);
+    assert_eq!(
+        pool.decide(&Relays::default()),
+        Some(Decision::Demote(reserved[0]))
+    );
+    pool.update(reserved[0], STANDBY_WAITING);
+    let Some(Decision::Promote { relay, replaces, .. }) = pool.decide(&Relays::default()) else {
+        panic!("the standby takes the slot");
+    };
+    assert_eq!((relay, replaces), (standby[0], Some(reserved[0])));
+    pool.update(standby[0], PROMOTED);
+    assert_eq!(pool.report(), None);
+    assert!(pool.announce(reserved[0]), "the loss is news once");
+    assert!(!pool.announce(reserved[0]), "not twice in the same outage");
+    pool.update(reserved[0], RESERVED);
+    assert!(pool.announce(reserved[0]), "news again after the relay was back");
 }

@@ -410,7 +410,7 @@ fn a_successful_retry_ends_the_outage_and_leaves_no_timer() {
     assert!(
         events
             .iter()
-            .any(|e| matches!(e, Event::Reconnected { attempts: 3, .. })),
+            .any(|e| matches!(e, Event::Connected { attempts: 3, .. })),
         "{events:?}"
     );
     driver.reservation_accepted();
@@ -487,7 +487,7 @@ fn a_connection_made_by_someone_else_counts_zero_retries_and_cancels_the_wait() 
     driver.connect_other();
     let events = driver.take_events();
     assert!(
-        matches!(events.as_slice(), [Event::Reconnected { attempts: 0, .. }]),
+        matches!(events.as_slice(), [Event::Connected { attempts: 0, .. }]),
         "{events:?}"
     );
     assert_eq!(driver.relay.deadline(), None);
@@ -516,7 +516,7 @@ fn relay_down_at_start_is_retried_and_recovers() {
     assert_eq!(scheduled(&events), [1, 2]);
     assert!(events
         .iter()
-        .any(|e| matches!(e, Event::Reconnected { attempts: 2, .. })));
+        .any(|e| matches!(e, Event::Connected { attempts: 2, .. })));
 }
 
 #[test]
@@ -818,7 +818,7 @@ fn without_reservations_the_connection_is_the_goal() {
     let events = driver.take_events();
     assert!(events
         .iter()
-        .any(|e| matches!(e, Event::Reconnected { attempts: 1, .. })));
+        .any(|e| matches!(e, Event::Connected { attempts: 1, .. })));
 }
 
 #[test]
