@@ -254,10 +254,20 @@ impl Link {
             // The round's last try waits only to give up: no retry is coming.
             State::AwaitingHop { last: true, .. } => RelayStatus::Connected,
             State::Reserved { .. } => RelayStatus::Reserved,
-            State::Waiting { attempt, .. } => RelayStatus::Waiting { attempt },
+            State::Waiting {
+                attempt,
+                deadline,
+                recheck_at,
+            } => RelayStatus::Waiting {
+                attempt,
+                next_try: recheck_at.map_or(deadline, |at| at.min(deadline)),
+            },
             // The refused try waits for HOP; the fallback is the next retry's.
-            State::AwaitingHop { attempt, .. } => RelayStatus::Waiting {
+            State::AwaitingHop {
+                attempt, deadline, ..
+            } => RelayStatus::Waiting {
                 attempt: attempt.saturating_add(1),
+                next_try: deadline,
             },
             State::GaveUp {
                 attempts,

@@ -18,6 +18,9 @@ pub enum RelayStatus {
     Waiting {
         /// The number of the retry that is due next.
         attempt: u32,
+        /// When the keeper next tries anything for the relay: the retry, or a re-check before it; for a relay
+        /// that refused for lack of HOP, the fallback (it reserves at once when the relay offers HOP).
+        next_try: Instant,
     },
     /// The keeper left the relay alone. [`RelayKeeper::add_relay`](crate::RelayKeeper::add_relay) revives
     /// it; after [`GiveUpReason::MaxAttempts`] so do the cool-down's end (`retry_at`),

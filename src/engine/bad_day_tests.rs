@@ -347,3 +347,35 @@ fn a_reservation_that_held_ten_seconds_forgives_the_backoff_and_a_crash_loops_do
     let damped = first_wait_after(Duration::from_secs(3), 4);
     assert!(damped > base, "a crash loop's 3 s up is not forgiven: {damped:?}");
 }
+
+#[test]
+fn a_waiting_relay_says_when_it_tries_next_a_recheck_included() {
+    let mut keeper = Keeper::new(exact());
+    let start = keeper.harness.now;
+    keeper.fail_until(start, refusal);
+    let Some(RelayStatus::Waiting { attempt: 1, next_try }) = keeper.harness.engine.status(&keeper.relay)
+    else {
+        panic!("waiting for retry 1")
+    };
+    let retry_at = start + exact().backoff_bound(1);
+    assert!(next_try < retry_at, "the re-check comes first: {next_try:?}");
+    assert_eq!(Some(next_try), keeper.harness.engine.poll_timeout());
+    keeper.harness.now = next_try;
+    let id = keeper.next_dial();
+    assert_eq!(
+        keeper.harness.now, next_try,
+        "a dial at the instant the status named"
+    );
+    keeper
+        .harness
+        .fail_dial(keeper.relay, id, &unanswered(&keeper.addr));
+    let status = keeper.harness.engine.status(&keeper.relay);
+    assert_eq!(
+        status,
+        Some(RelayStatus::Waiting {
+            attempt: 1,
+            next_try: retry_at
+        }),
+        "without re-checks, the retry is next"
+    );
+}

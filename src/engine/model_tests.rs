@@ -177,9 +177,16 @@ impl Model {
             _ if self.stopped => RelayStatus::Stopped,
             Phase::Trying { .. } if connected => RelayStatus::Connected,
             Phase::Trying { .. } => RelayStatus::Connecting,
-            Phase::Waiting { attempt, .. } => RelayStatus::Waiting { attempt },
+            // The keeper says when it tries next: the wait it announced.
+            Phase::Waiting { attempt, due } => RelayStatus::Waiting {
+                attempt,
+                next_try: due?,
+            },
             Phase::AwaitingHop { last: true, .. } => RelayStatus::Connected,
-            Phase::AwaitingHop { attempt, .. } => RelayStatus::Waiting { attempt: attempt + 1 },
+            Phase::AwaitingHop { attempt, due, .. } => RelayStatus::Waiting {
+                attempt: attempt + 1,
+                next_try: due?,
+            },
             Phase::Goal { .. } if self.config.reservations() => RelayStatus::Reserved,
             Phase::Goal { .. } => RelayStatus::Connected,
             Phase::GaveUp {

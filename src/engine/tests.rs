@@ -15,6 +15,12 @@ use super::{
 };
 use crate::handler::ToBehaviour;
 
+/// A relay waiting for retry `attempt`, due when the engine's next deadline is.
+fn waiting(harness: &Harness, attempt: u32) -> Option<RelayStatus> {
+    let next_try = harness.engine.poll_timeout().expect("a retry is scheduled");
+    Some(RelayStatus::Waiting { attempt, next_try })
+}
+
 fn id(n: usize) -> ConnectionId {
     ConnectionId::new_unchecked(n)
 }
@@ -49,10 +55,7 @@ fn reserved_with(config: Config) -> (Harness, PeerId, Multiaddr, ListenerId) {
 fn redials_relay_when_connection_closes() {
     let (mut harness, peer, addr) = connected();
     harness.close(peer, id(1), &addr);
-    assert_eq!(
-        harness.engine.status(&peer),
-        Some(RelayStatus::Waiting { attempt: 1 })
-    );
+    assert_eq!(harness.engine.status(&peer), waiting(&harness, 1));
     assert!(dials(&harness.drain()).is_empty(), "not before the wait");
     harness.advance_to_timeout();
     let commands = harness.drain();
@@ -98,7 +101,7 @@ fn relayed_connections_are_not_connections_to_the_relay() {
     harness.close(peer, id(1), &addr);
     assert_eq!(
         harness.engine.status(&peer),
-        Some(RelayStatus::Waiting { attempt: 1 }),
+        waiting(&harness, 1),
         "the direct connection is gone: retry scheduled"
     );
     let deadline = harness.engine.poll_timeout();
@@ -176,10 +179,7 @@ fn any_dial_error_is_a_counted_failure() {
     harness.add_relay(&addr);
     let dial = dials(&harness.drain())[0];
     harness.fail_dial(peer, dial, &DialError::NoAddresses);
-    assert_eq!(
-        harness.engine.status(&peer),
-        Some(RelayStatus::Waiting { attempt: 1 })
-    );
+    assert_eq!(harness.engine.status(&peer), waiting(&harness, 1));
     assert!(harness.engine.poll_timeout().is_some());
 }
 
@@ -294,10 +294,7 @@ fn unreachable_relays() -> (Harness, Vec<PeerId>) {
 fn every_unreachable_relay_gets_its_own_retry() {
     let (mut harness, relays) = unreachable_relays();
     for relay in &relays {
-        assert_eq!(
-            harness.engine.status(relay),
-            Some(RelayStatus::Waiting { attempt: 1 })
-        );
+        assert_eq!(harness.engine.status(relay), waiting(&harness, 1));
     }
     harness.advance_to_timeout();
     assert_eq!(dials(&harness.drain()).len(), 3, "every retry fires");
@@ -312,10 +309,7 @@ fn startup_failure_and_a_close_schedule_one_retry() {
     harness.fail_dial(peer, dial, &DialError::Aborted);
     harness.close(peer, id(9), &addr);
     assert_eq!(events(&harness.drain()).len(), 1);
-    assert_eq!(
-        harness.engine.status(&peer),
-        Some(RelayStatus::Waiting { attempt: 1 })
-    );
+    assert_eq!(harness.engine.status(&peer), waiting(&harness, 1));
 }
 
 #[test]
@@ -469,10 +463,7 @@ fn the_applications_listener_is_adopted_and_then_tracked() {
     );
     harness.advance(harness.engine.config().forgive_after());
     harness.engine.on_listener_closed(theirs, Ok(()), harness.now);
-    assert_eq!(
-        harness.engine.status(&peer),
-        Some(RelayStatus::Waiting { attempt: 1 })
-    );
+    assert_eq!(harness.engine.status(&peer), waiting(&harness, 1));
     // The keeper removes only listeners it opened.
     harness.drain();
     harness.engine.remove_relay(&peer, harness.now);

@@ -6,7 +6,9 @@ use std::fmt::Write;
 use libp2p::{swarm::ConnectionId, PeerId};
 
 use super::*;
-use crate::{backoff::Backoff, engine::harness::relay_addr, relay::Action, Cause, CauseKind, Config};
+use crate::{
+    backoff::Backoff, engine::harness::relay_addr, relay::Action, Cause, CauseKind, Config, RelayStatus,
+};
 
 /// A relay's membership and link, and everything a transition needs.
 struct Rig {
@@ -104,11 +106,12 @@ impl Rig {
 
     /// The membership after an input, its relay's status, and what was asked of the swarm.
     fn outcome(&self) -> String {
-        let mut outcome = format!(
-            "{} {:?}",
-            name(self.membership),
-            self.membership.status(&self.link)
-        );
+        // The status without the instants in it, which differ from run to run.
+        let status = match self.membership.status(&self.link) {
+            RelayStatus::Waiting { attempt, .. } => format!("Waiting {{ attempt: {attempt} }}"),
+            other => format!("{other:?}"),
+        };
+        let mut outcome = format!("{} {status}", name(self.membership));
         for action in &self.actions {
             let said = match action {
                 Action::Dial(_) => "dial",

@@ -267,7 +267,10 @@ fn a_dial_past_its_time_limit_is_aborted_and_counted_with_its_cause() {
     );
     // The aborted dial's failure arrives after the keeper moved on and changes nothing.
     driver.fail_dial();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
 }
 
 #[test]
@@ -418,7 +421,10 @@ fn a_successful_retry_ends_the_outage_and_leaves_no_timer() {
     // Once the reservation held for a while, the next outage counts from 1 again.
     driver.hold();
     driver.disconnect();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
 }
 
 #[test]
@@ -437,7 +443,10 @@ fn a_relay_that_falls_over_soon_after_coming_back_waits_longer_but_counts_from_o
     driver.disconnect();
     assert_eq!(
         driver.relay.status(),
-        RelayStatus::Waiting { attempt: 1 },
+        RelayStatus::Waiting {
+            attempt: 1,
+            next_try: driver.relay.deadline().unwrap()
+        },
         "a new outage's retries count from 1"
     );
     assert_eq!(
@@ -449,7 +458,10 @@ fn a_relay_that_falls_over_soon_after_coming_back_waits_longer_but_counts_from_o
     driver.reservation_accepted();
     driver.hold();
     driver.disconnect();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
     assert_eq!(driver.elapse(), driver.config.backoff_bound(1), "forgiven");
 }
 
@@ -505,7 +517,10 @@ fn the_first_connection_is_not_reported_as_reconnected() {
 fn relay_down_at_start_is_retried_and_recovers() {
     let mut driver = Driver::exact(Some(10));
     driver.fail_dial();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
     driver.elapse();
     driver.fail_dial();
     driver.elapse();
@@ -524,7 +539,10 @@ fn a_refused_reservation_is_a_counted_retry_on_the_live_connection() {
     let mut driver = Driver::exact(Some(10));
     driver.connect_ours();
     driver.reservation_closed();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
     driver.elapse();
     assert_eq!(
         (driver.dials, driver.listens),
@@ -532,7 +550,10 @@ fn a_refused_reservation_is_a_counted_retry_on_the_live_connection() {
         "re-reserves, does not re-dial"
     );
     driver.reservation_closed();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 2, .. }
+    ));
 }
 
 #[test]
@@ -544,12 +565,18 @@ fn retries_count_across_redials_and_rereservations_until_the_goal() {
     driver.elapse();
     driver.connect_ours(); // retry 1 reconnected, reservation requested as part of it
     driver.reservation_closed(); // refused: retry 2
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 2, .. }
+    ));
     driver.elapse();
     driver.reservation_accepted();
     driver.hold();
     driver.disconnect();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
 }
 
 #[test]
@@ -558,7 +585,10 @@ fn a_connection_lost_while_waiting_to_reserve_dials_when_the_wait_ends() {
     driver.connect_ours();
     driver.reservation_closed();
     driver.disconnect();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
     driver.elapse();
     assert_eq!((driver.dials, driver.listens), (2, 1));
 }
@@ -598,7 +628,10 @@ fn hop_is_ignored_without_a_connection() {
     let mut driver = Driver::exact(Some(3));
     driver.fail_dial();
     driver.feed(Input::HopEnabled);
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
 }
 
 #[test]
@@ -607,7 +640,10 @@ fn losing_the_listener_while_connected_is_a_counted_retry() {
     driver.connect_ours();
     driver.reservation_accepted();
     driver.reservation_closed();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
 }
 
 #[test]
@@ -642,7 +678,10 @@ fn the_applications_own_reservation_is_adopted_instead_of_replaced() {
         refused: false,
         cause: Cause::reservation_lost(),
     });
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
 }
 
 #[test]
@@ -728,7 +767,10 @@ fn a_dial_skipped_for_another_dial_takes_that_dials_outcome() {
     let dial_timeout = driver.config.dial_limit(0, None);
     assert_eq!(driver.relay.deadline(), Some(driver.now + dial_timeout));
     driver.feed(dial_failed(ConnectionId::new_unchecked(usize::MAX)));
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 2, .. }
+    ));
 }
 
 #[test]
@@ -769,7 +811,10 @@ fn retry_now_revives_a_relay_that_gave_up_with_a_fresh_backoff() {
     driver.feed(Input::RetryNow);
     assert_eq!(driver.dials, 3);
     driver.fail_dial();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
 }
 
 #[test]
@@ -778,7 +823,10 @@ fn retry_now_skips_the_wait() {
     driver.fail_dial();
     driver.elapse();
     driver.fail_dial();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 2, .. }
+    ));
     driver.feed(Input::RetryNow);
     assert_eq!(driver.dials, 3);
     assert_eq!(
@@ -787,7 +835,10 @@ fn retry_now_skips_the_wait() {
         "no wait, only the dial's time limit"
     );
     driver.fail_dial();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
 }
 
 #[test]
@@ -810,7 +861,10 @@ fn without_reservations_the_connection_is_the_goal() {
     assert_eq!(driver.listens, 0);
     assert_eq!(driver.relay.status(), RelayStatus::Connected);
     driver.disconnect();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
     driver.elapse();
     driver.connect_ours();
     assert_eq!(driver.relay.status(), RelayStatus::Connected);
@@ -860,7 +914,10 @@ fn a_cooldown_tries_again_after_giving_up_with_a_fresh_backoff() {
     assert_eq!(Some(driver.now), retry_at, "the status says when");
     assert_eq!(driver.dials, 4);
     driver.fail_dial();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
     assert_eq!(driver.elapse(), MS, "the backoff starts over");
 }
 
@@ -880,11 +937,17 @@ fn a_network_change_retries_a_waiting_relay_at_once_with_the_backoff_reset() {
         driver.elapse();
     }
     driver.fail_dial();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 4 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 4, .. }
+    ));
     driver.feed(Input::NetworkChanged);
     assert_eq!(driver.dials, 5, "dialed at once");
     driver.fail_dial();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
 }
 
 #[test]
@@ -899,7 +962,10 @@ fn a_relay_that_keeps_failing_still_backs_off_however_often_the_network_changes(
     assert_eq!(driver.dials, 2, "one reset per outage");
     driver.elapse();
     driver.fail_dial();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 2, .. }
+    ));
 }
 
 #[test]
@@ -962,7 +1028,10 @@ fn the_retries_before_the_first_reservation_are_forgiven_when_it_is_reached() {
     driver.connect_ours();
     driver.reservation_accepted();
     driver.disconnect();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
 }
 
 /// The first retry of an outage that reaches a freshly restarted relay, which refuses until it offers HOP.
@@ -991,14 +1060,20 @@ fn a_refusal_for_lack_of_hop_waits_for_hop_and_is_not_counted_when_hop_comes() {
         ),
         "the fallback is announced as the retry it would be: {events:?}"
     );
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 2 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 2, .. }
+    ));
     driver.feed(Input::HopEnabled);
     assert_eq!(driver.listens, 3, "reserves again the moment HOP comes");
     driver.reservation_accepted();
     assert_eq!(driver.relay.status(), RelayStatus::Reserved);
     // The refusal raised neither the count nor the level: the next outage waits as the last one did.
     driver.disconnect();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
     assert_eq!(driver.elapse(), driver.config.backoff_bound(2));
 }
 
@@ -1027,7 +1102,10 @@ fn each_connection_gets_one_uncounted_refusal() {
     driver.disconnect();
     assert_eq!(
         driver.relay.status(),
-        RelayStatus::Waiting { attempt: 2 },
+        RelayStatus::Waiting {
+            attempt: 2,
+            next_try: driver.relay.deadline().unwrap()
+        },
         "the announced retry dials when it fires, as HOP cannot come on a closed connection"
     );
     driver.elapse();
@@ -1123,6 +1201,9 @@ fn by_default_a_give_up_starts_a_fresh_round_after_ten_minutes_and_a_jitter_belo
     assert_eq!(driver.elapse(), retry_in);
     assert_eq!(driver.relay.status(), RelayStatus::Connecting, "a fresh round");
     driver.fail_dial();
-    assert_eq!(driver.relay.status(), RelayStatus::Waiting { attempt: 1 });
+    assert!(matches!(
+        driver.relay.status(),
+        RelayStatus::Waiting { attempt: 1, .. }
+    ));
     assert!(driver.elapse() < config.backoff_bound(1), "from the base");
 }
