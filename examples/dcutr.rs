@@ -92,9 +92,10 @@ struct Opts {
     #[arg(long)]
     dial_timeout_ms: Option<u64>,
 
-    /// How long a relay's reservation must hold before its backoff level is forgiven, in milliseconds.
-    #[arg(long, default_value_t = 60_000)]
-    forgive_after_ms: u64,
+    /// How long a relay's reservation must hold before its backoff level is forgiven, in milliseconds; the
+    /// library's default (`Config::with_forgive_after`) if not given.
+    #[arg(long)]
+    forgive_after_ms: Option<u64>,
 
     /// Hold reservations on at most this many of the relays, the others standing by (a pool).
     #[arg(long)]
@@ -151,13 +152,15 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
         .with_max_delay(Duration::from_millis(opts.backoff_max_ms))
         .with_max_attempts(Some(opts.max_attempts))
         .with_max_reservations(opts.max_reservations)
-        .with_forgive_after(Duration::from_millis(opts.forgive_after_ms))
         .with_reservations(opts.mode == Mode::Listen)
         .with_probe(!opts.no_probe)
         .with_probe_interval(Duration::from_millis(opts.probe_interval_ms))
         .with_probe_timeout(Duration::from_millis(opts.probe_timeout_ms));
     if let Some(ms) = opts.dial_timeout_ms {
         config = config.with_dial_timeout(Duration::from_millis(ms));
+    }
+    if let Some(ms) = opts.forgive_after_ms {
+        config = config.with_forgive_after(Duration::from_millis(ms));
     }
 
     let mut swarm =
