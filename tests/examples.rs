@@ -150,21 +150,30 @@ async fn demo_restores_the_reservation_exits_zero_and_prints_what_the_readme_sho
     }
 }
 
-/// The README's program is `examples/minimal.rs`, whole: what a new user copies is what this test runs.
+/// The README's programs are `examples/minimal.rs` and `examples/pool.rs`, whole: what a new user copies is
+/// what `cargo test` builds.
 #[test]
-fn the_readme_shows_the_minimal_example_whole() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let example =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/minimal.rs")).unwrap();
-    let shown = readme
-        .split("```rust\n")
-        .nth(1)
-        .and_then(|block| block.split("```").next())
-        .expect("README.md shows the minimal example in its first Rust block");
-    assert!(
-        shown == example,
-        "README.md's first Rust block differs from examples/minimal.rs; copy the file into the README"
-    );
+fn the_readme_shows_its_examples_whole() {
+    let read =
+        |path: &str| std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let readme = read("README.md");
+    let block = |fence: &str| {
+        readme
+            .split(fence)
+            .nth(1)
+            .and_then(|block| block.split("```").next())
+            .map(str::to_owned)
+    };
+    for (fence, example) in [
+        ("```rust\n", "examples/minimal.rs"),
+        ("```rust title=examples/pool.rs\n", "examples/pool.rs"),
+    ] {
+        let shown = block(fence).unwrap_or_else(|| panic!("README.md shows {example} after `{fence}`"));
+        assert!(
+            shown == read(example),
+            "README.md's block after `{fence}` differs from {example}; copy the file into the README"
+        );
+    }
 }
 
 /// The README's program against a relay as a new user runs it: reachable through the relay, and again once
