@@ -263,3 +263,141 @@ async fn fifty_listeners_come_back_spread_over_the_recheck_window() {
     );
     relay.kill().await;
 }
+
+/// Each event the examples print (its `Display` token) and the message of the `tracing` line it logs.
+const EVENT_LOGS: [(&str, &str); 9] = [
+    ("reconnect_scheduled", "relay retry scheduled"),
+    ("connected", "relay connected again"),
+    ("reserved", "relay reservation live"),
+    ("gave_up", "gave up on relay"),
+    ("reachable", "node reachable through a relay"),
+    ("unreachable", "node no longer reachable"),
+    ("failed_over", "a standby relay takes the pool slot"),
+    ("pool_short", "the relay pool is short"),
+    ("pool_full", "the relay pool is full again"),
+];
+
+/// The keeper events among `pool`'s stdout lines read so far, as printed.
+fn events_printed(pool: &Process) -> Vec<String> {
+    let token = |line: &String| line.split(' ').next().map(str::to_owned);
+    pool.seen
+        .iter()
+        .filter(|line| token(line).is_some_and(|t| EVENT_LOGS.iter().any(|(e, _)| *e == t)))
+        .cloned()
+        .collect()
+}
+
+/// The events the keeper logged at `info` or `warn` on `pool`'s stderr, as tokens; panics on a keeper line
+/// at those levels that is no event's.
+fn events_logged(pool: &Process) -> Vec<&'static str> {
+    pool.stderr_lines()
+        .iter()
+        .filter(|line| {
+            line.contains("libp2p_relay_keeper") && (line.contains(" INFO ") || line.contains(" WARN "))
+        })
+        .map(|line| {
+            EVENT_LOGS
+                .iter()
+                .find(|(_, message)| line.contains(message))
+                .map(|(event, _)| *event)
+                .unwrap_or_else(|| panic!("a keeper log line that is no event's: {line}"))
+        })
+        .collect()
+}
+
+/// The README's pool program (`examples/pool.rs`, library defaults) through a failover and then an outage of
+/// all three relays: it says what the pool does, once, and its log says the same in the same order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_says_what_it_does_through_a_failover_and_a_total_outage() {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut relays = Vec::new();
+    for (seed, port) in ports.iter().enumerate() {
+        relays.push(
+            LOOPBACK
+                .relay_server_keyed(*port, &seed.to_string(), &["--no-rate-limits"])
+                .await,
+        );
+    }
+    let addrs: Vec<String> = relays.iter().map(|(_, addr)| addr.clone()).collect();
+    let id_of = |addr: &String| addr.rsplit('/').next().unwrap().to_owned();
+    let mut pool = Process::spawn("pool", &[&addrs[0], &addrs[1], &addrs[2]]);
+    let mut held = Vec::new();
+    while held.len() < 2 {
+        let relay = pool.wait_prefix("reserved relay=").await;
+        held.push(relay.split(' ').next().unwrap().to_owned());
+    }
+    let index = |id: &str| addrs.iter().position(|a| id_of(a) == id).unwrap();
+    let (lost, kept) = (index(&held[0]), index(&held[1]));
+    let standby = 3 - lost - kept;
+
+    // The failover: the standby takes the lost relay's slot, and nothing else is said.
+    let before = events_printed(&pool).len();
+    relays.remove(lost).0.kill().await;
+    let standby_reserved = format!("reserved relay={}", id_of(&addrs[standby]));
+    pool.wait_line("the standby's reservation", |l| {
+        l.starts_with(&standby_reserved).then_some(())
+    })
+    .await;
+    let failover: Vec<String> = events_printed(&pool)[before..]
+        .iter()
+        .filter(|l| !l.contains("cause=awaiting_hop"))
+        .map(|l| l.split(" addr=").next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        failover,
+        [
+            format!(
+                "failed_over relay={} from={}",
+                id_of(&addrs[standby]),
+                id_of(&addrs[lost])
+            ),
+            format!("reserved relay={}", id_of(&addrs[standby])),
+        ]
+    );
+
+    // Every relay down for 8 s, then back on the same ports.
+    let before = events_printed(&pool).len();
+    for (relay, _) in relays.drain(..) {
+        relay.kill().await;
+    }
+    pool.wait_prefix("unreachable relay=").await;
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    for (seed, port) in ports.iter().enumerate() {
+        relays.push(
+            LOOPBACK
+                .relay_server_keyed(*port, &seed.to_string(), &["--no-rate-limits"])
+                .await,
+        );
+    }
+    pool.wait_prefix("pool_full relay=").await;
+    pool.skip_printed();
+    let outage = &events_printed(&pool)[before..];
+    let shorts: Vec<&String> = outage.iter().filter(|l| l.starts_with("pool_short")).collect();
+    assert!(
+        shorts.len() <= 2 && shorts.last().is_some_and(|l| l.contains(" reserved=0 target=2")),
+        "once per relay lost, down to none: {outage:#?}"
+    );
+    let count = |token: &str| outage.iter().filter(|l| l.starts_with(token)).count();
+    assert_eq!(
+        (count("unreachable "), count("reachable "), count("pool_full ")),
+        (1, 1, 1),
+        "{outage:#?}"
+    );
+    let mut named = Vec::new();
+    for from in outage.iter().filter_map(|l| l.split(" from=").nth(1)) {
+        assert!(
+            !named.contains(&from),
+            "a lost relay named once per outage: {outage:#?}"
+        );
+        named.push(from);
+    }
+    let printed: Vec<String> = events_printed(&pool)
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        events_logged(&pool),
+        printed,
+        "the log says what the events say, in order"
+    );
+}

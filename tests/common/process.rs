@@ -169,6 +169,15 @@ impl Process {
             .count()
     }
 
+    /// Every line the process wrote to stderr so far, in order.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        let transcript = self.transcript.lock().unwrap();
+        transcript
+            .iter()
+            .filter_map(|l| l.strip_prefix("[err] ").map(str::to_owned))
+            .collect()
+    }
+
     /// How many lines read so far start with `prefix`.
     pub fn count(&self, prefix: &str) -> usize {
         self.seen.iter().filter(|l| l.starts_with(prefix)).count()
