@@ -290,6 +290,9 @@ pub struct Handler {
     /// which keeps one and drops the older: the remote's probe and its application's `ping::Behaviour` each
     /// keep a stream open and would otherwise evict each other on every reopen.
     answering: VecDeque<Answering>,
+    /// The remote offers the relay HOP protocol. One flag rather than libp2p's `SupportedProtocols`, which keeps
+    /// a set of every protocol the remote offers on every connection, when the keeper needs to know of one;
+    /// the change that adds or removes it is what the handler reports either way.
     hop: bool,
     /// What `poll` hands out next, oldest first.
     events: VecDeque<Event>,
