@@ -49,12 +49,19 @@ async fn main() -> Result<(), Box<dyn Error>> {
     swarm.behaviour_mut().keeper.add_relay(relay)?;
 
     loop {
-        if let SwarmEvent::Behaviour(BehaviourEvent::Keeper(event)) = swarm.select_next_some().await {
-            println!("{event}");
-            if let Event::Reachable { .. } | Event::Unreachable { .. } = event {
-                let addrs: Vec<_> = swarm.behaviour().keeper.circuit_addrs().collect();
-                println!("circuit addresses now: {addrs:?}");
+        match swarm.select_next_some().await {
+            SwarmEvent::Behaviour(BehaviourEvent::Keeper(event)) => {
+                println!("{event}");
+                if let Event::Reachable { .. } | Event::Unreachable { .. } = event {
+                    let addrs: Vec<_> = swarm.behaviour().keeper.circuit_addrs().collect();
+                    println!("circuit addresses now: {addrs:?}");
+                }
             }
+            // Safe to ignore for a kept relay: a restarted relay refuses reservations until identify told it
+            // its address (`Reservation(Unsupported)`), and a reservation's listener closes with its
+            // connection. The keeper reserves again by itself; its events above say what it does.
+            SwarmEvent::ListenerClosed { .. } | SwarmEvent::ListenerError { .. } => {}
+            _ => {}
         }
     }
 }
