@@ -12,7 +12,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet, VecDeque},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use libp2p::{
@@ -786,25 +786,14 @@ impl Engine {
                 Decision::Demote(relay) => {
                     tracing::debug!(%relay, "relay waiting out a backoff gives its pool slot to a standby");
                     self.metrics.on_failover();
-                    // The relay is not retried while it is a standby: its retry was never news.
-                    self.commands.retain(|command| {
-                        !matches!(command, Command::Emit(Event::ReconnectScheduled { relay: r, .. }) if *r == relay)
-                    });
+                    self.retract_retries(relay);
                     self.step(relay, Input::Demote, now);
                 }
                 Decision::Promote {
                     relay,
                     delay,
                     replaces,
-                } => {
-                    tracing::debug!(%relay, ?delay, "promoting a standby relay");
-                    self.step(relay, Input::Promote { delay }, now);
-                    let news =
-                        replaces.filter(|from| self.pool.as_mut().is_some_and(|pool| pool.announce(*from)));
-                    if let Some(from) = news {
-                        self.emit(Event::FailedOver { relay, from });
-                    }
-                }
+                } => self.promote(relay, delay, replaces, now),
                 Decision::Swap {
                     demote,
                     promote,
@@ -816,6 +805,25 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Promotes the standby `relay`, to try after `delay`, into the slot `replaces` lost if it lost one; the
+    /// first time in `replaces`'s outage, that is news.
+    fn promote(&mut self, relay: PeerId, delay: Duration, replaces: Option<PeerId>, now: Instant) {
+        tracing::debug!(%relay, ?delay, "promoting a standby relay");
+        self.step(relay, Input::Promote { delay }, now);
+        let news = replaces.filter(|from| self.pool.as_mut().is_some_and(|pool| pool.announce(*from)));
+        if let Some(from) = news {
+            self.emit(Event::FailedOver { relay, from });
+        }
+    }
+
+    /// Takes back the retries `relay` announced in the input under way: moved to standby, it is not retried,
+    /// so they were never news.
+    fn retract_retries(&mut self, relay: PeerId) {
+        self.commands.retain(
+            |command| !matches!(command, Command::Emit(Event::ReconnectScheduled { relay: r, .. }) if *r == relay),
+        );
     }
 
     /// Says when `peer`'s loss, failure or removal left the pool short with no standby stepping in, and when
