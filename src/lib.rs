@@ -184,6 +184,8 @@ mod refusal;
 mod relay;
 mod rtt;
 mod status;
+#[cfg(test)]
+mod transition_table;
 
 pub use behaviour::RelayKeeper;
 pub use cause::{Cause, CauseKind};

@@ -412,17 +412,5 @@ fn every_input_in_every_state_does_what_the_table_says() {
             writeln!(seen, "{state} {input} -> {}", rig.outcome()).unwrap();
         }
     }
-    let expected: String = TABLE
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    if seen != expected {
-        for (got, want) in seen.lines().zip(expected.lines()) {
-            if got != want {
-                eprintln!("got  {got}\nwant {want}");
-            }
-        }
-        panic!("the table and the link disagree (rows above); the whole table as the link runs:\n{seen}");
-    }
+    crate::transition_table::assert_table("link", &seen, TABLE);
 }

@@ -180,17 +180,5 @@ fn every_input_in_every_membership_does_what_the_table_says() {
             writeln!(seen, "{state} {input} -> {}", rig.outcome()).unwrap();
         }
     }
-    let expected: String = TABLE
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    if seen != expected {
-        for (got, want) in seen.lines().zip(expected.lines()) {
-            if got != want {
-                eprintln!("got  {got}\nwant {want}");
-            }
-        }
-        panic!("the table and the membership disagree (rows above); the whole table as it runs:\n{seen}");
-    }
+    crate::transition_table::assert_table("membership", &seen, TABLE);
 }
