@@ -70,11 +70,14 @@ fn relays(n: usize) -> Vec<(PeerId, Multiaddr)> {
 
 /// A keeper holding a reservation on each of `relays`, through connection `index`.
 fn reserved_keeper(relays: &[(PeerId, Multiaddr)], retry_after: Duration) -> RelayKeeper {
+    // No re-checks: every relay is lost right after its reservation (a flap, presumed a restart), and the
+    // re-checks every few seconds that follow would be timers of their own beside the waits measured here.
     let config = Config::default()
         .with_base_delay(retry_after)
         .with_max_delay(retry_after)
         .with_jitter(false)
-        .with_max_attempts(None);
+        .with_max_attempts(None)
+        .with_recheck(None);
     let mut keeper = RelayKeeper::new(config);
     for (i, (peer, addr)) in relays.iter().enumerate() {
         keeper.add_relay(addr.clone()).unwrap();
