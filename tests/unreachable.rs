@@ -478,8 +478,8 @@ const PROFILES: [Setup; 3] = [
 /// How many restarts each profile is measured over.
 const PROFILE_ROUNDS: usize = 10;
 
-/// Time unreachable after a relay restart (SIGKILL, back 2 s later, loopback TCP) per settings profile, for the
-/// README's "Choosing settings":
+/// Time unreachable after a relay restart (SIGKILL, back 2 s later, loopback TCP) per settings profile, for
+/// "Choosing settings" in docs/configuration.md:
 /// `cargo build --release --examples && cargo test --release --test unreachable -- --ignored --nocapture settings_profiles`
 /// (about 8 minutes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
