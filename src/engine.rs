@@ -858,8 +858,11 @@ impl Engine {
         let (before, after) = transition.status;
         self.metrics
             .on_transition(before, Some(after), transition.restored_after, now);
-        if let (Some(pool), Some(kept)) = (&mut self.pool, self.relays.get(&peer)) {
-            pool.update(peer, kept.relay.standing());
+        // Only with a pool: a lookup in the relay table costs as much as the rest of a timer firing.
+        if let Some(pool) = &mut self.pool {
+            if let Some(kept) = self.relays.get(&peer) {
+                pool.update(peer, kept.relay.standing());
+            }
         }
         for action in std::mem::take(&mut self.shared.actions) {
             match action {
