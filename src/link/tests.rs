@@ -414,3 +414,15 @@ fn every_input_in_every_state_does_what_the_table_says() {
     }
     crate::transition_table::assert_table("link", &seen, TABLE);
 }
+
+/// Someone else's connection got there between the keeper's decision to dial and the swarm's check: the
+/// skipped dial reserves on it.
+#[test]
+fn a_dial_skipped_for_a_live_connection_reserves() {
+    let listener = ListenerId::next();
+    let mut rig = Rig::new("dialing", listener);
+    let addr = rig.link.addrs[0].clone();
+    rig.link.connections.push((connection(), Some(addr)));
+    rig.run(|l, e| l.dial_skipped(dial(), e));
+    assert_eq!(rig.outcome(), "reserving listen");
+}
