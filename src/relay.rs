@@ -118,9 +118,28 @@ pub(crate) struct Env<'a> {
     pub(crate) paused: bool,
 }
 
-impl Env<'_> {
+impl<'a> Env<'a> {
     pub(crate) fn emit(&mut self, event: Event) {
         self.actions.push(Action::Emit(event));
+    }
+
+    /// An environment for tests that drive a relay, link or membership by hand, the node not paused.
+    #[cfg(test)]
+    pub(crate) fn new(
+        relay: PeerId,
+        now: Instant,
+        config: &'a Config,
+        backoff: &'a mut Backoff,
+        actions: &'a mut Vec<Action>,
+    ) -> Self {
+        Self {
+            relay,
+            now,
+            config,
+            backoff,
+            actions,
+            paused: false,
+        }
     }
 }
 

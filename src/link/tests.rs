@@ -158,14 +158,13 @@ impl Rig {
 
     /// Runs `input` on the link with an environment.
     fn run(&mut self, input: impl FnOnce(&mut Link, &mut Env<'_>) -> After) {
-        let mut env = Env {
-            relay: self.relay,
-            now: self.now,
-            config: &self.config,
-            backoff: &mut self.backoff,
-            actions: &mut self.actions,
-            paused: false,
-        };
+        let mut env = Env::new(
+            self.relay,
+            self.now,
+            &self.config,
+            &mut self.backoff,
+            &mut self.actions,
+        );
         self.after = input(&mut self.link, &mut env);
     }
 

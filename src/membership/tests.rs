@@ -93,14 +93,13 @@ impl Rig {
     }
 
     fn run(&mut self, input: impl FnOnce(&mut Membership, &mut Link, &mut Env<'_>)) {
-        let mut env = Env {
-            relay: self.relay,
-            now: self.now,
-            config: &self.config,
-            backoff: &mut self.backoff,
-            actions: &mut self.actions,
-            paused: false,
-        };
+        let mut env = Env::new(
+            self.relay,
+            self.now,
+            &self.config,
+            &mut self.backoff,
+            &mut self.actions,
+        );
         input(&mut self.membership, &mut self.link, &mut env);
     }
 

@@ -36,14 +36,7 @@ impl Driver {
         let mut backoff = Backoff::new(&config);
         let mut actions = Vec::new();
         let now = Instant::now();
-        let mut env = Env {
-            relay: peer_of(&addr),
-            now,
-            config: &config,
-            backoff: &mut backoff,
-            actions: &mut actions,
-            paused: false,
-        };
+        let mut env = Env::new(peer_of(&addr), now, &config, &mut backoff, &mut actions);
         let links = if connected {
             vec![(ConnectionId::new_unchecked(0), Some(addr.clone()))]
         } else {
@@ -95,14 +88,13 @@ impl Driver {
 
     fn feed(&mut self, input: Input) {
         let mut actions = Vec::new();
-        let mut env = Env {
-            relay: self.peer_id(),
-            now: self.now,
-            config: &self.config,
-            backoff: &mut self.backoff,
-            actions: &mut actions,
-            paused: false,
-        };
+        let mut env = Env::new(
+            self.peer_id(),
+            self.now,
+            &self.config,
+            &mut self.backoff,
+            &mut actions,
+        );
         self.relay.on(input, &mut env);
         self.record(actions);
     }
