@@ -34,17 +34,15 @@ mod common;
 
 use std::{
     future::Future,
-    sync::{
-        atomic::{AtomicU16, Ordering},
-        Arc, Mutex,
-    },
+    sync::atomic::{AtomicU16, Ordering},
     time::{Duration, Instant},
 };
 
 use common::{
     netns::{lab, Lab},
+    prober::Prober,
     process::{quic_addr, Process, LOOPBACK},
-    AbortOnDrop,
+    recorded::Recorded,
 };
 use tokio::task::JoinSet;
 
@@ -285,71 +283,6 @@ fn relay_port() -> u16 {
     }
 }
 
-/// A process's stdout lines, each with the instant it arrived, read by a task that owns the process: dropping
-/// this kills it.
-struct Recorded {
-    name: String,
-    lines: Arc<Mutex<Vec<(Instant, String)>>>,
-    _task: AbortOnDrop,
-}
-
-impl Recorded {
-    fn new(name: &str, mut process: Process) -> Self {
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let task = tokio::spawn(async move {
-            while let Some(line) = process.next_line().await {
-                sink.lock().unwrap().push((Instant::now(), line));
-            }
-        });
-        Self {
-            name: name.to_owned(),
-            lines,
-            _task: AbortOnDrop(task),
-        }
-    }
-
-    fn snapshot(&self) -> Vec<(Instant, String)> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Looks at the lines every 20 ms until `pick` finds something, at most `limit`.
-    async fn wait<T>(
-        &self,
-        limit: Duration,
-        mut pick: impl FnMut(&[(Instant, String)]) -> Option<T>,
-    ) -> Option<T> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(found) = pick(&self.snapshot()) {
-                return Some(found);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// [`wait`](Self::wait), failing the test with what the process printed if nothing comes.
-    async fn expect<T>(
-        &self,
-        what: &str,
-        limit: Duration,
-        pick: impl FnMut(&[(Instant, String)]) -> Option<T>,
-    ) -> T {
-        match self.wait(limit, pick).await {
-            Some(found) => found,
-            None => panic!("no {what} within {limit:?}; {}", self.printed()),
-        }
-    }
-
-    fn printed(&self) -> String {
-        let lines: Vec<String> = self.snapshot().into_iter().map(|(_, l)| l).collect();
-        format!("`{}` printed:\n{}", self.name, lines.join("\n"))
-    }
-}
-
 /// The distinct relays of the listener's `keeper reserved relay=<id> ...` lines at or after `since`, each with
 /// the instant of its first such line, in order.
 fn reserved(lines: &[(Instant, String)], since: Instant) -> Vec<(Instant, String)> {
@@ -435,10 +368,18 @@ impl Node {
         let probers: Vec<Prober> = self
             .relays
             .iter()
-            .map(|relay| Prober::start(relay.addr.clone(), self.id.clone()))
+            .map(|relay| {
+                Prober::start(
+                    LOOPBACK,
+                    relay.addr.clone(),
+                    self.id.clone(),
+                    PROBE_EVERY,
+                    PROBE_LIMIT,
+                )
+            })
             .collect();
         loop {
-            if let Some(first) = probers.iter().filter_map(Prober::reached).min() {
+            if let Some(first) = probers.iter().filter_map(|p| p.reached_after(since)).min() {
                 return Some(first);
             }
             if since.elapsed() >= OBSERVE {
@@ -459,54 +400,6 @@ impl Node {
             (format!("{label}reachable (dialer)"), reached),
             (format!("{label}`keeper reserved` line"), reserved_line),
         ]
-    }
-}
-
-/// Fresh `dcutr --mode dial` processes, one every [`PROBE_EVERY`], each trying for [`PROBE_LIMIT`] to reach
-/// `target` through `relay`. Dropping it kills every dialer still running.
-struct Prober {
-    reached: Arc<Mutex<Option<Instant>>>,
-    _task: AbortOnDrop,
-}
-
-impl Prober {
-    fn start(relay: String, target: String) -> Self {
-        let reached = Arc::new(Mutex::new(None::<Instant>));
-        let sink = reached.clone();
-        let task = tokio::spawn(async move {
-            // Dropped with the task: each dialer with it.
-            let mut dialers = JoinSet::new();
-            // Not the listener's seed nor a relay's.
-            for seed in (2..100u8).cycle() {
-                let (relay, target, sink) = (relay.clone(), target.clone(), sink.clone());
-                dialers.spawn(async move {
-                    let seed = seed.to_string();
-                    let mut dialer = LOOPBACK.dcutr("dial", &seed, &relay, &["--remote-peer-id", &target]);
-                    let connected = format!("connected peer={target} relayed=true");
-                    let _ = tokio::time::timeout(PROBE_LIMIT, async {
-                        while let Some(line) = dialer.next_line().await {
-                            if line == connected {
-                                let now = Instant::now();
-                                let mut first = sink.lock().unwrap();
-                                *first = Some(first.map_or(now, |f| f.min(now)));
-                                return;
-                            }
-                        }
-                    })
-                    .await;
-                });
-                while dialers.try_join_next().is_some() {}
-                tokio::time::sleep(PROBE_EVERY).await;
-            }
-        });
-        Self {
-            reached,
-            _task: AbortOnDrop(task),
-        }
-    }
-
-    fn reached(&self) -> Option<Instant> {
-        *self.reached.lock().unwrap()
     }
 }
 
@@ -666,22 +559,9 @@ const DIAL_LINE: &str = "dialing relay";
 /// How long the relay stays down in scenario e.
 const DEAD_FOR: Duration = Duration::from_secs(600);
 
-/// The listener veth's bytes so far, both directions (Ethernet headers included), read inside its namespace.
+/// The listener veth's bytes so far, both directions (Ethernet headers included).
 fn veth_bytes(lab: &Lab) -> u64 {
-    ["rx_bytes", "tx_bytes"]
-        .iter()
-        .map(|name| {
-            let path = format!("/sys/class/net/{}/statistics/{name}", lab.client_if);
-            let output = std::process::Command::new("ip")
-                .args(["netns", "exec", &lab.client_ns, "cat", &path])
-                .output()
-                .expect("ip netns exec");
-            String::from_utf8_lossy(&output.stdout)
-                .trim()
-                .parse::<u64>()
-                .unwrap_or_else(|_| panic!("{path}: {}", String::from_utf8_lossy(&output.stderr)))
-        })
-        .sum()
+    lab.client_counter("rx_bytes") + lab.client_counter("tx_bytes")
 }
 
 /// Starts a process with the examples' log filter `RUST_LOG=libp2p_relay_keeper=debug` (their log goes to

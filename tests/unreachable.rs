@@ -14,14 +14,13 @@
 
 mod common;
 
-use std::{
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use common::{
     netns::{lab, Lab, CLIENT_IP, RELAY_IP},
-    process::{free_port, quic_addr, Host, Process, LOOPBACK},
+    prober::Prober,
+    process::{free_port, quic_addr, Host, LOOPBACK},
+    recorded::Recorded,
 };
 use plotters::prelude::*;
 
@@ -122,112 +121,6 @@ struct Round {
     fault_lasted: f64,
 }
 
-/// A process whose lines are collected with the instant each arrived.
-struct Watched {
-    lines: Arc<Mutex<Vec<(Instant, String)>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Watched {
-    fn new(mut process: Process) -> Self {
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let task = tokio::spawn(async move {
-            while let Some(line) = process.next_line().await {
-                sink.lock().unwrap().push((Instant::now(), line));
-            }
-        });
-        Self { lines, task }
-    }
-
-    /// When a line starting with `prefix` first came at or after `since`.
-    fn first(&self, prefix: &str, since: Instant) -> Option<Instant> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(at, line)| *at >= since && line.starts_with(prefix))
-            .map(|(at, _)| *at)
-    }
-
-    /// Waits (polling every 20 ms, at most `limit`) for a line containing `part`.
-    async fn wait_for(&self, part: &str, limit: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if self.lines.lock().unwrap().iter().any(|(_, l)| l.contains(part)) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
-    }
-
-    fn stop(self) {
-        // Dropping the process inside the task kills it.
-        self.task.abort();
-    }
-}
-
-/// When a probe started, and when it reached the listener if it did.
-type ProbeResult = (Instant, Option<Instant>);
-
-/// Probes started every [`PROBE_EVERY`]: each a fresh `dcutr --mode dial` process on `host`.
-struct Prober {
-    results: Arc<Mutex<Vec<ProbeResult>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Prober {
-    fn start(host: Host<'static>, relay: String, target: String) -> Self {
-        let results = Arc::new(Mutex::new(Vec::new()));
-        let sink = results.clone();
-        let task = tokio::spawn(async move {
-            let mut seed: u8 = 10;
-            loop {
-                seed = seed.wrapping_add(1).max(10);
-                let (relay, target, sink) = (relay.clone(), target.clone(), sink.clone());
-                tokio::spawn(async move {
-                    let started = Instant::now();
-                    let seed = seed.to_string();
-                    let mut dialer = host.dcutr("dial", &seed, &relay, &["--remote-peer-id", &target]);
-                    let connected = format!("connected peer={target} relayed=true");
-                    let reached = tokio::time::timeout(PROBE_LIMIT, async {
-                        while let Some(line) = dialer.next_line().await {
-                            if line == connected {
-                                return Some(Instant::now());
-                            }
-                        }
-                        None
-                    })
-                    .await
-                    .ok()
-                    .flatten();
-                    sink.lock().unwrap().push((started, reached));
-                });
-                tokio::time::sleep(PROBE_EVERY).await;
-            }
-        });
-        Self { results, task }
-    }
-
-    /// When the first probe started at or after `since` reached the listener.
-    fn reached_after(&self, since: Instant) -> Option<Instant> {
-        let results = self.results.lock().unwrap();
-        results
-            .iter()
-            .filter(|(started, _)| *started >= since)
-            .filter_map(|(_, reached)| *reached)
-            .min()
-    }
-
-    async fn stop(self) -> Vec<ProbeResult> {
-        self.task.abort();
-        // Probes in flight finish within their limit.
-        tokio::time::sleep(PROBE_LIMIT).await;
-        std::mem::take(&mut *self.results.lock().unwrap())
-    }
-}
-
 /// Where the processes of one round run.
 struct Place<'a> {
     relay: Host<'static>,
@@ -254,11 +147,25 @@ async fn round(place: &Place<'_>, fault: Fault, transport: Transport, setup: &Se
     args.extend_from_slice(setup.listener);
     let mut listener = place.listener.dcutr("listen", "1", &relay_given, &args);
     let listener_id = listener.wait_prefix("peer_id=").await;
-    let listener = Watched::new(listener);
-    let mut relay = Watched::new(relay);
-    let reserved = listener.wait_for("/p2p-circuit", Duration::from_secs(10)).await;
+    let listener = Recorded::new("dcutr --mode listen", listener);
+    let mut relay = Recorded::new("relay_server", relay);
+    let reserved = listener
+        .wait(Duration::from_secs(10), |lines| {
+            lines
+                .iter()
+                .any(|(_, l)| l.contains("/p2p-circuit"))
+                .then_some(())
+        })
+        .await
+        .is_some();
     assert!(reserved, "the listener reserved a circuit before the fault");
-    let prober = Prober::start(place.relay, relay_tcp.clone(), listener_id.clone());
+    let prober = Prober::start(
+        place.relay,
+        relay_tcp.clone(),
+        listener_id.clone(),
+        PROBE_EVERY,
+        PROBE_LIMIT,
+    );
     for _ in 0..40 {
         if prober
             .reached_after(Instant::now() - Duration::from_secs(5))
@@ -274,7 +181,10 @@ async fn round(place: &Place<'_>, fault: Fault, transport: Transport, setup: &Se
         Fault::Restart => {
             relay.stop();
             tokio::time::sleep(RESTART_AFTER).await;
-            relay = Watched::new(place.relay.relay_server(port, relay_flags).await.0);
+            relay = Recorded::new(
+                "relay_server",
+                place.relay.relay_server(port, relay_flags).await.0,
+            );
         }
         Fault::SilentDeath => {
             let lab = place.lab.expect("a silent death needs the namespaces");
@@ -431,11 +341,9 @@ async fn time_unreachable() {
 }
 
 /// The relay ids of the listener's `keeper reserved relay=<id> ...` lines at or after `since`.
-fn reserved_relays(listener: &Watched, since: Instant) -> Vec<String> {
+fn reserved_relays(listener: &Recorded, since: Instant) -> Vec<String> {
     listener
-        .lines
-        .lock()
-        .unwrap()
+        .snapshot()
         .iter()
         .filter(|(at, _)| *at >= since)
         .filter_map(|(_, line)| line.strip_prefix("keeper reserved relay="))
@@ -529,7 +437,7 @@ async fn a_pool_keeps_the_node_reachable_while_a_held_relay_dies() {
             let (process, addr) = LOOPBACK
                 .relay_server_keyed(free_port(), seed, &["--no-rate-limits"])
                 .await;
-            relays.push((Watched::new(process), addr));
+            relays.push((Recorded::new("relay_server", process), addr));
         }
         let mut args: Vec<&str> = LISTENER.to_vec();
         args.extend_from_slice(&["--max-reservations", "2"]);
@@ -538,7 +446,7 @@ async fn a_pool_keeps_the_node_reachable_while_a_held_relay_dies() {
         }
         let mut listener = LOOPBACK.dcutr("listen", "1", &relays[0].1, &args);
         let listener_id = listener.wait_prefix("peer_id=").await;
-        let listener = Watched::new(listener);
+        let listener = Recorded::new("dcutr --mode listen", listener);
         let start = Instant::now();
         while reserved_relays(&listener, start).len() < 2 {
             assert!(start.elapsed() < Duration::from_secs(10), "two reservations");
@@ -547,7 +455,13 @@ async fn a_pool_keeps_the_node_reachable_while_a_held_relay_dies() {
         let held = reserved_relays(&listener, start);
         let index_of = |id: &str| relays.iter().position(|(_, addr)| addr.ends_with(id)).unwrap();
         let (dead, survivor) = (index_of(&held[0]), index_of(&held[1]));
-        let prober = Prober::start(LOOPBACK, relays[survivor].1.clone(), listener_id.clone());
+        let prober = Prober::start(
+            LOOPBACK,
+            relays[survivor].1.clone(),
+            listener_id.clone(),
+            PROBE_EVERY,
+            PROBE_LIMIT,
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
 
         let killed = Instant::now();
@@ -561,12 +475,8 @@ async fn a_pool_keeps_the_node_reachable_while_a_held_relay_dies() {
             .map(|(_, reached)| reached.is_some())
             .collect();
         let standby_reserved = listener
-            .lines
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(at, line)| *at >= killed && line.starts_with("keeper reserved relay="))
-            .map(|(at, _)| at.saturating_duration_since(killed).as_secs_f64());
+            .first("keeper reserved relay=", killed)
+            .map(|at| at.saturating_duration_since(killed).as_secs_f64());
         println!(
             "| {round} | {} of {} reached the listener | {} |",
             during.iter().filter(|ok| **ok).count(),

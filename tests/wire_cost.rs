@@ -17,17 +17,7 @@ const WINDOW: Duration = Duration::from_secs(120);
 
 /// The listener veth's bytes and packets so far, both directions.
 fn counters(lab: &netns::Lab) -> (u64, u64) {
-    let read = |name: &str| -> u64 {
-        let path = format!("/sys/class/net/{}/statistics/{name}", lab.client_if);
-        let output = std::process::Command::new("ip")
-            .args(["netns", "exec", &lab.client_ns, "cat", &path])
-            .output()
-            .expect("ip netns exec");
-        String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{path}: {}", String::from_utf8_lossy(&output.stderr)))
-    };
+    let read = |name| lab.client_counter(name);
     (
         read("rx_bytes") + read("tx_bytes"),
         read("rx_packets") + read("tx_packets"),

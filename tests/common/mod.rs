@@ -5,7 +5,9 @@
 
 pub mod drive;
 pub mod netns;
+pub mod prober;
 pub mod process;
+pub mod recorded;
 
 use std::{
     future::Future,

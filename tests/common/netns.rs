@@ -84,6 +84,20 @@ impl Lab {
     }
 
     /// Where the relay's processes run.
+    /// A counter of the client's veth so far (`rx_bytes`, `tx_packets`, ...: /sys/class/net/<if>/statistics),
+    /// read inside its namespace.
+    pub fn client_counter(&self, name: &str) -> u64 {
+        let path = format!("/sys/class/net/{}/statistics/{name}", self.client_if);
+        let output = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.client_ns, "cat", &path])
+            .output()
+            .expect("ip netns exec");
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{path}: {}", String::from_utf8_lossy(&output.stderr)))
+    }
+
     pub fn relay_host(&self) -> Host<'_> {
         Host {
             netns: Some(&self.relay_ns),
