@@ -5,7 +5,7 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll, Waker},
-    time::Instant,
+    time::{Instant, SystemTime},
 };
 
 use futures_timer::Delay;
@@ -285,6 +285,7 @@ impl NetworkBehaviour for RelayKeeper {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        self.engine.on_clocks(Instant::now(), SystemTime::now());
         loop {
             if let Some(command) = self.engine.poll_action() {
                 return Poll::Ready(to_swarm(command));

@@ -102,6 +102,21 @@ pub const MAX_DISCOVERED: usize = 8;
 /// holds.
 pub const MAX_PRESUMED_RESTARTS: u32 = 10;
 
+/// How much further than the monotonic clock ([`Instant`](std::time::Instant)) the wall clock
+/// ([`SystemTime`](std::time::SystemTime)) must move between two polls of the keeper for it to take the machine for
+/// having slept, and treat the wake-up as a network change (docs/network-changes.md). On Linux and macOS the
+/// monotonic clock stops during suspend; NTP slews the wall clock by far less than this, and a wall clock that
+/// steps backwards is never taken for a sleep.
+pub const SLEEP_THRESHOLD: Duration = Duration::from_secs(5);
+
+/// The least time between two of the keeper's dials of one relay made to move its live link to the node's new
+/// network (docs/network-changes.md). Listen addresses change in bursts (each listener reports each address, at
+/// start, on IPv6 address rotation, when container bridges come and go): one dial answers a burst, and a node
+/// whose addresses keep changing does not churn its reservations. A few seconds are many bursts long and short
+/// beside the liveness probe, which still catches a link that a later change broke. A move dial that fails does
+/// not count: it changed nothing, so the next change may dial again.
+pub const MOVE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How long a relay must hold its goal before its backoff level is forgiven, unless [`Config::with_forgive_after`]
 /// says otherwise. A crash loop keeps a relay up for a few seconds at a time (the process starts, serves until
 /// it falls over again, and is restarted): 3 s up and 1 s down is the bad day's case, and those goals must not

@@ -12,7 +12,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet, VecDeque},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use libp2p::{
@@ -35,6 +35,7 @@ use crate::{
     public_addrs::PublicAddrs,
     refusal::dial_refused,
     relay::{Action, Env, Input, Relay, Transition},
+    sleep::SleepWatch,
     AddRelayError, Cause, CauseKind, Config, Event, GiveUpReason, RelayStatus, MAX_DISCOVERED,
 };
 
@@ -97,7 +98,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn env(&mut self, relay: PeerId, now: Instant) -> Env<'_> {
+    fn env(&mut self, relay: PeerId, discovered: bool, now: Instant) -> Env<'_> {
         Env {
             relay,
             now,
@@ -105,6 +106,7 @@ impl Shared {
             backoff: &mut self.backoff,
             actions: &mut self.actions,
             paused: self.paused,
+            discovered,
         }
     }
 }
@@ -145,6 +147,8 @@ pub(crate) struct Engine {
     discovered: usize,
     /// The node's public addresses, for the pause while it is publicly reachable.
     public_addrs: PublicAddrs,
+    /// The clocks at the last poll, to notice that the machine slept.
+    sleep: SleepWatch,
 }
 
 impl View for HashMap<PeerId, Box<Kept>> {
@@ -180,6 +184,7 @@ impl Engine {
             pool: Pool::new(&config),
             discovered: 0,
             public_addrs: PublicAddrs::default(),
+            sleep: SleepWatch::default(),
         }
     }
 
@@ -229,7 +234,7 @@ impl Engine {
         let links = self.connections.remove(&peer).unwrap_or_default();
         self.keep_alive(peer, &links, true);
         tracing::debug!(relay = %peer, %addr, connected = !links.is_empty(), discovered, "relay added");
-        let (relay, transition) = Relay::new(addr, links, &mut self.shared.env(peer, now));
+        let (relay, transition) = Relay::new(addr, links, &mut self.shared.env(peer, discovered, now));
         self.discovered += usize::from(discovered);
         self.relays.insert(peer, Box::new(Kept { relay, discovered }));
         self.count_candidates();
@@ -292,7 +297,7 @@ impl Engine {
         } = *kept;
         self.commands.retain(|command| !command.concerns(&peer));
         let status = self.status_of(&removed);
-        let transition = removed.on(Input::Removed, &mut self.shared.env(peer, now));
+        let transition = removed.on(Input::Removed, &mut self.shared.env(peer, discovered, now));
         self.listeners.retain(|_, relay| *relay != peer);
         // The node's loss of its last circuit is news before the listener goes. A stopped keeper follows
         // reachability no longer.
@@ -387,6 +392,19 @@ impl Engine {
             tracing::info!(relays = retried, "network changed: retrying relays now");
         }
         retried
+    }
+
+    /// Both clocks as the adapter read them at a poll: a wall clock that moved much further than `now` since the
+    /// last poll means the machine slept, and its links may be dead while they look alive, as after a network
+    /// change.
+    pub(crate) fn on_clocks(&mut self, now: Instant, wall: SystemTime) {
+        if let Some(slept) = self.sleep.observe(now, wall) {
+            tracing::info!(
+                ?slept,
+                "the machine slept: treating the wake-up as a network change"
+            );
+            self.network_changed(now);
+        }
     }
 
     /// The live circuit addresses; none after `stop`, which no longer follows the listeners.
@@ -621,6 +639,12 @@ impl Engine {
         if self.stopped {
             return;
         }
+        // An address the node lost (Wi-Fi off while cellular stays up reports only this).
+        if !is_relayed(addr) {
+            tracing::debug!(%addr, "listen address expired");
+            self.network_changed(now);
+            return;
+        }
         if let Some(&peer) = self.listeners.get(&listener) {
             let addr = addr.clone();
             self.input(peer, Input::ListenAddrExpired { listener, addr }, now);
@@ -771,7 +795,9 @@ impl Engine {
     /// Feeds `input` to the kept relay `peer` and carries out its transition, nothing more.
     fn step(&mut self, peer: PeerId, input: Input, now: Instant) -> Option<Transition> {
         let kept = self.relays.get_mut(&peer)?;
-        let transition = kept.relay.on(input, &mut self.shared.env(peer, now));
+        let transition = kept
+            .relay
+            .on(input, &mut self.shared.env(peer, kept.discovered, now));
         self.apply(peer, transition, now);
         Some(transition)
     }
@@ -877,6 +903,10 @@ impl Engine {
                         connection: CloseConnection::All,
                     });
                 }
+                Action::Close(connection) => self.commands.push_back(Command::Close {
+                    peer,
+                    connection: CloseConnection::One(connection),
+                }),
                 Action::RemoveListener(id) => {
                     tracing::debug!(relay = %peer, listener = ?id, "withdrawing the keeper's reservation");
                     self.listeners.remove(&id);
@@ -961,6 +991,8 @@ mod fault_tests;
 pub(crate) mod harness;
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod network_tests;
 #[cfg(test)]
 mod pool_tests;
 #[cfg(test)]

@@ -183,13 +183,14 @@ mod public_addrs;
 mod refusal;
 mod relay;
 mod rtt;
+mod sleep;
 mod status;
 #[cfg(test)]
 mod transition_table;
 
 pub use behaviour::RelayKeeper;
 pub use cause::{Cause, CauseKind};
-pub use config::{Config, MAX_DISCOVERED, MAX_PRESUMED_RESTARTS};
+pub use config::{Config, MAX_DISCOVERED, MAX_PRESUMED_RESTARTS, MOVE_INTERVAL, SLEEP_THRESHOLD};
 pub use error::AddRelayError;
 pub use event::Event;
 pub use link_probe::{LinkProbe, SilentLinkClosed};

@@ -35,7 +35,7 @@ use crate::{
     mistake::Mistake,
     relay::{Action, Env},
     rtt::RttEstimator,
-    Cause, CauseKind, Event, GiveUpReason, RelayStatus, MAX_PRESUMED_RESTARTS,
+    Cause, CauseKind, Event, GiveUpReason, RelayStatus, MAX_PRESUMED_RESTARTS, MOVE_INTERVAL,
 };
 
 /// A direct connection: its id and, if outbound, the address it was dialed at.
@@ -79,13 +79,15 @@ enum State {
         deadline: Instant,
         last: bool,
     },
-    /// Connected, and reservations are off: the goal.
-    Connected { goal: Goal },
+    /// Connected, and reservations are off: the goal. `moving`: to the node's new network.
+    Connected { goal: Goal, moving: Option<Move> },
     /// The reservation on `listener` is live: the goal. `adopted`: the application opened the listener.
+    /// `moving`: to the node's new network.
     Reserved {
         listener: ListenerId,
         adopted: bool,
         goal: Goal,
+        moving: Option<Move>,
     },
     /// Retry `attempt` is due at `deadline`; the relay is re-checked at `recheck_at` before, if that comes first.
     Waiting {
@@ -104,6 +106,18 @@ enum State {
         /// While the host refuses, the relay is still re-checked, at this instant next.
         recheck_at: Option<Instant>,
     },
+}
+
+/// A live link moving to the node's new network: the keeper dials the relay beside the old connections, which
+/// may be dead although they look alive, and keeps the new connection once it is up. The relay client reserves
+/// on the oldest connection, so the old ones are closed and the reservation is asked for again once they are
+/// gone. Neither the move nor the close is a failure: nothing is counted and nothing waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Move {
+    /// The keeper's dial `dial` is in flight.
+    Dialing { dial: ConnectionId },
+    /// The new connection `to` is up, and the old ones are being closed.
+    Closing { to: ConnectionId },
 }
 
 /// The counted schedule a re-check interrupted, to go back to when it is refused or fails.
@@ -165,6 +179,8 @@ struct Memory {
     dials_timed_out: u32,
     /// The round trips the probe measured on the relay's connections, for the limit of the next dial.
     rtt: RttEstimator,
+    /// When the keeper last dialed to move the live link to a new network, for [`MOVE_INTERVAL`].
+    moved_at: Option<Instant>,
 }
 
 /// One relay's connections, reservation and trouble.
@@ -198,6 +214,7 @@ impl Link {
                 flaps: 0,
                 dials_timed_out: 0,
                 rtt: RttEstimator::default(),
+                moved_at: None,
             },
             state: State::Halted { until: None },
         }
@@ -314,6 +331,14 @@ impl Link {
         self.state == State::Halted { until: None }
     }
 
+    /// The live link's move to a new network, if one is under way.
+    fn moving(&self) -> Option<Move> {
+        match self.state {
+            State::Connected { moving, .. } | State::Reserved { moving, .. } => moving,
+            _ => None,
+        }
+    }
+
     /// The circuit listener the keeper opened on this relay and has not handed over to the application.
     pub(crate) fn own_listener(&self) -> Option<ListenerId> {
         match self.state {
@@ -340,6 +365,10 @@ impl Link {
         let first = self.connections.is_empty();
         self.connections.push((connection, dialed));
         self.memory.dials_timed_out = 0;
+        if self.moving() == Some(Move::Dialing { dial: connection }) {
+            self.close_old(connection, env);
+            return After::Nothing;
+        }
         if !first {
             return After::Nothing;
         }
@@ -385,6 +414,10 @@ impl Link {
     pub(crate) fn connection_closed(&mut self, connection: ConnectionId, cause: Cause, env: &mut Env<'_>) {
         let was_connected = !self.connections.is_empty();
         self.connections.retain(|(id, _)| *id != connection);
+        if let Some(Move::Closing { to }) = self.moving() {
+            self.closed_while_moving(connection, to, env);
+            return;
+        }
         if !was_connected || !self.connections.is_empty() {
             return;
         }
@@ -392,7 +425,7 @@ impl Link {
         // through the relay from now on.
         self.circuits.clear();
         match self.state {
-            State::Connected { goal } | State::Reserved { goal, .. } => self.lose_goal(goal, cause, env),
+            State::Connected { goal, .. } | State::Reserved { goal, .. } => self.lose_goal(goal, cause, env),
             // The relay took the connection and dropped it before the goal: it is not restarting.
             State::Reserving { attempt, .. } => {
                 self.memory.restarting = false;
@@ -459,6 +492,13 @@ impl Link {
                 self.memory.restarting = refused;
                 self.recheck_failed(then, cause, mistake, env)
             }
+            // The old connections may still work: their probe decides, as without a move.
+            State::Connected { moving, .. } | State::Reserved { moving, .. }
+                if moving == Some(Move::Dialing { dial: connection }) =>
+            {
+                self.move_dial_failed(env);
+                After::Nothing
+            }
             // Another dial than ours, or one that no longer matters: ours was aborted or superseded.
             State::Dialing { .. }
             | State::Rechecking { .. }
@@ -493,6 +533,13 @@ impl Link {
             }
             // Someone else's dial is in flight; if it connects, the relay is reserved from `Waiting`.
             State::Rechecking { dial, then, .. } if dial == connection => self.resume(then, env),
+            // Someone else's dial is in flight; the keeper does not race it.
+            State::Connected { moving, .. } | State::Reserved { moving, .. }
+                if moving == Some(Move::Dialing { dial: connection }) =>
+            {
+                self.move_dial_failed(env);
+                After::Nothing
+            }
             // A dial of ours that the keeper no longer waits for.
             State::Dialing { .. }
             | State::Rechecking { .. }
@@ -515,6 +562,7 @@ impl Link {
                     listener,
                     adopted: false,
                     goal,
+                    moving: None,
                 };
                 self.reach_goal();
                 env.emit(Event::Reserved {
@@ -590,6 +638,12 @@ impl Link {
                 attempt,
                 hop_announced,
             } if listener == id && connected => self.refused(attempt, hop_announced, refused, cause, env),
+            // The old connection is being closed: the reservation is asked for on the new one once it is gone.
+            State::Reserved {
+                listener,
+                moving: Some(Move::Closing { .. }),
+                ..
+            } if listener == id => {}
             State::Reserved { listener, goal, .. } if listener == id && connected => {
                 self.lose_goal(goal, cause, env)
             }
@@ -784,7 +838,12 @@ impl Link {
                 self.memory.network_reset = true;
                 self.memory.level = 0;
             }
-            // A mistake, or in the goal already.
+            // In the goal: the link may have died with the old network, so it moves to the new one, in parallel
+            // with the probe of the old connections.
+            State::Connected { moving: None, .. } | State::Reserved { moving: None, .. } => {
+                self.start_move(env)
+            }
+            // A mistake, or moving already.
             State::GaveUp { .. }
             | State::Halted { .. }
             | State::Connected { .. }
@@ -890,13 +949,14 @@ impl Link {
         }
         let was_reserved = matches!(self.state, State::Reserved { .. });
         let goal = match self.state {
-            State::Reserved { goal, .. } | State::Connected { goal } => goal,
+            State::Reserved { goal, .. } | State::Connected { goal, .. } => goal,
             _ => self.goal_reached(env),
         };
         self.state = State::Reserved {
             listener,
             adopted: true,
             goal,
+            moving: self.moving(),
         };
         self.reach_goal();
         if !was_reserved {
@@ -922,6 +982,83 @@ impl Link {
     fn remove_listener(&mut self, listener: ListenerId, env: &mut Env<'_>) {
         self.circuits.retain(|(l, _)| *l != listener);
         env.actions.push(Action::RemoveListener(listener));
+    }
+
+    /// Sets the live link's move; nothing for a link that is not in its goal.
+    fn set_moving(&mut self, to: Option<Move>) {
+        if let State::Connected { moving, .. } | State::Reserved { moving, .. } = &mut self.state {
+            *moving = to;
+        }
+    }
+
+    /// Dials the relay beside the live link's connections after a network change, at most once per
+    /// [`MOVE_INTERVAL`]. `NotDialing`: never while another dial to the relay (the application's) is in flight.
+    /// A discovered relay is never dialed: its connection is the application's to restore.
+    fn start_move(&mut self, env: &mut Env<'_>) {
+        if env.discovered {
+            return;
+        }
+        if self
+            .memory
+            .moved_at
+            .is_some_and(|at| env.now < at + MOVE_INTERVAL)
+        {
+            tracing::debug!(relay = %env.relay, "network changed again soon after a move; the probe decides");
+            return;
+        }
+        let opts = DialOpts::peer_id(env.relay)
+            .addresses(self.addrs.clone())
+            .condition(PeerCondition::NotDialing)
+            .build();
+        tracing::debug!(relay = %env.relay, connection = %opts.connection_id(), "network changed: dialing the relay beside the old link");
+        self.memory.moved_at = Some(env.now);
+        self.set_moving(Some(Move::Dialing {
+            dial: opts.connection_id(),
+        }));
+        env.actions.push(Action::Dial(opts));
+    }
+
+    /// The move's dial failed or was not made: it changed nothing, so it does not hold the next change back.
+    fn move_dial_failed(&mut self, env: &Env<'_>) {
+        tracing::debug!(relay = %env.relay, "the dial beside the old link failed; the probe decides");
+        self.memory.moved_at = None;
+        self.set_moving(None);
+    }
+
+    /// The move's connection `to` is up: the old connections are closed.
+    fn close_old(&mut self, to: ConnectionId, env: &mut Env<'_>) {
+        tracing::debug!(relay = %env.relay, connection = %to, "moved to a new connection; closing the old ones");
+        for (old, _) in self.connections.iter().filter(|(id, _)| *id != to) {
+            env.actions.push(Action::Close(*old));
+        }
+        self.set_moving(Some(Move::Closing { to }));
+    }
+
+    /// `connection` closed while the old connections are closed for the move's new one, `to`. Once `to` is
+    /// the oldest left (the one the relay client reserves on) the move is done, and the reservation is asked
+    /// for on it. If `to` itself closed, the move is over and the old connections are on their own again.
+    fn closed_while_moving(&mut self, connection: ConnectionId, to: ConnectionId, env: &mut Env<'_>) {
+        if connection == to {
+            self.set_moving(None);
+            return;
+        }
+        if self.connections.first().map(|(id, _)| *id) != Some(to) {
+            return;
+        }
+        // The relay client expires the old reservation's address with its connection.
+        self.circuits.clear();
+        match self.state {
+            State::Reserved { .. } => self.on_connection(0, env),
+            State::Connected { goal, .. } => self.state = State::Connected { goal, moving: None },
+            // Only a link in its goal moves.
+            State::Halted { .. }
+            | State::Dialing { .. }
+            | State::Rechecking { .. }
+            | State::Reserving { .. }
+            | State::AwaitingHop { .. }
+            | State::Waiting { .. }
+            | State::GaveUp { .. } => {}
+        }
     }
 
     /// Emits that the connection is back, after `made` counted retries, if an outage was under way.
@@ -1014,7 +1151,7 @@ impl Link {
         };
         if !env.config.reservations() {
             let goal = self.goal_reached(env);
-            self.state = State::Connected { goal };
+            self.state = State::Connected { goal, moving: None };
             self.reach_goal();
             return;
         }

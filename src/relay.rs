@@ -84,6 +84,8 @@ pub(crate) enum Action {
     Dial(DialOpts),
     /// Abort every pending dial to the relay (it has no direct connection while one is in flight).
     AbortDials,
+    /// Close this connection to the relay: the link moved to a newer one.
+    Close(ConnectionId),
     Listen(ListenOpts),
     RemoveListener(ListenerId),
     /// The application's `listener` holds the relay's reservation from now on.
@@ -116,6 +118,8 @@ pub(crate) struct Env<'a> {
     pub(crate) actions: &'a mut Vec<Action>,
     /// The node is publicly reachable and reservations are paused: a relay that starts over stays paused.
     pub(crate) paused: bool,
+    /// The relay was discovered among connected peers: the keeper never dials it of its own accord.
+    pub(crate) discovered: bool,
 }
 
 impl<'a> Env<'a> {
@@ -139,6 +143,7 @@ impl<'a> Env<'a> {
             backoff,
             actions,
             paused: false,
+            discovered: false,
         }
     }
 }

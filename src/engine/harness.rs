@@ -162,6 +162,17 @@ impl Harness {
         self.engine.on_dial_failure(Some(peer), id, error, self.now);
     }
 
+    /// The keeper's relay at `addr`, added and connected through connection 1, its reservation live; returns
+    /// its peer id and the listener that holds the reservation.
+    pub(crate) fn reserved_relay(&mut self, addr: &Multiaddr) -> (PeerId, ListenerId) {
+        let peer = self.add_relay(addr);
+        self.connect(peer, ConnectionId::new_unchecked(1), addr);
+        let listener = listener(&self.drain());
+        self.engine.on_new_listen_addr(listener, &circuit(addr), self.now);
+        self.drain();
+        (peer, listener)
+    }
+
     /// The keeper's relay at `addr`, added and connected through connection 1, its reservation requested;
     /// returns its peer id.
     pub(crate) fn connected_relay(&mut self, addr: &Multiaddr) -> PeerId {

@@ -22,6 +22,7 @@ use super::{
 };
 use crate::{
     address::circuit_relay, handler::ToBehaviour, CauseKind, Config, Event, GiveUpReason, RelayStatus,
+    MOVE_INTERVAL,
 };
 
 /// Relays 0..RELAYS may be kept; peer RELAYS never is.
@@ -142,6 +143,18 @@ enum Phase {
     },
 }
 
+/// A live link's move to the node's new network: after a network change the keeper dials a relay in its goal
+/// again (at most once per [`MOVE_INTERVAL`] unless the dial failed), closes the older connections once the new
+/// one is up, and reserves on it once they are gone, none of it counted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Move {
+    /// The keeper owes the dial.
+    Due,
+    Dialing(ConnectionId),
+    /// The new connection is up; the older ones are being closed.
+    Closing(ConnectionId),
+}
+
 #[derive(Debug)]
 struct ModelRelay {
     phase: Phase,
@@ -155,6 +168,10 @@ struct ModelRelay {
     reached_before: bool,
     /// The connection on which a refusal for lack of HOP was let off.
     hop_waived_on: Option<ConnectionId>,
+    /// A move under way, while in the goal.
+    moving: Option<Move>,
+    /// When the keeper last dialed for a move that did not fail.
+    moved_at: Option<Instant>,
 }
 
 /// The rules of the keeper, written from the words rather than from the implementation:
@@ -219,6 +236,7 @@ impl Model {
         if !relay.reached_before {
             relay.level = 0;
         }
+        relay.moving = None;
         relay.reached_before = true;
         relay.outage = false;
         relay.network_reset = false;
@@ -297,6 +315,8 @@ impl Model {
                     owed_reconnected: None,
                     reached_before: false,
                     hop_waived_on: None,
+                    moving: None,
+                    moved_at: None,
                 };
                 Self::fresh(&mut relay, config, connected, now);
                 self.relays.insert(r, relay);
@@ -333,6 +353,14 @@ impl Model {
             return;
         }
         for (r, relay) in &mut self.relays {
+            if let Phase::Goal { .. } = relay.phase {
+                let allowed = relay.moved_at.is_none_or(|at| now >= at + MOVE_INTERVAL);
+                if relay.moving.is_none() && allowed {
+                    relay.moving = Some(Move::Due);
+                    relay.moved_at = Some(now);
+                }
+                continue;
+            }
             let retryable = match relay.phase {
                 Phase::Waiting { .. } => true,
                 Phase::GaveUp { reason, .. } => reason.is_retryable(),
@@ -365,6 +393,64 @@ impl Model {
             relay.owed_reconnected = Some(if ours { attempt } else { 0 });
         }
         Self::try_now(relay, &config, attempt, true, now);
+    }
+
+    /// The keeper dialed `r`, which is connected: only for a move it owes.
+    fn move_dialed(&mut self, r: usize, dial: ConnectionId) -> Step {
+        let relay = self
+            .relays
+            .get_mut(&r)
+            .ok_or("dial for a relay the model does not keep")?;
+        if !matches!(relay.phase, Phase::Goal { .. }) || relay.moving != Some(Move::Due) {
+            return Err(format!(
+                "dial to relay {r}, which is connected and owes no move: {relay:?}"
+            ));
+        }
+        relay.moving = Some(Move::Dialing(dial));
+        Ok(())
+    }
+
+    /// A further direct connection `id` to `r` is up; says whether it is the move's, so the older ones close.
+    fn move_connected(&mut self, r: usize, id: ConnectionId) -> bool {
+        let Some(relay) = self.relay(r) else { return false };
+        let moved = matches!(relay.phase, Phase::Goal { .. }) && relay.moving == Some(Move::Dialing(id));
+        if moved {
+            relay.moving = Some(Move::Closing(id));
+        }
+        moved
+    }
+
+    /// The move's dial `id` failed: nothing is counted, and the next change may dial again.
+    fn move_failed(&mut self, r: usize, id: ConnectionId) {
+        let Some(relay) = self.relay(r) else { return };
+        if matches!(relay.phase, Phase::Goal { .. }) && relay.moving == Some(Move::Dialing(id)) {
+            relay.moving = None;
+            relay.moved_at = None;
+        }
+    }
+
+    /// Direct connection `closed` to `r` closed and others are left, `oldest` the oldest of them. Says whether
+    /// that finished a move: the reservation is asked for again on the new connection, uncounted.
+    fn closed_one(&mut self, r: usize, closed: ConnectionId, oldest: ConnectionId) -> bool {
+        let config = self.config.clone();
+        let Some(relay) = self.relay(r) else { return false };
+        let Some(Move::Closing(to)) = relay.moving.filter(|_| matches!(relay.phase, Phase::Goal { .. }))
+        else {
+            return false;
+        };
+        if closed == to || oldest != to {
+            relay.moving = relay.moving.filter(|_| closed != to);
+            return false;
+        }
+        relay.moving = None;
+        if config.reservations() {
+            relay.phase = Phase::Trying {
+                attempt: 0,
+                dial_due: None,
+                hop_since: false,
+            };
+        }
+        true
     }
 
     fn disconnected(&mut self, r: usize, now: Instant) {
@@ -706,7 +792,8 @@ impl Model {
                     | Phase::AwaitingHop { due: None, .. }
                     | Phase::GaveUp { announced: false, .. }
                     | Phase::Goal { announced: false, .. }
-            ) || relay.owed_reconnected.is_some();
+            ) || relay.owed_reconnected.is_some()
+                || relay.moving == Some(Move::Due);
             if owes && !self.stopped {
                 return Err(format!("relay {r} is owed an event: {relay:?}"));
             }
@@ -726,6 +813,12 @@ struct World {
     connections: Vec<(ConnectionId, usize, bool)>,
     /// The keeper's dial in flight, per relay.
     dials: HashMap<usize, ConnectionId>,
+    /// The keeper's dial for a move in flight, per relay.
+    moves: HashMap<usize, ConnectionId>,
+    /// Connections the keeper asked to close, closed after the step as the swarm would.
+    to_close: Vec<ConnectionId>,
+    /// Connections a move must close, checked after the step.
+    must_close: Vec<ConnectionId>,
     /// The keeper's open circuit listener, per relay.
     own_listeners: HashMap<usize, ListenerId>,
     /// The application's open circuit listener, per relay.
@@ -767,6 +860,9 @@ impl World {
             next_id: 0,
             connections: Vec::new(),
             dials: HashMap::new(),
+            moves: HashMap::new(),
+            to_close: Vec::new(),
+            must_close: Vec::new(),
             own_listeners: HashMap::new(),
             foreign_listeners: HashMap::new(),
             reachable: false,
@@ -808,7 +904,23 @@ impl World {
         circuit(&self.addrs[r])
     }
 
+    /// Applies `op`, then closes the connections the keeper asked to close.
     fn apply(&mut self, op: &Op) -> Step {
+        self.apply_op(op)?;
+        if let Some(open) = self.must_close.iter().find(|id| !self.to_close.contains(id)) {
+            return Err(format!("a move left the old connection {open} open"));
+        }
+        self.must_close.clear();
+        while !self.to_close.is_empty() {
+            let id = self.to_close.remove(0);
+            if let Some(index) = self.connections.iter().position(|(c, _, _)| *c == id) {
+                self.close_at(index)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_op(&mut self, op: &Op) -> Step {
         let now = self.harness.now;
         match *op {
             Op::AddRelay(r) => {
@@ -829,6 +941,7 @@ impl World {
                     return Err("remove_relay disagrees on whether the relay was kept".into());
                 }
                 self.dials.remove(&r);
+                self.moves.remove(&r);
                 self.settle()
             }
             Op::RetryNow(r) => {
@@ -863,13 +976,23 @@ impl World {
                 let id = self.connection_id();
                 self.establish(p, id, true)
             }
-            Op::CompleteDial(r) => match self.dials.get(&r) {
-                Some(&id) => self.establish(r, id, false),
-                None => Ok(()),
-            },
+            Op::CompleteDial(r) => {
+                if let Some(&id) = self.dials.get(&r) {
+                    return self.establish(r, id, false);
+                }
+                match self.moves.remove(&r) {
+                    Some(id) => self.establish(r, id, false),
+                    None => Ok(()),
+                }
+            }
             Op::FailDial(r) => {
                 let Some(id) = self.dials.remove(&r) else {
-                    return Ok(());
+                    let Some(id) = self.moves.remove(&r) else {
+                        return Ok(());
+                    };
+                    self.feed_dial_failure(r, id, &DialError::Aborted)?;
+                    self.model.move_failed(r, id);
+                    return self.settle();
                 };
                 let connected = self.connected(r);
                 self.feed_dial_failure(r, id, &DialError::Aborted)?;
@@ -885,24 +1008,7 @@ impl World {
                 if self.connections.is_empty() {
                     return Ok(());
                 }
-                let (id, p, relayed) = self.connections.remove(i % self.connections.len());
-                let endpoint = self.endpoint(p, relayed);
-                self.harness
-                    .engine
-                    .on_connection_closed(self.peers[p], id, &endpoint, None, now);
-                if relayed || self.connected(p) {
-                    return self.settle();
-                }
-                self.model.disconnected(p, now);
-                self.settle()?;
-                // The relay client's listeners die with the connection, after it.
-                if let Some(listener) = self.own_listeners.remove(&p) {
-                    self.close_listener(listener)?;
-                }
-                if let Some(listener) = self.foreign_listeners.remove(&p) {
-                    self.close_listener(listener)?;
-                }
-                Ok(())
+                self.close_at(i % self.connections.len())
             }
             Op::ReservationAccepted(r) => {
                 let Some(&listener) = self.own_listeners.get(&r) else {
@@ -1004,6 +1110,33 @@ impl World {
         }
     }
 
+    /// The connection at `index` closes.
+    fn close_at(&mut self, index: usize) -> Step {
+        let now = self.harness.now;
+        let (id, p, relayed) = self.connections.remove(index);
+        let endpoint = self.endpoint(p, relayed);
+        self.harness
+            .engine
+            .on_connection_closed(self.peers[p], id, &endpoint, None, now);
+        if relayed {
+            return self.settle();
+        }
+        match self.link(p) {
+            Some(oldest) if self.model.closed_one(p, id, oldest) => {}
+            Some(_) => return self.settle(),
+            None => self.model.disconnected(p, now),
+        }
+        // The relay client's listeners die with the connection that held them, after it: with the last one, or
+        // with the old one a move closed, whose listener makes way for the keeper's new request.
+        let own = self.own_listeners.remove(&p);
+        let foreign = self.foreign_listeners.remove(&p);
+        self.settle()?;
+        for listener in own.into_iter().chain(foreign) {
+            self.close_listener(listener)?;
+        }
+        Ok(())
+    }
+
     fn endpoint(&self, p: usize, relayed: bool) -> libp2p::core::ConnectedPoint {
         if relayed {
             dialer(&self.circuit(p))
@@ -1026,6 +1159,13 @@ impl World {
             .on_connection_established(self.peers[p], id, &endpoint, self.harness.now);
         if first {
             self.model.connected(p, ours, self.harness.now);
+        } else if !relayed && self.model.move_connected(p, id) {
+            let older = self
+                .connections
+                .iter()
+                .filter(|(c, peer, relayed)| *peer == p && !relayed && *c != id)
+                .map(|(c, _, _)| *c);
+            self.must_close.extend(older);
         }
         self.settle()
     }
@@ -1073,6 +1213,11 @@ impl World {
             Command::Dial(opts) => {
                 let r = self.index_of(&opts.get_peer_id().ok_or("dial without peer id")?);
                 self.kept(r)?;
+                if self.connected(r) {
+                    self.model.move_dialed(r, opts.connection_id())?;
+                    self.moves.insert(r, opts.connection_id());
+                    return Ok(());
+                }
                 if self.dials.contains_key(&r) {
                     return Err(format!("second dial to relay {r} while one is in flight"));
                 }
@@ -1142,10 +1287,25 @@ impl World {
                 if self.connected(r) {
                     return Err(format!("aborting the dials of relay {r}, which is connected"));
                 }
-                // The swarm aborts the pending dial; its `DialFailure` reaches a keeper that moved on.
+                // The swarm aborts the pending dials; their `DialFailure` reaches a keeper that moved on.
                 self.dials.remove(&r);
+                self.moves.remove(&r);
             }
-            other => return Err(format!("unexpected command {other:?}")),
+            Command::Close {
+                peer,
+                connection: CloseConnection::One(id),
+            } => {
+                let r = self.index_of(&peer);
+                self.kept(r)?;
+                if !self
+                    .connections
+                    .iter()
+                    .any(|(c, p, relayed)| *c == id && *p == r && !relayed)
+                {
+                    return Err(format!("closing {id}, no direct connection to relay {r}"));
+                }
+                self.to_close.push(id);
+            }
         }
         Ok(())
     }

@@ -41,13 +41,7 @@ fn reserved() -> (Harness, PeerId, Multiaddr, ListenerId) {
 fn reserved_with(config: Config) -> (Harness, PeerId, Multiaddr, ListenerId) {
     let (_, addr) = relay_addr();
     let mut harness = Harness::new(config);
-    let peer = harness.add_relay(&addr);
-    harness.connect(peer, id(1), &addr);
-    let listener = listener(&harness.drain());
-    harness
-        .engine
-        .on_new_listen_addr(listener, &circuit(&addr), harness.now);
-    harness.drain();
+    let (peer, listener) = harness.reserved_relay(&addr);
     (harness, peer, addr, listener)
 }
 

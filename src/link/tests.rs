@@ -30,7 +30,7 @@ fn dial() -> ConnectionId {
 }
 
 /// Every state, by name; each is built by [`Rig::new`].
-const STATES: [&str; 10] = [
+const STATES: [&str; 13] = [
     "halted",
     "halted-waiting",
     "dialing",
@@ -38,7 +38,10 @@ const STATES: [&str; 10] = [
     "reserving",
     "awaiting-hop",
     "connected",
+    "connected-closing",
     "reserved",
+    "reserved-moving",
+    "reserved-closing",
     "waiting",
     "gave-up",
 ];
@@ -51,15 +54,32 @@ fn name(state: &State) -> &'static str {
         State::Rechecking { .. } => "rechecking",
         State::Reserving { .. } => "reserving",
         State::AwaitingHop { .. } => "awaiting-hop",
-        State::Connected { .. } => "connected",
-        State::Reserved { .. } => "reserved",
+        State::Connected { moving: None, .. } => "connected",
+        State::Connected {
+            moving: Some(Move::Dialing { .. }),
+            ..
+        } => "connected-moving",
+        State::Connected {
+            moving: Some(Move::Closing { .. }),
+            ..
+        } => "connected-closing",
+        State::Reserved { moving: None, .. } => "reserved",
+        State::Reserved {
+            moving: Some(Move::Dialing { .. }),
+            ..
+        } => "reserved-moving",
+        State::Reserved {
+            moving: Some(Move::Closing { .. }),
+            ..
+        } => "reserved-closing",
         State::Waiting { .. } => "waiting",
         State::GaveUp { .. } => "gave-up",
     }
 }
 
 impl Rig {
-    /// A link to a relay with a TCP address, in the state named `state`, its outage at retry 2.
+    /// A link to a relay with a TCP address, in the state named `state`, its outage at retry 2. A moving
+    /// link's dial in flight is `dial`; a closing one moved to connection `dial` and closes `connection`.
     fn new(state: &str, listener: ListenerId) -> Self {
         let (relay, addr) = relay_addr();
         let config = Config::default().with_jitter(false).with_rng_seed(1);
@@ -106,14 +126,27 @@ impl Rig {
             "connected" => (
                 State::Connected {
                     goal: Goal { since: now },
+                    moving: None,
                 },
                 true,
             ),
-            "reserved" => (
+            "connected-closing" => (
+                State::Connected {
+                    goal: Goal { since: now },
+                    moving: Some(Move::Closing { to: dial() }),
+                },
+                true,
+            ),
+            "reserved" | "reserved-moving" | "reserved-closing" => (
                 State::Reserved {
                     listener,
                     adopted: false,
                     goal: Goal { since: now },
+                    moving: match state {
+                        "reserved-moving" => Some(Move::Dialing { dial: dial() }),
+                        "reserved-closing" => Some(Move::Closing { to: dial() }),
+                        _ => None,
+                    },
                 },
                 true,
             ),
@@ -139,6 +172,18 @@ impl Rig {
         let mut link = Link::new(addr.clone(), Vec::new());
         if connected {
             link.connections.push((connection(), Some(addr.clone())));
+        }
+        if matches!(
+            state,
+            State::Connected {
+                moving: Some(Move::Closing { .. }),
+                ..
+            } | State::Reserved {
+                moving: Some(Move::Closing { .. }),
+                ..
+            }
+        ) {
+            link.connections.push((dial(), Some(addr.clone())));
         }
         if matches!(state, State::Reserved { .. }) {
             link.circuits.push((listener, addr.with(Protocol::P2pCircuit)));
@@ -179,6 +224,8 @@ impl Rig {
             let said = match action {
                 Action::Dial(_) => "dial".to_owned(),
                 Action::AbortDials => "abort".to_owned(),
+                Action::Close(id) if *id == connection() => "close".to_owned(),
+                Action::Close(id) => format!("close-{id}"),
                 Action::Listen(_) => "listen".to_owned(),
                 Action::RemoveListener(_) => "remove-listener".to_owned(),
                 Action::Adopt { .. } => "adopt".to_owned(),

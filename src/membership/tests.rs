@@ -115,6 +115,7 @@ impl Rig {
             let said = match action {
                 Action::Dial(_) => "dial",
                 Action::AbortDials => "abort",
+                Action::Close(_) => "close",
                 Action::Listen(_) => "listen",
                 Action::RemoveListener(_) => "remove-listener",
                 Action::Adopt { .. } => "adopt",

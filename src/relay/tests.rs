@@ -3,7 +3,7 @@ use std::time::Duration;
 use super::*;
 use libp2p::multiaddr::Protocol;
 
-use crate::{engine::harness::relay_addr, CauseKind, GiveUpReason};
+use crate::{engine::harness::relay_addr, CauseKind, GiveUpReason, MOVE_INTERVAL};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -24,6 +24,8 @@ struct Driver {
     /// Listeners of the application's the relay adopted.
     adopted: Vec<ListenerId>,
     aborts: usize,
+    /// Connections the relay asked to close.
+    closed: Vec<ConnectionId>,
 }
 
 fn peer_of(addr: &Multiaddr) -> PeerId {
@@ -58,6 +60,7 @@ impl Driver {
             removed: Vec::new(),
             adopted: Vec::new(),
             aborts: 0,
+            closed: Vec::new(),
         };
         driver.record(actions);
         driver
@@ -115,6 +118,7 @@ impl Driver {
                 Action::RemoveListener(listener) => self.removed.push(listener),
                 Action::Adopt { listener } => self.adopted.push(listener),
                 Action::AbortDials => self.aborts += 1,
+                Action::Close(connection) => self.closed.push(connection),
                 Action::Emit(event) => self.events.push(event),
             }
         }
@@ -974,14 +978,111 @@ fn a_network_change_revives_a_relay_that_gave_up_and_resets_for_the_next_outage(
     assert_eq!(driver.dials, 3, "a new outage gets its own reset");
 }
 
+/// The old connection closes (`ConnectionClosed`) and its listener with it (`Ok`), in either order.
+fn old_link_closes(driver: &mut Driver, old: ConnectionId, listener: ListenerId, listener_first: bool) {
+    let closed = Input::ConnectionClosed {
+        connection: old,
+        cause: Cause::connection_lost(None),
+    };
+    let listener_closed = Input::ListenerClosed {
+        listener,
+        refused: false,
+        cause: Cause::reservation_lost(),
+    };
+    let (first, second) = if listener_first {
+        (listener_closed, closed)
+    } else {
+        (closed, listener_closed)
+    };
+    driver.feed(first);
+    driver.feed(second);
+}
+
 #[test]
-fn a_network_change_leaves_relays_in_their_goal_alone() {
-    let mut driver = Driver::exact(Some(3));
-    driver.connect_ours();
-    driver.reservation_accepted();
+fn a_network_change_moves_a_reserved_relay_to_a_new_connection_without_counting() {
+    for listener_first in [false, true] {
+        let mut driver = Driver::reserved(Config::default());
+        let (old, old_listener) = (driver.last_dial.unwrap(), driver.last_listener.unwrap());
+        driver.feed(Input::NetworkChanged);
+        assert_eq!(driver.dials, 2, "dialed beside the old link at once");
+        assert_eq!(
+            driver.relay.status(),
+            RelayStatus::Reserved,
+            "the old reservation stands meanwhile"
+        );
+        driver.connect_ours();
+        assert_eq!(
+            driver.closed,
+            [old],
+            "the old connection is closed once the new one is up"
+        );
+        assert_eq!(
+            driver.listens, 1,
+            "not while the relay client would still reserve on the old one"
+        );
+        old_link_closes(&mut driver, old, old_listener, listener_first);
+        assert_eq!(driver.listens, 2, "asked for on the new connection at once");
+        assert_eq!(driver.relay.deadline(), None, "no wait");
+        driver.reservation_accepted();
+        assert_eq!(driver.relay.status(), RelayStatus::Reserved);
+        let events = driver.take_events();
+        assert!(
+            matches!(events[..], [Event::Reserved { .. }]),
+            "no retry counted or scheduled: {events:?}"
+        );
+    }
+}
+
+#[test]
+fn a_move_dial_that_fails_or_is_not_made_counts_nothing_and_holds_nothing_back() {
+    let mut driver = Driver::reserved(Config::default());
     driver.feed(Input::NetworkChanged);
-    assert_eq!((driver.dials, driver.listens), (1, 1));
+    driver.fail_dial();
+    driver.feed(Input::NetworkChanged);
+    assert_eq!(
+        driver.dials, 3,
+        "the failed dial changed nothing, so the next change dials again"
+    );
+    // The application's dial to the relay is in flight: the keeper's is not made, and does not race it.
+    let connection = driver.last_dial.unwrap();
+    driver.feed(Input::DialSkipped { connection });
+    driver.feed(Input::NetworkChanged);
+    assert_eq!(driver.dials, 4);
     assert_eq!(driver.relay.status(), RelayStatus::Reserved);
+    assert!(driver.take_events().is_empty());
+}
+
+#[test]
+fn a_burst_of_network_changes_moves_a_link_once_per_interval() {
+    let mut driver = Driver::reserved(Config::default());
+    let (old, old_listener) = (driver.last_dial.unwrap(), driver.last_listener.unwrap());
+    for _ in 0..4 {
+        driver.feed(Input::NetworkChanged);
+    }
+    assert_eq!(driver.dials, 2, "one dial for the burst");
+    driver.connect_ours();
+    old_link_closes(&mut driver, old, old_listener, false);
+    driver.reservation_accepted();
+    driver.now += MOVE_INTERVAL - Duration::from_millis(1);
+    driver.feed(Input::NetworkChanged);
+    assert_eq!(driver.dials, 2, "too soon after the last move: the probe decides");
+    driver.now += Duration::from_millis(1);
+    driver.feed(Input::NetworkChanged);
+    assert_eq!(driver.dials, 3);
+}
+
+#[test]
+fn an_old_link_that_dies_before_the_move_connects_is_a_loss_the_move_then_ends() {
+    let mut driver = Driver::reserved(Config::default());
+    driver.feed(Input::NetworkChanged);
+    driver.disconnect();
+    assert_eq!(
+        scheduled(&driver.take_events()),
+        [1],
+        "the probe's verdict, as without a move"
+    );
+    driver.connect_ours();
+    assert_eq!(driver.listens, 2, "reserved at once on the move's connection");
 }
 
 #[test]
