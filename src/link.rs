@@ -114,8 +114,9 @@ enum State {
 /// gone. Neither the move nor the close is a failure: nothing is counted and nothing waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Move {
-    /// The keeper's dial `dial` is in flight.
-    Dialing { dial: ConnectionId },
+    /// The keeper's dial `dial` is in flight. `again`: the network changed again meanwhile, so if the dial
+    /// fails (it may have left from an address that is gone now), the keeper dials once more.
+    Dialing { dial: ConnectionId, again: bool },
     /// The new connection `to` is up, and the old ones are being closed.
     Closing { to: ConnectionId },
 }
@@ -339,6 +340,14 @@ impl Link {
         }
     }
 
+    /// The dial in flight of the live link's move.
+    fn move_dial(&self) -> Option<ConnectionId> {
+        match self.moving() {
+            Some(Move::Dialing { dial, .. }) => Some(dial),
+            Some(Move::Closing { .. }) | None => None,
+        }
+    }
+
     /// The circuit listener the keeper opened on this relay and has not handed over to the application.
     pub(crate) fn own_listener(&self) -> Option<ListenerId> {
         match self.state {
@@ -365,7 +374,7 @@ impl Link {
         let first = self.connections.is_empty();
         self.connections.push((connection, dialed));
         self.memory.dials_timed_out = 0;
-        if self.moving() == Some(Move::Dialing { dial: connection }) {
+        if self.move_dial() == Some(connection) {
             self.close_old(connection, env);
             return After::Nothing;
         }
@@ -493,9 +502,7 @@ impl Link {
                 self.recheck_failed(then, cause, mistake, env)
             }
             // The old connections may still work: their probe decides, as without a move.
-            State::Connected { moving, .. } | State::Reserved { moving, .. }
-                if moving == Some(Move::Dialing { dial: connection }) =>
-            {
+            State::Connected { .. } | State::Reserved { .. } if self.move_dial() == Some(connection) => {
                 self.move_dial_failed(env);
                 After::Nothing
             }
@@ -534,9 +541,7 @@ impl Link {
             // Someone else's dial is in flight; if it connects, the relay is reserved from `Waiting`.
             State::Rechecking { dial, then, .. } if dial == connection => self.resume(then, env),
             // Someone else's dial is in flight; the keeper does not race it.
-            State::Connected { moving, .. } | State::Reserved { moving, .. }
-                if moving == Some(Move::Dialing { dial: connection }) =>
-            {
+            State::Connected { .. } | State::Reserved { .. } if self.move_dial() == Some(connection) => {
                 self.move_dial_failed(env);
                 After::Nothing
             }
@@ -843,7 +848,15 @@ impl Link {
             State::Connected { moving: None, .. } | State::Reserved { moving: None, .. } => {
                 self.start_move(env)
             }
-            // A mistake, or moving already.
+            State::Connected {
+                moving: Some(Move::Dialing { dial, .. }),
+                ..
+            }
+            | State::Reserved {
+                moving: Some(Move::Dialing { dial, .. }),
+                ..
+            } => self.set_moving(Some(Move::Dialing { dial, again: true })),
+            // A mistake, or moved already.
             State::GaveUp { .. }
             | State::Halted { .. }
             | State::Connected { .. }
@@ -1014,15 +1027,21 @@ impl Link {
         self.memory.moved_at = Some(env.now);
         self.set_moving(Some(Move::Dialing {
             dial: opts.connection_id(),
+            again: false,
         }));
         env.actions.push(Action::Dial(opts));
     }
 
-    /// The move's dial failed or was not made: it changed nothing, so it does not hold the next change back.
-    fn move_dial_failed(&mut self, env: &Env<'_>) {
-        tracing::debug!(relay = %env.relay, "the dial beside the old link failed; the probe decides");
+    /// The move's dial failed or was not made: it changed nothing, so it does not hold the next change back,
+    /// and if the network changed again while it was in flight, that change dials now.
+    fn move_dial_failed(&mut self, env: &mut Env<'_>) {
+        let again = matches!(self.moving(), Some(Move::Dialing { again: true, .. }));
+        tracing::debug!(relay = %env.relay, again, "the dial beside the old link failed");
         self.memory.moved_at = None;
         self.set_moving(None);
+        if again {
+            self.start_move(env);
+        }
     }
 
     /// The move's connection `to` is up: the old connections are closed.

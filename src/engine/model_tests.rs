@@ -150,7 +150,8 @@ enum Phase {
 enum Move {
     /// The keeper owes the dial.
     Due,
-    Dialing(ConnectionId),
+    /// The dial is in flight; `true`: the network changed again meanwhile, so a failure dials once more.
+    Dialing(ConnectionId, bool),
     /// The new connection is up; the older ones are being closed.
     Closing(ConnectionId),
 }
@@ -355,9 +356,13 @@ impl Model {
         for (r, relay) in &mut self.relays {
             if let Phase::Goal { .. } = relay.phase {
                 let allowed = relay.moved_at.is_none_or(|at| now >= at + MOVE_INTERVAL);
-                if relay.moving.is_none() && allowed {
-                    relay.moving = Some(Move::Due);
-                    relay.moved_at = Some(now);
+                match relay.moving {
+                    None if allowed => {
+                        relay.moving = Some(Move::Due);
+                        relay.moved_at = Some(now);
+                    }
+                    Some(Move::Dialing(dial, _)) => relay.moving = Some(Move::Dialing(dial, true)),
+                    _ => {}
                 }
                 continue;
             }
@@ -406,27 +411,33 @@ impl Model {
                 "dial to relay {r}, which is connected and owes no move: {relay:?}"
             ));
         }
-        relay.moving = Some(Move::Dialing(dial));
+        relay.moving = Some(Move::Dialing(dial, false));
         Ok(())
     }
 
     /// A further direct connection `id` to `r` is up; says whether it is the move's, so the older ones close.
     fn move_connected(&mut self, r: usize, id: ConnectionId) -> bool {
         let Some(relay) = self.relay(r) else { return false };
-        let moved = matches!(relay.phase, Phase::Goal { .. }) && relay.moving == Some(Move::Dialing(id));
+        let moved = matches!(relay.phase, Phase::Goal { .. })
+            && matches!(relay.moving, Some(Move::Dialing(dial, _)) if dial == id);
         if moved {
             relay.moving = Some(Move::Closing(id));
         }
         moved
     }
 
-    /// The move's dial `id` failed: nothing is counted, and the next change may dial again.
-    fn move_failed(&mut self, r: usize, id: ConnectionId) {
+    /// The move's dial `id` failed: nothing is counted, and the next change may dial again; one that came
+    /// while the dial was in flight dials now.
+    fn move_failed(&mut self, r: usize, id: ConnectionId, now: Instant) {
         let Some(relay) = self.relay(r) else { return };
-        if matches!(relay.phase, Phase::Goal { .. }) && relay.moving == Some(Move::Dialing(id)) {
-            relay.moving = None;
-            relay.moved_at = None;
+        let Some(Move::Dialing(dial, again)) = relay.moving else {
+            return;
+        };
+        if !matches!(relay.phase, Phase::Goal { .. }) || dial != id {
+            return;
         }
+        relay.moving = again.then_some(Move::Due);
+        relay.moved_at = again.then_some(now);
     }
 
     /// Direct connection `closed` to `r` closed and others are left, `oldest` the oldest of them. Says whether
@@ -991,7 +1002,7 @@ impl World {
                         return Ok(());
                     };
                     self.feed_dial_failure(r, id, &DialError::Aborted)?;
-                    self.model.move_failed(r, id);
+                    self.model.move_failed(r, id, now);
                     return self.settle();
                 };
                 let connected = self.connected(r);

@@ -143,7 +143,10 @@ impl Rig {
                     adopted: false,
                     goal: Goal { since: now },
                     moving: match state {
-                        "reserved-moving" => Some(Move::Dialing { dial: dial() }),
+                        "reserved-moving" => Some(Move::Dialing {
+                            dial: dial(),
+                            again: false,
+                        }),
                         "reserved-closing" => Some(Move::Closing { to: dial() }),
                         _ => None,
                     },

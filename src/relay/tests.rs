@@ -1052,6 +1052,21 @@ fn a_move_dial_that_fails_or_is_not_made_counts_nothing_and_holds_nothing_back()
     assert!(driver.take_events().is_empty());
 }
 
+/// Linux reports an address replaced as the old one expiring, then the new one appearing: the dial made for
+/// the first may leave before the new address is there, and fail.
+#[test]
+fn a_change_while_the_move_dials_dials_again_if_that_dial_fails() {
+    let mut driver = Driver::reserved(Config::default());
+    driver.feed(Input::NetworkChanged);
+    driver.feed(Input::NetworkChanged);
+    assert_eq!(driver.dials, 2, "one dial in flight at a time");
+    driver.fail_dial();
+    assert_eq!(driver.dials, 3, "the later change dials once the earlier dial failed");
+    driver.fail_dial();
+    assert_eq!(driver.dials, 3, "and only once");
+    assert!(driver.take_events().is_empty());
+}
+
 #[test]
 fn a_burst_of_network_changes_moves_a_link_once_per_interval() {
     let mut driver = Driver::reserved(Config::default());
