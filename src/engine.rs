@@ -29,6 +29,7 @@ use crate::{
     backoff::Backoff,
     handler::ToBehaviour,
     link::Connection,
+    listen_ips::ListenIps,
     metrics::Metrics,
     mistake::Mistake,
     pool::{Decision, Pool, Report, View},
@@ -149,6 +150,8 @@ pub(crate) struct Engine {
     public_addrs: PublicAddrs,
     /// The clocks at the last poll, to notice that the machine slept.
     sleep: SleepWatch,
+    /// The node's own network addresses, as its listeners report them.
+    listen_ips: ListenIps,
 }
 
 impl View for HashMap<PeerId, Box<Kept>> {
@@ -185,6 +188,7 @@ impl Engine {
             discovered: 0,
             public_addrs: PublicAddrs::default(),
             sleep: SleepWatch::default(),
+            listen_ips: ListenIps::default(),
         }
     }
 
@@ -581,7 +585,9 @@ impl Engine {
         }
         if !is_relayed(addr) {
             tracing::debug!(%addr, "new listen address");
-            self.network_changed(now);
+            if self.listen_ips.appeared(addr) {
+                self.network_changed(now);
+            }
             return;
         }
         if let Some(&peer) = self.listeners.get(&listener) {
@@ -642,7 +648,9 @@ impl Engine {
         // An address the node lost (Wi-Fi off while cellular stays up reports only this).
         if !is_relayed(addr) {
             tracing::debug!(%addr, "listen address expired");
-            self.network_changed(now);
+            if self.listen_ips.expired(addr) {
+                self.network_changed(now);
+            }
             return;
         }
         if let Some(&peer) = self.listeners.get(&listener) {

@@ -174,6 +174,7 @@ mod event;
 mod handler;
 mod link;
 mod link_probe;
+mod listen_ips;
 mod membership;
 mod metrics;
 mod mistake;

@@ -114,9 +114,14 @@ enum State {
 /// gone. Neither the move nor the close is a failure: nothing is counted and nothing waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Move {
-    /// The keeper's dial `dial` is in flight. `again`: the network changed again meanwhile, so if the dial
-    /// fails (it may have left from an address that is gone now), the keeper dials once more.
-    Dialing { dial: ConnectionId, again: bool },
+    /// The keeper's dial `dial` is in flight. `earlier`: the network changed again while the move's first
+    /// dial was in flight, which may have left from an address that is gone now (a QUIC handshake then waits
+    /// for its first resend, a second later), so the keeper dialed once more; whichever connects first is the
+    /// move's.
+    Dialing {
+        dial: ConnectionId,
+        earlier: Option<ConnectionId>,
+    },
     /// The new connection `to` is up, and the old ones are being closed.
     Closing { to: ConnectionId },
 }
@@ -182,6 +187,8 @@ struct Memory {
     rtt: RttEstimator,
     /// When the keeper last dialed to move the live link to a new network, for [`MOVE_INTERVAL`].
     moved_at: Option<Instant>,
+    /// A move's dial that lost the race to the other one: closed if it connects beside other connections.
+    straggler: Option<ConnectionId>,
 }
 
 /// One relay's connections, reservation and trouble.
@@ -216,6 +223,7 @@ impl Link {
                 dials_timed_out: 0,
                 rtt: RttEstimator::default(),
                 moved_at: None,
+                straggler: None,
             },
             state: State::Halted { until: None },
         }
@@ -340,11 +348,11 @@ impl Link {
         }
     }
 
-    /// The dial in flight of the live link's move.
-    fn move_dial(&self) -> Option<ConnectionId> {
+    /// Whether `connection` is a dial in flight of the live link's move.
+    fn is_move_dial(&self, connection: ConnectionId) -> bool {
         match self.moving() {
-            Some(Move::Dialing { dial, .. }) => Some(dial),
-            Some(Move::Closing { .. }) | None => None,
+            Some(Move::Dialing { dial, earlier }) => dial == connection || earlier == Some(connection),
+            Some(Move::Closing { .. }) | None => false,
         }
     }
 
@@ -374,9 +382,16 @@ impl Link {
         let first = self.connections.is_empty();
         self.connections.push((connection, dialed));
         self.memory.dials_timed_out = 0;
-        if self.move_dial() == Some(connection) {
+        if self.is_move_dial(connection) {
             self.close_old(connection, env);
             return After::Nothing;
+        }
+        if self.memory.straggler == Some(connection) {
+            self.memory.straggler = None;
+            if !first {
+                env.actions.push(Action::Close(connection));
+                return After::Nothing;
+            }
         }
         if !first {
             return After::Nothing;
@@ -479,6 +494,9 @@ impl Link {
         refused: bool,
         env: &mut Env<'_>,
     ) -> After {
+        if self.memory.straggler == Some(connection) {
+            self.memory.straggler = None;
+        }
         match self.state {
             State::Dialing {
                 dial: Some(dial),
@@ -502,8 +520,8 @@ impl Link {
                 self.recheck_failed(then, cause, mistake, env)
             }
             // The old connections may still work: their probe decides, as without a move.
-            State::Connected { .. } | State::Reserved { .. } if self.move_dial() == Some(connection) => {
-                self.move_dial_failed(env);
+            State::Connected { .. } | State::Reserved { .. } if self.is_move_dial(connection) => {
+                self.move_dial_failed(connection, env);
                 After::Nothing
             }
             // Another dial than ours, or one that no longer matters: ours was aborted or superseded.
@@ -541,8 +559,8 @@ impl Link {
             // Someone else's dial is in flight; if it connects, the relay is reserved from `Waiting`.
             State::Rechecking { dial, then, .. } if dial == connection => self.resume(then, env),
             // Someone else's dial is in flight; the keeper does not race it.
-            State::Connected { .. } | State::Reserved { .. } if self.move_dial() == Some(connection) => {
-                self.move_dial_failed(env);
+            State::Connected { .. } | State::Reserved { .. } if self.is_move_dial(connection) => {
+                self.move_dial_failed(connection, env);
                 After::Nothing
             }
             // A dial of ours that the keeper no longer waits for.
@@ -849,13 +867,13 @@ impl Link {
                 self.start_move(env)
             }
             State::Connected {
-                moving: Some(Move::Dialing { dial, .. }),
+                moving: Some(Move::Dialing { dial, earlier: None }),
                 ..
             }
             | State::Reserved {
-                moving: Some(Move::Dialing { dial, .. }),
+                moving: Some(Move::Dialing { dial, earlier: None }),
                 ..
-            } => self.set_moving(Some(Move::Dialing { dial, again: true })),
+            } => self.dial_again(dial, env),
             // A mistake, or moved already.
             State::GaveUp { .. }
             | State::Halted { .. }
@@ -1019,34 +1037,63 @@ impl Link {
             tracing::debug!(relay = %env.relay, "network changed again soon after a move; the probe decides");
             return;
         }
-        let opts = DialOpts::peer_id(env.relay)
-            .addresses(self.addrs.clone())
-            .condition(PeerCondition::NotDialing)
-            .build();
-        tracing::debug!(relay = %env.relay, connection = %opts.connection_id(), "network changed: dialing the relay beside the old link");
+        let opts = self.move_dial(PeerCondition::NotDialing, env);
         self.memory.moved_at = Some(env.now);
         self.set_moving(Some(Move::Dialing {
             dial: opts.connection_id(),
-            again: false,
+            earlier: None,
         }));
         env.actions.push(Action::Dial(opts));
     }
 
-    /// The move's dial failed or was not made: it changed nothing, so it does not hold the next change back,
-    /// and if the network changed again while it was in flight, that change dials now.
-    fn move_dial_failed(&mut self, env: &mut Env<'_>) {
-        let again = matches!(self.moving(), Some(Move::Dialing { again: true, .. }));
-        tracing::debug!(relay = %env.relay, again, "the dial beside the old link failed");
-        self.memory.moved_at = None;
-        self.set_moving(None);
-        if again {
-            self.start_move(env);
-        }
+    /// The network changed again while the move's dial `earlier` is in flight: dials once more, from the
+    /// network as it is now. `Always`: the keeper's own dial is in flight, which `NotDialing` would refuse.
+    fn dial_again(&mut self, earlier: ConnectionId, env: &mut Env<'_>) {
+        let opts = self.move_dial(PeerCondition::Always, env);
+        self.set_moving(Some(Move::Dialing {
+            dial: opts.connection_id(),
+            earlier: Some(earlier),
+        }));
+        env.actions.push(Action::Dial(opts));
     }
 
-    /// The move's connection `to` is up: the old connections are closed.
+    /// A dial of the relay's configured addresses for a move.
+    fn move_dial(&self, condition: PeerCondition, env: &Env<'_>) -> DialOpts {
+        let opts = DialOpts::peer_id(env.relay)
+            .addresses(self.addrs.clone())
+            .condition(condition)
+            .build();
+        tracing::debug!(relay = %env.relay, connection = %opts.connection_id(), "network changed: dialing the relay beside the old link");
+        opts
+    }
+
+    /// The move's dial `failed` failed or was not made: if the other one is in flight, that one goes on;
+    /// otherwise the move changed nothing, so it does not hold the next change back.
+    fn move_dial_failed(&mut self, failed: ConnectionId, env: &Env<'_>) {
+        tracing::debug!(relay = %env.relay, connection = %failed, "a dial beside the old link failed");
+        if let Some(Move::Dialing {
+            dial,
+            earlier: Some(earlier),
+        }) = self.moving()
+        {
+            let left = if failed == dial { earlier } else { dial };
+            self.set_moving(Some(Move::Dialing {
+                dial: left,
+                earlier: None,
+            }));
+            return;
+        }
+        self.memory.moved_at = None;
+        self.set_moving(None);
+    }
+
+    /// The move's connection `to` is up: the old connections are closed, and so is the move's other dial if
+    /// it connects.
     fn close_old(&mut self, to: ConnectionId, env: &mut Env<'_>) {
         tracing::debug!(relay = %env.relay, connection = %to, "moved to a new connection; closing the old ones");
+        if let Some(Move::Dialing { dial, earlier }) = self.moving() {
+            self.memory.straggler = if dial == to { earlier } else { Some(dial) };
+        }
         for (old, _) in self.connections.iter().filter(|(id, _)| *id != to) {
             env.actions.push(Action::Close(*old));
         }

@@ -144,14 +144,15 @@ enum Phase {
 }
 
 /// A live link's move to the node's new network: after a network change the keeper dials a relay in its goal
-/// again (at most once per [`MOVE_INTERVAL`] unless the dial failed), closes the older connections once the new
-/// one is up, and reserves on it once they are gone, none of it counted.
+/// again (at most once per [`MOVE_INTERVAL`] unless the dial failed; once more if the network changes again
+/// while the first dial is in flight), closes the older connections once the first of its dials is up, and
+/// reserves on it once they are gone, none of it counted.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Move {
-    /// The keeper owes the dial.
-    Due,
-    /// The dial is in flight; `true`: the network changed again meanwhile, so a failure dials once more.
-    Dialing(ConnectionId, bool),
+    /// The keeper owes a dial; the move's earlier dial, if any, is in flight.
+    Due(Option<ConnectionId>),
+    /// The dial is in flight, and the earlier one if any.
+    Dialing(ConnectionId, Option<ConnectionId>),
     /// The new connection is up; the older ones are being closed.
     Closing(ConnectionId),
 }
@@ -358,10 +359,10 @@ impl Model {
                 let allowed = relay.moved_at.is_none_or(|at| now >= at + MOVE_INTERVAL);
                 match relay.moving {
                     None if allowed => {
-                        relay.moving = Some(Move::Due);
+                        relay.moving = Some(Move::Due(None));
                         relay.moved_at = Some(now);
                     }
-                    Some(Move::Dialing(dial, _)) => relay.moving = Some(Move::Dialing(dial, true)),
+                    Some(Move::Dialing(dial, None)) => relay.moving = Some(Move::Due(Some(dial))),
                     _ => {}
                 }
                 continue;
@@ -406,12 +407,13 @@ impl Model {
             .relays
             .get_mut(&r)
             .ok_or("dial for a relay the model does not keep")?;
-        if !matches!(relay.phase, Phase::Goal { .. }) || relay.moving != Some(Move::Due) {
+        let Some(Move::Due(earlier)) = relay.moving.filter(|_| matches!(relay.phase, Phase::Goal { .. }))
+        else {
             return Err(format!(
                 "dial to relay {r}, which is connected and owes no move: {relay:?}"
             ));
-        }
-        relay.moving = Some(Move::Dialing(dial, false));
+        };
+        relay.moving = Some(Move::Dialing(dial, earlier));
         Ok(())
     }
 
@@ -419,25 +421,32 @@ impl Model {
     fn move_connected(&mut self, r: usize, id: ConnectionId) -> bool {
         let Some(relay) = self.relay(r) else { return false };
         let moved = matches!(relay.phase, Phase::Goal { .. })
-            && matches!(relay.moving, Some(Move::Dialing(dial, _)) if dial == id);
+            && matches!(relay.moving, Some(Move::Dialing(dial, earlier)) if dial == id || earlier == Some(id));
         if moved {
             relay.moving = Some(Move::Closing(id));
         }
         moved
     }
 
-    /// The move's dial `id` failed: nothing is counted, and the next change may dial again; one that came
-    /// while the dial was in flight dials now.
-    fn move_failed(&mut self, r: usize, id: ConnectionId, now: Instant) {
+    /// The move's dial `id` failed: the other one goes on; without one nothing is counted, and the next
+    /// change may dial again.
+    fn move_failed(&mut self, r: usize, id: ConnectionId) {
         let Some(relay) = self.relay(r) else { return };
-        let Some(Move::Dialing(dial, again)) = relay.moving else {
+        let Some(Move::Dialing(dial, earlier)) = relay.moving else {
             return;
         };
-        if !matches!(relay.phase, Phase::Goal { .. }) || dial != id {
+        if !matches!(relay.phase, Phase::Goal { .. }) {
             return;
         }
-        relay.moving = again.then_some(Move::Due);
-        relay.moved_at = again.then_some(now);
+        match earlier {
+            Some(earlier) if id == dial => relay.moving = Some(Move::Dialing(earlier, None)),
+            Some(earlier) if id == earlier => relay.moving = Some(Move::Dialing(dial, None)),
+            None if id == dial => {
+                relay.moving = None;
+                relay.moved_at = None;
+            }
+            _ => {}
+        }
     }
 
     /// Direct connection `closed` to `r` closed and others are left, `oldest` the oldest of them. Says whether
@@ -804,7 +813,7 @@ impl Model {
                     | Phase::GaveUp { announced: false, .. }
                     | Phase::Goal { announced: false, .. }
             ) || relay.owed_reconnected.is_some()
-                || relay.moving == Some(Move::Due);
+                || matches!(relay.moving, Some(Move::Due(_)));
             if owes && !self.stopped {
                 return Err(format!("relay {r} is owed an event: {relay:?}"));
             }
@@ -824,8 +833,8 @@ struct World {
     connections: Vec<(ConnectionId, usize, bool)>,
     /// The keeper's dial in flight, per relay.
     dials: HashMap<usize, ConnectionId>,
-    /// The keeper's dial for a move in flight, per relay.
-    moves: HashMap<usize, ConnectionId>,
+    /// The keeper's dials for moves in flight, per relay, oldest first.
+    moves: HashMap<usize, Vec<ConnectionId>>,
     /// Connections the keeper asked to close, closed after the step as the swarm would.
     to_close: Vec<ConnectionId>,
     /// Connections a move must close, checked after the step.
@@ -991,18 +1000,23 @@ impl World {
                 if let Some(&id) = self.dials.get(&r) {
                     return self.establish(r, id, false);
                 }
-                match self.moves.remove(&r) {
+                match self.moves.get_mut(&r).and_then(Vec::pop) {
                     Some(id) => self.establish(r, id, false),
                     None => Ok(()),
                 }
             }
             Op::FailDial(r) => {
                 let Some(id) = self.dials.remove(&r) else {
-                    let Some(id) = self.moves.remove(&r) else {
+                    let Some(id) = self
+                        .moves
+                        .get_mut(&r)
+                        .filter(|m| !m.is_empty())
+                        .map(|m| m.remove(0))
+                    else {
                         return Ok(());
                     };
                     self.feed_dial_failure(r, id, &DialError::Aborted)?;
-                    self.model.move_failed(r, id, now);
+                    self.model.move_failed(r, id);
                     return self.settle();
                 };
                 let connected = self.connected(r);
@@ -1226,7 +1240,7 @@ impl World {
                 self.kept(r)?;
                 if self.connected(r) {
                     self.model.move_dialed(r, opts.connection_id())?;
-                    self.moves.insert(r, opts.connection_id());
+                    self.moves.entry(r).or_default().push(opts.connection_id());
                     return Ok(());
                 }
                 if self.dials.contains_key(&r) {

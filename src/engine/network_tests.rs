@@ -21,13 +21,22 @@ fn id(n: usize) -> ConnectionId {
     ConnectionId::new_unchecked(n)
 }
 
+/// The node's own listen address in the tests, reported before any relay is added.
+fn own_addr() -> Multiaddr {
+    "/ip4/198.18.0.2/tcp/4001".parse().unwrap()
+}
+
 /// A harness keeping two relays: one reserved on connection 1, one waiting out a long backoff after its
-/// first dial failed; with their peer ids, the reserved one's address and listener.
+/// first dial failed; with their peer ids, the reserved one's address and listener. The node listens at
+/// [`own_addr`].
 fn reserved_and_waiting() -> (Harness, PeerId, Multiaddr, ListenerId, PeerId) {
     let config = fast()
         .with_base_delay(Duration::from_secs(60))
         .with_max_delay(Duration::from_secs(60));
     let mut harness = Harness::new(config);
+    harness
+        .engine
+        .on_new_listen_addr(ListenerId::next(), &own_addr(), harness.now);
     let (_, addr) = relay_addr();
     let (reserved, listener) = harness.reserved_relay(&addr);
     let (_, waiting_addr) = relay_addr();
@@ -112,10 +121,9 @@ fn an_expired_listen_address_is_a_network_change_and_a_circuit_address_is_not() 
         dials(&harness.drain()).is_empty(),
         "a circuit address says nothing of the network"
     );
-    let own: Multiaddr = "/ip4/198.18.0.2/tcp/4001".parse().unwrap();
     harness
         .engine
-        .on_expired_listen_addr(ListenerId::next(), &own, harness.now);
+        .on_expired_listen_addr(ListenerId::next(), &own_addr(), harness.now);
     let (probed, dialed) = reaction(&harness.drain());
     assert_eq!(probed, [id(1)]);
     assert_eq!(

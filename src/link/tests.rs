@@ -145,7 +145,7 @@ impl Rig {
                     moving: match state {
                         "reserved-moving" => Some(Move::Dialing {
                             dial: dial(),
-                            again: false,
+                            earlier: None,
                         }),
                         "reserved-closing" => Some(Move::Closing { to: dial() }),
                         _ => None,

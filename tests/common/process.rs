@@ -27,8 +27,12 @@ pub struct Process {
     transcript: Transcript,
 }
 
-/// The path of an example binary built by this `cargo test` run.
+/// The path of an example binary built by this `cargo test` run, or in `EXAMPLES_DIR` if set (to measure
+/// another build of the examples, e.g. an earlier commit's, with this run's harness).
 pub fn example_binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("EXAMPLES_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     // The test runs as target/<profile>/deps/<test>-<hash>; examples sit in target/<profile>/examples.
     let exe = std::env::current_exe().expect("the test knows its own path");
     let profile_dir = exe
