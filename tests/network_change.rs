@@ -143,7 +143,7 @@ async fn time_to_reserved_after_an_address_change() {
         let times: Vec<String> = changes
             .iter()
             .map(|c| match c.reserved_after {
-                Some(after) => format!("{:.2} s", after.as_secs_f64()),
+                Some(after) => format!("{:.3} s", after.as_secs_f64()),
                 None => format!("> {} s", MEASURE_LIMIT.as_secs()),
             })
             .collect();
