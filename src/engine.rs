@@ -94,6 +94,9 @@ struct Shared {
     actions: Vec<Action>,
     /// Reservations are paused while the node is publicly reachable.
     paused: bool,
+    /// A connection handler reported that the node runs identify. Learned, not configured: a behaviour cannot
+    /// see the others in the swarm, while every connection tells its handlers which protocols the node offers.
+    identify: bool,
 }
 
 impl Shared {
@@ -105,6 +108,7 @@ impl Shared {
             backoff: &mut self.backoff,
             actions: &mut self.actions,
             paused: self.paused,
+            identify: self.identify,
         }
     }
 }
@@ -166,6 +170,7 @@ impl Engine {
                 config: config.clone(),
                 actions: Vec::new(),
                 paused: false,
+                identify: false,
             },
             relays: HashMap::new(),
             connections: HashMap::new(),
@@ -720,6 +725,11 @@ impl Engine {
                     self.discover(peer, connection, now);
                 }
             }
+            ToBehaviour::HopAbsent => {
+                tracing::debug!(relay = %peer, "peer's protocols are known; it does not offer HOP (yet)");
+                self.input(peer, Input::HopAbsent, now);
+            }
+            ToBehaviour::IdentifyRuns => self.shared.identify = true,
             ToBehaviour::HopDisabled => {
                 if self.relays.get(&peer).is_some_and(|kept| kept.discovered) {
                     tracing::info!(relay = %peer, "a discovered relay stopped offering HOP; no longer kept");
@@ -959,6 +969,8 @@ mod bad_day_tests;
 mod fault_tests;
 #[cfg(test)]
 pub(crate) mod harness;
+#[cfg(test)]
+mod identify_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]

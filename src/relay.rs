@@ -57,6 +57,9 @@ pub(crate) enum Input {
     TimerFired,
     /// The relay started offering the HOP protocol, so a reservation can succeed now.
     HopEnabled,
+    /// Identify reported the relay's protocols, and HOP is not among them: a reservation request would be
+    /// refused.
+    HopAbsent,
     /// The application asked to forget the backoff and try now.
     RetryNow,
     /// The node's network changed (a new listen address, or the application said so).
@@ -116,6 +119,9 @@ pub(crate) struct Env<'a> {
     pub(crate) actions: &'a mut Vec<Action>,
     /// The node is publicly reachable and reservations are paused: a relay that starts over stays paused.
     pub(crate) paused: bool,
+    /// The node runs identify, so a relay's protocols are reported on each new connection: the keeper asks for
+    /// a reservation only once the relay offers HOP.
+    pub(crate) identify: bool,
 }
 
 impl<'a> Env<'a> {
@@ -139,6 +145,7 @@ impl<'a> Env<'a> {
             backoff,
             actions,
             paused: false,
+            identify: false,
         }
     }
 }
@@ -287,6 +294,7 @@ impl Relay {
                 let after = link.hop_enabled(env);
                 membership.after(after, link, env);
             }
+            Input::HopAbsent => link.hop_absent(),
             Input::Added(addr) => {
                 let after = link.added(addr, env);
                 membership.after(after, link, env);

@@ -17,6 +17,8 @@ struct Rig {
     actions: Vec<Action>,
     now: Instant,
     after: After,
+    /// The node runs identify (the environment's flag).
+    identify: bool,
 }
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -30,11 +32,12 @@ fn dial() -> ConnectionId {
 }
 
 /// Every state, by name; each is built by [`Rig::new`].
-const STATES: [&str; 10] = [
+const STATES: [&str; 11] = [
     "halted",
     "halted-waiting",
     "dialing",
     "rechecking",
+    "identifying",
     "reserving",
     "awaiting-hop",
     "connected",
@@ -49,6 +52,7 @@ fn name(state: &State) -> &'static str {
         State::Halted { until: Some(_) } => "halted-waiting",
         State::Dialing { .. } => "dialing",
         State::Rechecking { .. } => "rechecking",
+        State::Identifying { .. } => "identifying",
         State::Reserving { .. } => "reserving",
         State::AwaitingHop { .. } => "awaiting-hop",
         State::Connected { .. } => "connected",
@@ -86,6 +90,13 @@ impl Rig {
                     },
                 },
                 false,
+            ),
+            "identifying" => (
+                State::Identifying {
+                    attempt: 2,
+                    deadline: soon,
+                },
+                true,
             ),
             "reserving" => (
                 State::Reserving {
@@ -153,6 +164,7 @@ impl Rig {
             actions: Vec::new(),
             now,
             after: After::Nothing,
+            identify: false,
         }
     }
 
@@ -165,6 +177,7 @@ impl Rig {
             &mut self.backoff,
             &mut self.actions,
         );
+        env.identify = self.identify;
         self.after = input(&mut self.link, &mut env);
     }
 
@@ -208,8 +221,9 @@ fn event_name(event: &Event) -> &'static str {
 }
 
 /// Every input of the link, by name, as the relay feeds it (and the membership's requests).
-const INPUTS: [&str; 22] = [
+const INPUTS: [&str; 24] = [
     "connection-established",
+    "connection-established-identify",
     "connection-closed",
     "dial-failed",
     "dial-refused",
@@ -221,6 +235,7 @@ const INPUTS: [&str; 22] = [
     "listener-hop-refused",
     "listener-unsupported",
     "hop-enabled",
+    "hop-absent",
     "timer-fired",
     "retry-now",
     "network-changed",
@@ -236,7 +251,11 @@ const INPUTS: [&str; 22] = [
 /// The rows of the table that one of the relay's inputs reaches: a new input fails to compile here.
 fn rows_of(input: &Input) -> &'static [&'static str] {
     match input {
-        Input::ConnectionEstablished { .. } => &["connection-established", "start-on-connection"],
+        Input::ConnectionEstablished { .. } => &[
+            "connection-established",
+            "connection-established-identify",
+            "start-on-connection",
+        ],
         Input::ConnectionClosed { .. } => &["connection-closed"],
         Input::DialFailed { .. } => &["dial-failed", "dial-refused"],
         Input::DialSkipped { .. } => &["dial-skipped"],
@@ -247,6 +266,7 @@ fn rows_of(input: &Input) -> &'static [&'static str] {
         Input::ListenerUnsupported { .. } => &["listener-unsupported"],
         Input::TimerFired => &["timer-fired"],
         Input::HopEnabled => &["hop-enabled"],
+        Input::HopAbsent => &["hop-absent"],
         Input::RetryNow => &["retry-now", "start"],
         Input::NetworkChanged => &["network-changed"],
         Input::Added(_) => &["added"],
@@ -267,6 +287,10 @@ fn feed(rig: &mut Rig, input: &str, listener: ListenerId) {
     let deadline = rig.link.deadline();
     match input {
         "connection-established" => rig.run(|l, e| l.connection_established(dial(), None, e)),
+        "connection-established-identify" => {
+            rig.identify = true;
+            rig.run(|l, e| l.connection_established(dial(), None, e))
+        }
         "connection-closed" => rig.run(|l, e| {
             l.connection_closed(connection(), Cause::connection_lost(None), e);
             After::Nothing
@@ -304,6 +328,10 @@ fn feed(rig: &mut Rig, input: &str, listener: ListenerId) {
             After::Nothing
         }),
         "hop-enabled" => rig.run(|l, e| l.hop_enabled(e)),
+        "hop-absent" => rig.run(|l, _| {
+            l.hop_absent();
+            After::Nothing
+        }),
         "timer-fired" => {
             rig.now = deadline.unwrap_or(rig.now + 3600 * SECOND);
             rig.run(|l, e| l.timer_fired(e))
@@ -386,6 +414,7 @@ fn every_input_in_every_state_does_what_the_table_says() {
         },
         Input::TimerFired,
         Input::HopEnabled,
+        Input::HopAbsent,
         Input::RetryNow,
         Input::NetworkChanged,
         Input::Added(addr),

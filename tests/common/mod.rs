@@ -326,6 +326,9 @@ pub struct Client {
     pub dials: Vec<PeerId>,
     /// Failed dials to each peer, with the addresses each one tried.
     pub dial_errors: Vec<(PeerId, Vec<Multiaddr>)>,
+    /// Every error the application's event loop saw on a listener (a refused reservation closes its circuit
+    /// listener with one), as `Debug` text.
+    pub listener_errors: Vec<String>,
 }
 
 /// A keeper config with millisecond backoff and a seeded jitter, for tests.
@@ -355,6 +358,7 @@ impl Client {
             renewals: 0,
             dials: Vec::new(),
             dial_errors: Vec::new(),
+            listener_errors: Vec::new(),
         }
     }
 
@@ -379,6 +383,10 @@ impl Client {
             SwarmEvent::Dialing {
                 peer_id: Some(peer), ..
             } => self.dials.push(peer),
+            SwarmEvent::ListenerClosed {
+                reason: Err(error), ..
+            }
+            | SwarmEvent::ListenerError { error, .. } => self.listener_errors.push(format!("{error:?}")),
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
                 error,
