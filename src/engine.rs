@@ -972,6 +972,8 @@ pub(crate) mod harness;
 #[cfg(test)]
 mod identify_tests;
 #[cfg(test)]
+mod limit_tests;
+#[cfg(test)]
 mod model_tests;
 #[cfg(test)]
 mod pool_tests;

@@ -164,6 +164,9 @@ struct Memory {
     /// The connection on which the relay's refusal for lack of HOP was already let off once: a second one
     /// on the same connection counts, so a relay whose HOP comes and goes cannot loop.
     hop_awaited_on: Option<ConnectionId>,
+    /// The relay refused a reservation for its limits (`RESOURCE_LIMIT_EXCEEDED`): it is asked again no sooner
+    /// than this, on any connection, unless a refused dial showed that it restarted (and its limits with it).
+    limited_until: Option<Instant>,
     /// What identify reported of the relay's protocols on its live connections: whether HOP is among them;
     /// `None`: no report yet.
     offers_hop: Option<bool>,
@@ -207,6 +210,7 @@ impl Link {
                 reached_before: false,
                 hop_awaited_on: None,
                 offers_hop: None,
+                limited_until: None,
                 restarting: false,
                 flaps: 0,
                 dials_timed_out: 0,
@@ -424,12 +428,14 @@ impl Link {
                 last,
             } => self.hop_lost_with_connection(attempt, deadline, last, env),
             // The reservation's listener closed before its connection: the retry was scheduled while the
-            // relay was still connected, and a restarting relay is re-checked from now on.
+            // relay was still connected, and a restarting relay is re-checked from now on. A relay that holds
+            // the node off for its limits and drops it may be restarting, which would reset its limits.
             State::Waiting {
                 attempt,
                 deadline,
                 recheck_at: None,
             } => {
+                self.memory.restarting |= self.memory.limited_until.is_some();
                 self.state = State::Waiting {
                     attempt,
                     deadline,
@@ -461,7 +467,7 @@ impl Link {
                 attempt,
                 ..
             } if dial == connection => {
-                self.memory.restarting = refused;
+                self.dial_answered(refused);
                 self.counted_dial_failed(attempt, cause, mistake, env);
                 After::Nothing
             }
@@ -469,12 +475,12 @@ impl Link {
             State::Dialing {
                 dial: None, attempt, ..
             } => {
-                self.memory.restarting = refused;
+                self.dial_answered(refused);
                 self.counted_dial_failed(attempt, cause, mistake, env);
                 After::Nothing
             }
             State::Rechecking { dial, then, .. } if dial == connection => {
-                self.memory.restarting = refused;
+                self.dial_answered(refused);
                 self.recheck_failed(then, cause, mistake, env)
             }
             // Another dial than ours, or one that no longer matters: ours was aborted or superseded.
@@ -995,6 +1001,7 @@ impl Link {
             self.memory.level = 0;
         }
         self.memory.reached_before = true;
+        self.memory.limited_until = None;
         Goal { since: env.now }
     }
 
@@ -1017,7 +1024,12 @@ impl Link {
             memory.flaps = memory.flaps.saturating_add(1);
             memory.restarting = memory.flaps <= MAX_PRESUMED_RESTARTS;
         }
-        self.fail(0, false, cause, env)
+        if cause.kind == CauseKind::ResourceLimitExceeded {
+            // A renewal the relay refused because it is full: the link is fine.
+            self.not_now(0, cause, env);
+        } else {
+            self.fail(0, false, cause, env);
+        }
     }
 
     /// The connection closed while the relay was refused for lack of HOP: the refused try failed.
@@ -1070,6 +1082,15 @@ impl Link {
             let goal = self.goal_reached(env);
             self.state = State::Connected { goal };
             self.reach_goal();
+            return;
+        }
+        if let Some(until) = self.memory.limited_until.filter(|until| *until > env.now) {
+            // Asking sooner would only be refused again, whichever connection it went on.
+            self.state = State::Waiting {
+                attempt: attempt.max(1),
+                deadline: until,
+                recheck_at: None,
+            };
             return;
         }
         match self.memory.offers_hop {
@@ -1127,6 +1148,10 @@ impl Link {
     /// refusal for lack of HOP is a "not yet", once per connection: the keeper waits for the relay to offer
     /// HOP (or, if it did meanwhile, `hop_announced`, asks again at once) without counting the try.
     fn refused(&mut self, attempt: u32, hop_announced: bool, refused: bool, cause: Cause, env: &mut Env<'_>) {
+        if refused && cause.kind == CauseKind::ResourceLimitExceeded {
+            self.not_now(attempt, cause, env);
+            return;
+        }
         let link = self.connections.first().map(|(id, _)| *id);
         let not_yet =
             refused && cause.kind == CauseKind::HopUnsupported && self.memory.hop_awaited_on != link;
@@ -1146,6 +1171,37 @@ impl Link {
             return;
         }
         self.await_hop(attempt, cause, env);
+    }
+
+    /// The relay said "not now" to try `attempt` (`RESOURCE_LIMIT_EXCEEDED`): it is full, or this node asked too
+    /// often. No failure of the link, so nothing is counted and the backoff stays where it is; the relay is
+    /// asked again once its limiter may allow it. Retry 1 stands for a first try, which is no retry.
+    fn not_now(&mut self, attempt: u32, cause: Cause, env: &mut Env<'_>) {
+        self.memory.restarting = false;
+        self.memory.outage_since.get_or_insert(env.now);
+        let delay = env.config.limit_interval();
+        self.memory.limited_until = Some(env.now + delay);
+        let attempt = attempt.max(1);
+        self.state = State::Waiting {
+            attempt,
+            deadline: env.now + delay,
+            recheck_at: None,
+        };
+        env.emit(Event::ReconnectScheduled {
+            relay: env.relay,
+            attempt,
+            delay,
+            cause,
+        });
+    }
+
+    /// A dial of the keeper's failed; `refused`: the relay's host refused it, so the relay is restarting and
+    /// its limits start afresh.
+    fn dial_answered(&mut self, refused: bool) {
+        self.memory.restarting = refused;
+        if refused {
+            self.memory.limited_until = None;
+        }
     }
 
     /// Waits for the relay to offer HOP after refusing try `attempt` for its lack, until a fallback.

@@ -221,7 +221,7 @@ fn event_name(event: &Event) -> &'static str {
 }
 
 /// Every input of the link, by name, as the relay feeds it (and the membership's requests).
-const INPUTS: [&str; 24] = [
+const INPUTS: [&str; 25] = [
     "connection-established",
     "connection-established-identify",
     "connection-closed",
@@ -233,6 +233,7 @@ const INPUTS: [&str; 24] = [
     "foreign-reservation",
     "listener-refused",
     "listener-hop-refused",
+    "listener-limited",
     "listener-unsupported",
     "hop-enabled",
     "hop-absent",
@@ -262,7 +263,7 @@ fn rows_of(input: &Input) -> &'static [&'static str] {
         Input::ListenAddr { .. } => &["listen-addr"],
         Input::ListenAddrExpired { .. } => &["listen-addr-expired"],
         Input::ForeignReservation { .. } => &["foreign-reservation"],
-        Input::ListenerClosed { .. } => &["listener-refused", "listener-hop-refused"],
+        Input::ListenerClosed { .. } => &["listener-refused", "listener-hop-refused", "listener-limited"],
         Input::ListenerUnsupported { .. } => &["listener-unsupported"],
         Input::TimerFired => &["timer-fired"],
         Input::HopEnabled => &["hop-enabled"],
@@ -321,6 +322,11 @@ fn feed(rig: &mut Rig, input: &str, listener: ListenerId) {
                 Cause::new(CauseKind::HopUnsupported, "not yet"),
                 e,
             );
+            After::Nothing
+        }),
+        "listener-limited" => rig.run(|l, e| {
+            let cause = Cause::new(CauseKind::ResourceLimitExceeded, "full");
+            l.listener_closed(listener, true, cause, e);
             After::Nothing
         }),
         "listener-unsupported" => rig.run(|l, e| {
