@@ -157,7 +157,11 @@ fn the_readme_shows_its_examples_whole() {
     let read =
         |path: &str| std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     for (page, fence, example) in [
-        ("README.md", "```rust title=examples/pool.rs\n", "examples/pool.rs"),
+        (
+            "README.md",
+            "```rust title=examples/pool.rs\n",
+            "examples/pool.rs",
+        ),
         ("docs/one-relay.md", "```rust\n", "examples/minimal.rs"),
     ] {
         let shown = read(page)

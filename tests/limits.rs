@@ -22,12 +22,23 @@
 //!
 //! No timing is asserted: the intervals are short (1 s) and the backoff in milliseconds so each test takes a
 //! few seconds, and every bound is a count.
+//!
+//! `an_eager_listener_on_a_dropping_link_to_a_default_relay` (ignored, about 3 minutes) measures the issue's
+//! case with the examples as real processes: `relay_server` with rust-libp2p's default limits and a `dcutr`
+//! listener with an eager app's backoff (500 ms to 2 s), its TCP connection to the relay cut (`ss -K`) after
+//! each reservation until the relay refused; it prints the refusals, give-ups and the time to reserved after
+//! the cuts stop:
+//! `cargo build --release --examples && cargo test --release --test limits -- --ignored --nocapture`.
 
 mod common;
 
 use std::{num::NonZeroU32, time::Duration};
 
-use common::{fast_config, reach_through_relay, Answer, Client, Net, RelayServer};
+use common::{
+    fast_config,
+    process::{free_port, LOOPBACK},
+    reach_through_relay, Answer, Client, Net, RelayServer,
+};
 use libp2p::relay;
 use libp2p_relay_keeper::{Config, Event, RelayStatus};
 
@@ -230,4 +241,67 @@ fn assert_no_refusal_twice_in_a_row(relay: &RelayServer, peer: libp2p::PeerId) {
             .any(|pair| pair.iter().all(|a| *a == Answer::ResourceLimitExceeded)),
         "asked again within the interval after a refusal: {answers:?}"
     );
+}
+
+/// Cuts the TCP connections 127.0.0.1 holds to `port`, as a dying link would: the kernel aborts the sockets.
+fn cut_connections_to(port: u16) {
+    let status = std::process::Command::new("ss")
+        .args(["-K", "dst", "127.0.0.1", "dport", "=", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        // It also asks for IPv6 sockets, which loopback here may not have; that is no failure.
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("ss (iproute2) runs");
+    assert!(status.success(), "ss -K failed: {status}");
+}
+
+#[tokio::test]
+#[ignore = "a measurement: about 3 minutes"]
+async fn an_eager_listener_on_a_dropping_link_to_a_default_relay() {
+    let port = free_port();
+    let (_relay, relay_addr) = LOOPBACK.relay_server(port, &[]).await;
+    let eager = ["--backoff-base-ms", "500", "--backoff-max-ms", "2000"];
+    let mut listener = LOOPBACK.dcutr("listen", "1", &relay_addr, &eager);
+    let mut cuts = 0;
+    // rust-libp2p's relay gives a peer 30 reservations, then one every 2 minutes: cut after each until refused.
+    loop {
+        let refused = listener
+            .wait_line("a reservation or a refusal", |l| {
+                if l.contains("cause=resource_limit_exceeded") {
+                    Some(true)
+                } else {
+                    l.starts_with("keeper reserved relay=").then_some(false)
+                }
+            })
+            .await;
+        if refused {
+            break;
+        }
+        cut_connections_to(port);
+        cuts += 1;
+    }
+    let cuts_stopped = std::time::Instant::now();
+    // Longer than the tests' usual time-out: the relay's next token is up to 2 minutes away.
+    tokio::time::timeout(Duration::from_secs(300), async {
+        while let Some(line) = listener.next_line().await {
+            if line.starts_with("keeper reserved relay=") {
+                return;
+            }
+        }
+        panic!("the listener exited: {:#?}", listener.seen);
+    })
+    .await
+    .expect("reserved again within 5 minutes");
+    let back = cuts_stopped.elapsed();
+    let refusals = listener
+        .seen
+        .iter()
+        .filter(|l| l.contains("cause=resource_limit_exceeded"))
+        .count();
+    let gave_up = listener.count("keeper gave_up");
+    println!(
+        "cuts={cuts} refusals={refusals} gave_up={gave_up} reserved_after_cuts_stopped_s={:.1}",
+        back.as_secs_f64()
+    );
+    assert_eq!(gave_up, 0, "{:#?}", listener.seen);
 }
