@@ -57,9 +57,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
                     println!("circuit addresses now: {addrs:?}");
                 }
             }
-            // Safe to ignore for a kept relay: a restarted relay refuses reservations until identify told it
-            // its address (`Reservation(Unsupported)`), and a reservation's listener closes with its
-            // connection. The keeper reserves again by itself; its events above say what it does.
+            // Safe to ignore for a kept relay: a reservation's listener closes with its connection, and a
+            // relay that does not offer HOP yet refuses (`Reservation(Unsupported)`; with identify, as here,
+            // the keeper waits for HOP before asking, except on the node's very first connection). The
+            // keeper reserves again by itself; its events above say what it does.
             SwarmEvent::ListenerClosed { .. } | SwarmEvent::ListenerError { .. } => {}
             _ => {}
         }

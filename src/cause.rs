@@ -28,7 +28,8 @@ pub enum CauseKind {
     /// The relay answered the reservation request with `RESERVATION_REFUSED`.
     ReservationRefused,
     /// The relay answered with `RESOURCE_LIMIT_EXCEEDED`: it holds as many reservations as it allows, or this
-    /// node or its IP address asked too often.
+    /// node or its IP address asked too often. Not a failure: the keeper asks again after
+    /// [`Config::with_limit_interval`](crate::Config::with_limit_interval) and never gives up for it.
     ResourceLimitExceeded,
     /// The peer does not offer the relay HOP protocol (yet). A freshly started rust-libp2p relay offers it only
     /// once it knows its external address, which it learns from identify; the keeper reserves the moment the
@@ -82,7 +83,8 @@ impl CauseKind {
             ),
             CauseKind::ResourceLimitExceeded => Some(
                 "the relay's limits are reached (reservations per peer or per IP address, or in total); \
-                 the keeper backs off and tries again, but a relay that is always full needs more capacity",
+                 the keeper asks again after Config::with_limit_interval without counting it as a failure, \
+                 but a relay that is always full needs more capacity, or a pool with standbys",
             ),
             _ => None,
         }

@@ -42,6 +42,7 @@ pub struct Config {
     promotion_spread: Duration,
     forgive_after: Duration,
     recheck: Option<Range<Duration>>,
+    limit_interval: Duration,
     discovery: bool,
     pause_while_public: Option<Duration>,
 }
@@ -125,6 +126,12 @@ pub const MOVE_INTERVAL: Duration = Duration::from_secs(5);
 /// waits of a crash loop.
 const DEFAULT_FORGIVE_AFTER: Duration = Duration::from_secs(10);
 
+/// How long the keeper waits before it asks a relay again that refused with `RESOURCE_LIMIT_EXCEEDED`, unless
+/// [`Config::with_limit_interval`] says otherwise: rust-libp2p's relay lets a peer reserve again once every 2
+/// minutes after its first 30 (an IP address every minute after 60), and asking sooner only spends the next
+/// token, or is refused again.
+const DEFAULT_LIMIT_INTERVAL: Duration = Duration::from_secs(120);
+
 /// The window the waits between re-checks of a refusing relay are drawn from, unless [`Config::with_recheck`]
 /// says otherwise. A refused TCP dial costs the relay nothing (its kernel answers), so looking every few seconds
 /// is free until the relay listens again; the 3 s width spreads the clients of a relay that comes back over
@@ -156,6 +163,7 @@ impl Default for Config {
             max_reservations: None,
             promotion_spread: DEFAULT_PROMOTION_SPREAD,
             forgive_after: DEFAULT_FORGIVE_AFTER,
+            limit_interval: DEFAULT_LIMIT_INTERVAL,
             recheck: Some(DEFAULT_RECHECK),
             discovery: false,
             pause_while_public: None,
@@ -393,6 +401,22 @@ impl Config {
         self
     }
 
+    /// How long the keeper waits before it asks a relay again that refused a reservation, or its renewal, with
+    /// `RESOURCE_LIMIT_EXCEEDED` (the relay is full, or this node or its IP address asked too often). Such a
+    /// "not now" is no failure of the link: it counts toward no [`with_max_attempts`](Self::with_max_attempts)
+    /// and raises no backoff, so the keeper never gives up on a relay for it alone. The keeper asks again on
+    /// the same connection once `interval` has passed, and a new connection asks no sooner either, unless a
+    /// dial to the relay was refused meanwhile (the relay restarted, and its limits with it). In a pool
+    /// ([`with_max_reservations`](Self::with_max_reservations)) a standby takes the relay's slot at once.
+    ///
+    /// Default 2 minutes: rust-libp2p's relay lets a peer reserve again every 2 minutes once it spent its first
+    /// 30 reservations, the longest interval of its default limits; choose the longest interval of the relays
+    /// you use. Clamped to [1 ms, one year].
+    pub fn with_limit_interval(mut self, interval: Duration) -> Self {
+        self.limit_interval = interval.clamp(MIN_DELAY, MAX_DELAY);
+        self
+    }
+
     /// Quick re-checks of a relay that is restarting. While dials to the relay are refused (TCP
     /// `ConnectionRefused`: its host is up, its relay process is not listening), the keeper also dials the
     /// relay's TCP addresses again after a wait drawn uniformly from `window`, between the counted retries, so
@@ -444,6 +468,10 @@ impl Config {
 
     pub(crate) fn forgive_after(&self) -> Duration {
         self.forgive_after
+    }
+
+    pub(crate) fn limit_interval(&self) -> Duration {
+        self.limit_interval
     }
 
     pub(crate) fn recheck(&self) -> Option<Range<Duration>> {

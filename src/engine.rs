@@ -96,6 +96,9 @@ struct Shared {
     actions: Vec<Action>,
     /// Reservations are paused while the node is publicly reachable.
     paused: bool,
+    /// A connection handler reported that the node runs identify. Learned, not configured: a behaviour cannot
+    /// see the others in the swarm, while every connection tells its handlers which protocols the node offers.
+    identify: bool,
 }
 
 impl Shared {
@@ -108,6 +111,7 @@ impl Shared {
             actions: &mut self.actions,
             paused: self.paused,
             discovered,
+            identify: self.identify,
         }
     }
 }
@@ -173,6 +177,7 @@ impl Engine {
                 config: config.clone(),
                 actions: Vec::new(),
                 paused: false,
+                identify: false,
             },
             relays: HashMap::new(),
             connections: HashMap::new(),
@@ -752,6 +757,11 @@ impl Engine {
                     self.discover(peer, connection, now);
                 }
             }
+            ToBehaviour::HopAbsent => {
+                tracing::debug!(relay = %peer, "peer's protocols are known; it does not offer HOP (yet)");
+                self.input(peer, Input::HopAbsent, now);
+            }
+            ToBehaviour::IdentifyRuns => self.shared.identify = true,
             ToBehaviour::HopDisabled => {
                 if self.relays.get(&peer).is_some_and(|kept| kept.discovered) {
                     tracing::info!(relay = %peer, "a discovered relay stopped offering HOP; no longer kept");
@@ -997,6 +1007,10 @@ mod bad_day_tests;
 mod fault_tests;
 #[cfg(test)]
 pub(crate) mod harness;
+#[cfg(test)]
+mod identify_tests;
+#[cfg(test)]
+mod limit_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]

@@ -38,6 +38,10 @@ const PING_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/ping/1.0.0");
 /// that keeps opening streams cannot make the handler hold more.
 const MAX_ANSWERING: usize = 2;
 
+/// Identify's protocol. libp2p names it only behind its `identify` feature, which would build identify into
+/// every user's swarm for one constant.
+const IDENTIFY_PROTOCOL_NAME: StreamProtocol = StreamProtocol::new("/ipfs/id/1.0.0");
+
 /// The size of a ping payload, as the ping protocol defines it.
 const PING_SIZE: usize = 32;
 
@@ -58,6 +62,11 @@ pub enum ToBehaviour {
     HopEnabled,
     /// The remote stopped offering the relay HOP protocol.
     HopDisabled,
+    /// Identify reported the remote's protocols for the first time, and HOP is not among them.
+    HopAbsent,
+    /// The node offers identify on this connection, so the remote's protocols will be reported: the keeper
+    /// can wait for HOP before it asks for a reservation.
+    IdentifyRuns,
     /// The probe got its echo after this round trip.
     ProbeAnswered(Duration),
     /// The probe got no answer for twice its timeout: the connection is silent and should be closed.
@@ -290,10 +299,11 @@ pub struct Handler {
     /// which keeps one and drops the older: the remote's probe and its application's `ping::Behaviour` each
     /// keep a stream open and would otherwise evict each other on every reopen.
     answering: VecDeque<Answering>,
-    /// The remote offers the relay HOP protocol. One flag rather than libp2p's `SupportedProtocols`, which keeps
-    /// a set of every protocol the remote offers on every connection, when the keeper needs to know of one;
-    /// the change that adds or removes it is what the handler reports either way.
-    hop: bool,
+    /// Whether the remote offers the relay HOP protocol; `None` until identify reported its protocols. One
+    /// flag rather than libp2p's `SupportedProtocols`, which keeps a set of every protocol the remote offers on
+    /// every connection, when the keeper needs to know of one; the change that adds or removes it is what the
+    /// handler reports either way.
+    hop: Option<bool>,
     /// What `poll` hands out next, oldest first.
     events: VecDeque<Event>,
 }
@@ -319,8 +329,30 @@ impl Handler {
             keep_alive: false,
             prober: probe.map(Prober::new),
             answering: VecDeque::new(),
-            hop: false,
+            hop: None,
             events: VecDeque::new(),
+        }
+    }
+
+    fn notify(&mut self, report: ToBehaviour) {
+        self.events
+            .push_back(ConnectionHandlerEvent::NotifyBehaviour(report));
+    }
+
+    /// Identify reported protocols the remote offers now: the first report says whether HOP is among them,
+    /// later ones only when HOP appears.
+    fn remote_protocols_added(&mut self, offers_hop: bool) {
+        match (self.hop, offers_hop) {
+            (Some(true), _) => {}
+            (_, true) => {
+                self.hop = Some(true);
+                self.notify(ToBehaviour::HopEnabled);
+            }
+            (None, false) => {
+                self.hop = Some(false);
+                self.notify(ToBehaviour::HopAbsent);
+            }
+            (Some(false), false) => {}
         }
     }
 
@@ -423,19 +455,20 @@ impl libp2p::swarm::ConnectionHandler for Handler {
 
     fn on_connection_event(&mut self, event: ConnectionEvent<Self::InboundProtocol, Self::OutboundProtocol>) {
         match event {
-            ConnectionEvent::RemoteProtocolsChange(ProtocolsChange::Added(added))
-                if !self.hop && added.clone().any(|p| *p == HOP_PROTOCOL_NAME) =>
-            {
-                self.hop = true;
-                self.events
-                    .push_back(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::HopEnabled));
+            ConnectionEvent::RemoteProtocolsChange(ProtocolsChange::Added(added)) => {
+                let offers_hop = added.clone().any(|p| *p == HOP_PROTOCOL_NAME);
+                self.remote_protocols_added(offers_hop);
             }
             ConnectionEvent::RemoteProtocolsChange(ProtocolsChange::Removed(removed))
-                if self.hop && removed.clone().any(|p| *p == HOP_PROTOCOL_NAME) =>
+                if self.hop == Some(true) && removed.clone().any(|p| *p == HOP_PROTOCOL_NAME) =>
             {
-                self.hop = false;
-                self.events
-                    .push_back(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::HopDisabled));
+                self.hop = Some(false);
+                self.notify(ToBehaviour::HopDisabled);
+            }
+            ConnectionEvent::LocalProtocolsChange(ProtocolsChange::Added(added))
+                if added.clone().any(|p| *p == IDENTIFY_PROTOCOL_NAME) =>
+            {
+                self.notify(ToBehaviour::IdentifyRuns);
             }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound { protocol, .. }) => {
                 if let Some(prober) = &mut self.prober {

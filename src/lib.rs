@@ -87,8 +87,9 @@
 //! works toward the goal:
 //!
 //! ```text
+//!                                   ┌──▶ Identifying ──HOP, or no report──┐ (a node running identify)
 //!   Halted ──start──▶ Dialing ──connection up──▶ Reserving ──reservation live──▶ Reserved (or Connected)
-//!                      │  ▲                        │   │ refused: no HOP yet          │
+//!                      │  ▲                        │   │ refused, or reported: no HOP │
 //!          dial failed │  │ wait elapsed           │   └──▶ AwaitingHop ──HOP──▶ Reserving
 //!                      ▼  │                        ▼ refused, or connection lost      │ lost
 //!                      Waiting { attempt } ◀───────┴──────────────────────────────────┘
@@ -107,7 +108,8 @@
 //! ```
 //!
 //! [`RelayStatus`] is the link's state while the relay is active (`Dialing` and `Rechecking` are
-//! `Connecting`, `AwaitingHop` is `Waiting` for the fallback's retry), and the membership's otherwise.
+//! `Connecting`, `Identifying` is `Connected`, `AwaitingHop` is `Waiting` for the fallback's retry), and the
+//! membership's otherwise.
 //!
 //! - Retries of one outage, re-dials and re-reservations alike, are numbered 1, 2, ... and `max_attempts`
 //!   counts them: the keeper gives up after that many failed retries of one outage, and reaching the goal
@@ -138,10 +140,14 @@
 //!   [`GiveUpReason`] when no address is left; one `warn!` names the fix.
 //! - Once connected it raises [`ToSwarm::ListenOn`](libp2p::swarm::ToSwarm) for `<relay addr>/p2p-circuit`:
 //!   re-dialing alone does not bring a reservation back in rust-libp2p.
-//! - A freshly restarted relay refuses reservations until it has a confirmed external address. That refusal is
-//!   a "not yet" ([`CauseKind::AwaitingHop`]), once per connection: the keeper does not count it and, with
-//!   identify on both sides, reserves the moment the relay starts offering the HOP protocol; the announced
-//!   wait is only the fallback for a relay that never says so, and the try counts as failed only if it fires.
+//! - A freshly restarted relay refuses reservations until it has a confirmed external address. On a node that
+//!   runs identify the keeper asks only once identify reports that the relay offers the HOP protocol, so the
+//!   application's event loop sees no refused listener (the node's very first connection aside: it is how the
+//!   keeper learns that the node runs identify); with no report within the base wait it asks anyway. A relay
+//!   reported without HOP, or one that refused, is a "not yet" ([`CauseKind::AwaitingHop`]), once per
+//!   connection: the keeper does not count it and reserves the moment the relay starts offering HOP; the
+//!   announced wait is only the fallback for a relay that never does, and the try counts as failed only if it
+//!   fires.
 //! - Its connection handler keeps direct connections to kept relays alive, because the relay client lets a
 //!   connection without a reservation idle out while a retry is waiting.
 //! - A new listen address of the node (or [`RelayKeeper::network_changed`]) retries every waiting or given-up

@@ -41,6 +41,9 @@ use crate::{
 /// A direct connection: its id and, if outbound, the address it was dialed at.
 pub(crate) type Connection = (ConnectionId, Option<Multiaddr>);
 
+/// Why a try waits for HOP without asking: identify said the relay does not offer it.
+const NO_HOP: &str = "the relay's protocols, as identify reported them, do not include HOP";
+
 /// What the link is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
@@ -63,6 +66,12 @@ enum State {
         deadline: Instant,
         then: Resume,
     },
+    /// Connected, and the node runs identify: the keeper asks for try `attempt`'s reservation only once the
+    /// relay offers HOP, so the relay client is not refused for its lack (a refusal the application's own event
+    /// loop would see as a closed listener). A relay reported without HOP usually offers it a round trip later,
+    /// once its clients' identify told it its address. At `deadline`: with no report (the relay may not run
+    /// identify) the keeper asks anyway; reported without HOP, it waits for HOP as after a refusal.
+    Identifying { attempt: u32, deadline: Instant },
     /// Connected; the keeper's reservation request on `listener` is in flight. `hop_announced`: the relay
     /// announced HOP while it was, so a refusal sent before that is retried at once.
     Reserving {
@@ -175,6 +184,12 @@ struct Memory {
     /// The connection on which the relay's refusal for lack of HOP was already let off once: a second one
     /// on the same connection counts, so a relay whose HOP comes and goes cannot loop.
     hop_awaited_on: Option<ConnectionId>,
+    /// The relay refused a reservation for its limits (`RESOURCE_LIMIT_EXCEEDED`): it is asked again no sooner
+    /// than this, on any connection, unless a refused dial showed that it restarted (and its limits with it).
+    limited_until: Option<Instant>,
+    /// What identify reported of the relay's protocols on its live connections: whether HOP is among them;
+    /// `None`: no report yet.
+    offers_hop: Option<bool>,
     /// The relay's host is presumed to be restarting it: a dial was refused, or the relay dropped the node
     /// soon after its goal. While it is and nothing connects the relay, it is re-checked.
     restarting: bool,
@@ -218,6 +233,8 @@ impl Link {
                 network_reset: false,
                 reached_before: false,
                 hop_awaited_on: None,
+                offers_hop: None,
+                limited_until: None,
                 restarting: false,
                 flaps: 0,
                 dials_timed_out: 0,
@@ -276,7 +293,9 @@ impl Link {
             State::Dialing { .. } | State::Rechecking { .. } | State::Halted { .. } => {
                 RelayStatus::Connecting
             }
-            State::Reserving { .. } | State::Connected { .. } => RelayStatus::Connected,
+            State::Identifying { .. } | State::Reserving { .. } | State::Connected { .. } => {
+                RelayStatus::Connected
+            }
             // The round's last try waits only to give up: no retry is coming.
             State::AwaitingHop { last: true, .. } => RelayStatus::Connected,
             State::Reserved { .. } => RelayStatus::Reserved,
@@ -316,6 +335,7 @@ impl Link {
                 deadline, recheck_at, ..
             } => Some(recheck_at.map_or(deadline, |at| at.min(deadline))),
             State::AwaitingHop { deadline, .. }
+            | State::Identifying { deadline, .. }
             | State::Dialing { deadline, .. }
             | State::Rechecking { deadline, .. } => Some(deadline),
             State::GaveUp {
@@ -424,6 +444,7 @@ impl Link {
             // Connected already, not trying, or held by the membership: the connection is recorded, nothing more.
             State::Halted { .. }
             | State::Connected { .. }
+            | State::Identifying { .. }
             | State::Reserving { .. }
             | State::Reserved { .. }
             | State::AwaitingHop { .. }
@@ -446,12 +467,13 @@ impl Link {
             return;
         }
         // The relay client closes the reservation's listener only after this: the node is unreachable
-        // through the relay from now on.
+        // through the relay from now on. What identify said of the relay holds for the connection it came on.
         self.circuits.clear();
+        self.memory.offers_hop = None;
         match self.state {
             State::Connected { goal, .. } | State::Reserved { goal, .. } => self.lose_goal(goal, cause, env),
             // The relay took the connection and dropped it before the goal: it is not restarting.
-            State::Reserving { attempt, .. } => {
+            State::Identifying { attempt, .. } | State::Reserving { attempt, .. } => {
                 self.memory.restarting = false;
                 self.fail(attempt, false, cause, env)
             }
@@ -463,12 +485,14 @@ impl Link {
                 last,
             } => self.hop_lost_with_connection(attempt, deadline, last, env),
             // The reservation's listener closed before its connection: the retry was scheduled while the
-            // relay was still connected, and a restarting relay is re-checked from now on.
+            // relay was still connected, and a restarting relay is re-checked from now on. A relay that holds
+            // the node off for its limits and drops it may be restarting, which would reset its limits.
             State::Waiting {
                 attempt,
                 deadline,
                 recheck_at: None,
             } => {
+                self.memory.restarting |= self.memory.limited_until.is_some();
                 self.state = State::Waiting {
                     attempt,
                     deadline,
@@ -503,7 +527,7 @@ impl Link {
                 attempt,
                 ..
             } if dial == connection => {
-                self.memory.restarting = refused;
+                self.dial_answered(refused);
                 self.counted_dial_failed(attempt, cause, mistake, env);
                 After::Nothing
             }
@@ -511,12 +535,12 @@ impl Link {
             State::Dialing {
                 dial: None, attempt, ..
             } => {
-                self.memory.restarting = refused;
+                self.dial_answered(refused);
                 self.counted_dial_failed(attempt, cause, mistake, env);
                 After::Nothing
             }
             State::Rechecking { dial, then, .. } if dial == connection => {
-                self.memory.restarting = refused;
+                self.dial_answered(refused);
                 self.recheck_failed(then, cause, mistake, env)
             }
             // The old connections may still work: their probe decides, as without a move.
@@ -530,6 +554,7 @@ impl Link {
             | State::Halted { .. }
             | State::Reserving { .. }
             | State::AwaitingHop { .. }
+            | State::Identifying { .. }
             | State::Connected { .. }
             | State::Reserved { .. }
             | State::Waiting { .. }
@@ -569,6 +594,7 @@ impl Link {
             | State::Halted { .. }
             | State::Reserving { .. }
             | State::AwaitingHop { .. }
+            | State::Identifying { .. }
             | State::Connected { .. }
             | State::Reserved { .. }
             | State::Waiting { .. }
@@ -603,6 +629,7 @@ impl Link {
             | State::Dialing { .. }
             | State::Rechecking { .. }
             | State::AwaitingHop { .. }
+            | State::Identifying { .. }
             | State::Connected { .. }
             | State::Waiting { .. }
             | State::GaveUp { .. } => {}
@@ -627,6 +654,7 @@ impl Link {
         match self.state {
             State::Waiting { .. }
             | State::AwaitingHop { .. }
+            | State::Identifying { .. }
             | State::Halted { .. }
             | State::Reserving { .. }
             | State::Reserved { .. }
@@ -640,6 +668,7 @@ impl Link {
             // holds none to replace).
             State::Waiting { .. }
             | State::AwaitingHop { .. }
+            | State::Identifying { .. }
             | State::Halted { .. }
             | State::Reserving { .. }
             | State::Reserved { .. }
@@ -677,6 +706,7 @@ impl Link {
             | State::Dialing { .. }
             | State::Rechecking { .. }
             | State::AwaitingHop { .. }
+            | State::Identifying { .. }
             | State::Connected { .. }
             | State::Waiting { .. }
             | State::GaveUp { .. } => {}
@@ -695,6 +725,7 @@ impl Link {
             | State::Dialing { .. }
             | State::Rechecking { .. }
             | State::AwaitingHop { .. }
+            | State::Identifying { .. }
             | State::Connected { .. }
             | State::Reserved { .. }
             | State::Waiting { .. }
@@ -705,8 +736,12 @@ impl Link {
     /// The relay started offering the HOP protocol, so a reservation can succeed now.
     pub(crate) fn hop_enabled(&mut self, env: &mut Env<'_>) -> After {
         let live = !self.connections.is_empty() && env.config.reservations();
+        if !self.connections.is_empty() {
+            self.memory.offers_hop = Some(true);
+        }
         match self.state {
             State::Waiting { attempt, .. } if live => self.try_now(attempt, env),
+            State::Identifying { attempt, .. } => self.reserve(attempt, env),
             // The refused try goes on, uncounted.
             State::AwaitingHop { attempt, .. } => self.on_connection(attempt, env),
             State::Reserving {
@@ -736,6 +771,17 @@ impl Link {
     }
 }
 
+impl Link {
+    /// Identify reported the relay's protocols, and HOP is not among them. Nothing changes at once, in any
+    /// state: a relay usually offers HOP a round trip later (see [`State::Identifying`]), and what the keeper
+    /// does without it is decided when it would ask.
+    pub(crate) fn hop_absent(&mut self) {
+        if !self.connections.is_empty() {
+            self.memory.offers_hop = Some(false);
+        }
+    }
+}
+
 // Inputs from the clock and the application.
 impl Link {
     /// The link's deadline passed: a retry's wait elapsed, a dial ran out of time, a cool-down or a halted
@@ -762,6 +808,13 @@ impl Link {
                 },
                 env,
             ),
+            // No report of the relay's protocols came: it may not run identify, so ask as without it.
+            State::Identifying { attempt, .. } if self.memory.offers_hop.is_none() => {
+                self.reserve(attempt, env)
+            }
+            State::Identifying { attempt, .. } => {
+                self.without_hop(attempt, Cause::new(CauseKind::HopUnsupported, NO_HOP), env)
+            }
             // The fallback came before HOP: the refused try counts.
             State::AwaitingHop { attempt, last, .. } => {
                 if last {
@@ -828,6 +881,10 @@ impl Link {
                     hop_announced,
                 }
             }
+            State::Identifying { deadline, .. } => {
+                self.memory.level = 0;
+                self.state = State::Identifying { attempt: 0, deadline }
+            }
             // A mistake waits for a fixed address; the others have nothing to retry.
             State::GaveUp { .. } | State::Connected { .. } | State::Reserved { .. } => {}
         }
@@ -855,6 +912,7 @@ impl Link {
             // Trying already, or about to: the try goes on, and the waits after it start from the base.
             State::Dialing { .. }
             | State::Rechecking { .. }
+            | State::Identifying { .. }
             | State::Reserving { .. }
             | State::AwaitingHop { .. }
             | State::Halted { until: None } => {
@@ -898,6 +956,7 @@ impl Link {
             | State::Rechecking { .. }
             | State::Reserving { .. }
             | State::AwaitingHop { .. }
+            | State::Identifying { .. }
             | State::Connected { .. }
             | State::Reserved { .. }
             | State::Waiting { .. } => After::Nothing,
@@ -1120,6 +1179,7 @@ impl Link {
             State::Halted { .. }
             | State::Dialing { .. }
             | State::Rechecking { .. }
+            | State::Identifying { .. }
             | State::Reserving { .. }
             | State::AwaitingHop { .. }
             | State::Waiting { .. }
@@ -1145,6 +1205,7 @@ impl Link {
             self.memory.level = 0;
         }
         self.memory.reached_before = true;
+        self.memory.limited_until = None;
         Goal { since: env.now }
     }
 
@@ -1167,7 +1228,12 @@ impl Link {
             memory.flaps = memory.flaps.saturating_add(1);
             memory.restarting = memory.flaps <= MAX_PRESUMED_RESTARTS;
         }
-        self.fail(0, false, cause, env)
+        if cause.kind == CauseKind::ResourceLimitExceeded {
+            // A renewal the relay refused because it is full: the link is fine.
+            self.not_now(0, cause, env);
+        } else {
+            self.fail(0, false, cause, env);
+        }
     }
 
     /// The connection closed while the relay was refused for lack of HOP: the refused try failed.
@@ -1210,17 +1276,46 @@ impl Link {
             .dial_limit(self.memory.dials_timed_out, self.memory.rtt.upper())
     }
 
-    /// The relay is connected: reserve, or with reservations off, the goal is reached.
+    /// The relay is connected: reserve, or with reservations off, the goal is reached. A node that runs
+    /// identify asks only once the relay offers HOP.
     fn on_connection(&mut self, attempt: u32, env: &mut Env<'_>) {
-        let Some((_, dialed)) = self.connections.first() else {
+        if self.connections.is_empty() {
             return;
-        };
+        }
         if !env.config.reservations() {
             let goal = self.goal_reached(env);
             self.state = State::Connected { goal, moving: None };
             self.reach_goal();
             return;
         }
+        if let Some(until) = self.memory.limited_until.filter(|until| *until > env.now) {
+            // Asking sooner would only be refused again, whichever connection it went on.
+            self.state = State::Waiting {
+                attempt: attempt.max(1),
+                deadline: until,
+                recheck_at: None,
+            };
+            return;
+        }
+        match self.memory.offers_hop {
+            Some(true) => self.reserve(attempt, env),
+            Some(false) => self.without_hop(attempt, Cause::new(CauseKind::HopUnsupported, NO_HOP), env),
+            None if env.identify => {
+                // Not jittered: no herd dials at this deadline, each client only asks its own connection.
+                self.state = State::Identifying {
+                    attempt,
+                    deadline: env.now + env.config.backoff_bound(1),
+                }
+            }
+            None => self.reserve(attempt, env),
+        }
+    }
+
+    /// Asks the relay client for try `attempt`'s reservation on the live connection.
+    fn reserve(&mut self, attempt: u32, env: &mut Env<'_>) {
+        let Some((_, dialed)) = self.connections.first() else {
+            return;
+        };
         // Reserve through the address the connection reached; an inbound one has none, so the first configured.
         // Either names the relay, if any peer: the connection reached it.
         let Some(Ok(circuit)) = dialed
@@ -1239,10 +1334,28 @@ impl Link {
         env.actions.push(Action::Listen(opts));
     }
 
+    /// The relay does not offer HOP on its connection for try `attempt`. Once per connection that is a "not
+    /// yet": the keeper waits for HOP without counting the try; a second time the try failed.
+    fn without_hop(&mut self, attempt: u32, cause: Cause, env: &mut Env<'_>) {
+        let link = self.connections.first().map(|(id, _)| *id);
+        if self.memory.hop_awaited_on == link {
+            self.memory.restarting = false;
+            self.fail(attempt, false, cause, env);
+            return;
+        }
+        self.memory.hop_awaited_on = link;
+        self.memory.outage_since.get_or_insert(env.now);
+        self.await_hop(attempt, cause, env);
+    }
+
     /// The relay closed the keeper's reservation request of try `attempt` (`refused`: with an error). A
     /// refusal for lack of HOP is a "not yet", once per connection: the keeper waits for the relay to offer
     /// HOP (or, if it did meanwhile, `hop_announced`, asks again at once) without counting the try.
     fn refused(&mut self, attempt: u32, hop_announced: bool, refused: bool, cause: Cause, env: &mut Env<'_>) {
+        if refused && cause.kind == CauseKind::ResourceLimitExceeded {
+            self.not_now(attempt, cause, env);
+            return;
+        }
         let link = self.connections.first().map(|(id, _)| *id);
         let not_yet =
             refused && cause.kind == CauseKind::HopUnsupported && self.memory.hop_awaited_on != link;
@@ -1262,6 +1375,37 @@ impl Link {
             return;
         }
         self.await_hop(attempt, cause, env);
+    }
+
+    /// The relay said "not now" to try `attempt` (`RESOURCE_LIMIT_EXCEEDED`): it is full, or this node asked too
+    /// often. No failure of the link, so nothing is counted and the backoff stays where it is; the relay is
+    /// asked again once its limiter may allow it. Retry 1 stands for a first try, which is no retry.
+    fn not_now(&mut self, attempt: u32, cause: Cause, env: &mut Env<'_>) {
+        self.memory.restarting = false;
+        self.memory.outage_since.get_or_insert(env.now);
+        let delay = env.config.limit_interval();
+        self.memory.limited_until = Some(env.now + delay);
+        let attempt = attempt.max(1);
+        self.state = State::Waiting {
+            attempt,
+            deadline: env.now + delay,
+            recheck_at: None,
+        };
+        env.emit(Event::ReconnectScheduled {
+            relay: env.relay,
+            attempt,
+            delay,
+            cause,
+        });
+    }
+
+    /// A dial of the keeper's failed; `refused`: the relay's host refused it, so the relay is restarting and
+    /// its limits start afresh.
+    fn dial_answered(&mut self, refused: bool) {
+        self.memory.restarting = refused;
+        if refused {
+            self.memory.limited_until = None;
+        }
     }
 
     /// Waits for the relay to offer HOP after refusing try `attempt` for its lack, until a fallback.

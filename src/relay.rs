@@ -57,6 +57,9 @@ pub(crate) enum Input {
     TimerFired,
     /// The relay started offering the HOP protocol, so a reservation can succeed now.
     HopEnabled,
+    /// Identify reported the relay's protocols, and HOP is not among them: a reservation request would be
+    /// refused.
+    HopAbsent,
     /// The application asked to forget the backoff and try now.
     RetryNow,
     /// The node's network changed (a new listen address, or the application said so).
@@ -120,6 +123,9 @@ pub(crate) struct Env<'a> {
     pub(crate) paused: bool,
     /// The relay was discovered among connected peers: the keeper never dials it of its own accord.
     pub(crate) discovered: bool,
+    /// The node runs identify, so a relay's protocols are reported on each new connection: the keeper asks for
+    /// a reservation only once the relay offers HOP.
+    pub(crate) identify: bool,
 }
 
 impl<'a> Env<'a> {
@@ -144,6 +150,7 @@ impl<'a> Env<'a> {
             actions,
             paused: false,
             discovered: false,
+            identify: false,
         }
     }
 }
@@ -292,6 +299,7 @@ impl Relay {
                 let after = link.hop_enabled(env);
                 membership.after(after, link, env);
             }
+            Input::HopAbsent => link.hop_absent(),
             Input::Added(addr) => {
                 let after = link.added(addr, env);
                 membership.after(after, link, env);

@@ -9,7 +9,8 @@ pub enum RelayStatus {
     /// A dial to the relay is in flight: a retry, the first try, or a re-check of a relay whose host refused
     /// ([`Config::with_recheck`](crate::Config::with_recheck)).
     Connecting,
-    /// Connected directly to the relay. With reservations on, a reservation request is in flight.
+    /// Connected directly to the relay. With reservations on, a reservation request is in flight, or on a node
+    /// that runs identify, about to be made once identify reports that the relay offers HOP.
     Connected,
     /// A circuit reservation on the relay is live: the node is reachable through it.
     Reserved,

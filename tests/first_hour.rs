@@ -166,7 +166,12 @@ async fn a_relay_waiting_for_identify_is_reported_as_not_offering_hop() {
             relay::Config::default(),
         )
         .await;
-        let mut client = Client::new(Net::Tcp, fast_config(), with_identify);
+        // With identify, a fallback longer than a loaded machine's round trip, so only HOP can end the wait.
+        let config = match with_identify {
+            true => fast_config().with_base_delay(Duration::from_secs(10)),
+            false => fast_config(),
+        };
+        let mut client = Client::new(Net::Tcp, config, with_identify);
         let relay_id = client.keeper().add_relay(relay.addr.clone()).unwrap();
         let cause = client
             .wait_for("a refusal", |e| match e {

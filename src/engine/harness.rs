@@ -44,6 +44,13 @@ pub(crate) fn hop_refusal() -> std::io::Error {
     ))
 }
 
+/// The error a circuit listener closes with when the relay is full or this node asked too often.
+pub(crate) fn limit_refusal() -> std::io::Error {
+    std::io::Error::other(libp2p::relay::client::transport::Error::Reservation(
+        libp2p::relay::outbound::hop::ReserveError::ResourceLimitExceeded,
+    ))
+}
+
 /// How a dial to `addr` fails when the relay's host is up and nothing listens: refused, as the swarm nests it.
 pub(crate) fn refusal(addr: &Multiaddr) -> DialError {
     let refused = std::io::Error::other(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));

@@ -17,6 +17,8 @@ struct Rig {
     actions: Vec<Action>,
     now: Instant,
     after: After,
+    /// The node runs identify (the environment's flag).
+    identify: bool,
 }
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -30,11 +32,12 @@ fn dial() -> ConnectionId {
 }
 
 /// Every state, by name; each is built by [`Rig::new`].
-const STATES: [&str; 13] = [
+const STATES: [&str; 14] = [
     "halted",
     "halted-waiting",
     "dialing",
     "rechecking",
+    "identifying",
     "reserving",
     "awaiting-hop",
     "connected",
@@ -52,6 +55,7 @@ fn name(state: &State) -> &'static str {
         State::Halted { until: Some(_) } => "halted-waiting",
         State::Dialing { .. } => "dialing",
         State::Rechecking { .. } => "rechecking",
+        State::Identifying { .. } => "identifying",
         State::Reserving { .. } => "reserving",
         State::AwaitingHop { .. } => "awaiting-hop",
         State::Connected { moving: None, .. } => "connected",
@@ -106,6 +110,13 @@ impl Rig {
                     },
                 },
                 false,
+            ),
+            "identifying" => (
+                State::Identifying {
+                    attempt: 2,
+                    deadline: soon,
+                },
+                true,
             ),
             "reserving" => (
                 State::Reserving {
@@ -201,6 +212,7 @@ impl Rig {
             actions: Vec::new(),
             now,
             after: After::Nothing,
+            identify: false,
         }
     }
 
@@ -213,6 +225,7 @@ impl Rig {
             &mut self.backoff,
             &mut self.actions,
         );
+        env.identify = self.identify;
         self.after = input(&mut self.link, &mut env);
     }
 
@@ -258,8 +271,9 @@ fn event_name(event: &Event) -> &'static str {
 }
 
 /// Every input of the link, by name, as the relay feeds it (and the membership's requests).
-const INPUTS: [&str; 22] = [
+const INPUTS: [&str; 25] = [
     "connection-established",
+    "connection-established-identify",
     "connection-closed",
     "dial-failed",
     "dial-refused",
@@ -269,8 +283,10 @@ const INPUTS: [&str; 22] = [
     "foreign-reservation",
     "listener-refused",
     "listener-hop-refused",
+    "listener-limited",
     "listener-unsupported",
     "hop-enabled",
+    "hop-absent",
     "timer-fired",
     "retry-now",
     "network-changed",
@@ -286,17 +302,22 @@ const INPUTS: [&str; 22] = [
 /// The rows of the table that one of the relay's inputs reaches: a new input fails to compile here.
 fn rows_of(input: &Input) -> &'static [&'static str] {
     match input {
-        Input::ConnectionEstablished { .. } => &["connection-established", "start-on-connection"],
+        Input::ConnectionEstablished { .. } => &[
+            "connection-established",
+            "connection-established-identify",
+            "start-on-connection",
+        ],
         Input::ConnectionClosed { .. } => &["connection-closed"],
         Input::DialFailed { .. } => &["dial-failed", "dial-refused"],
         Input::DialSkipped { .. } => &["dial-skipped"],
         Input::ListenAddr { .. } => &["listen-addr"],
         Input::ListenAddrExpired { .. } => &["listen-addr-expired"],
         Input::ForeignReservation { .. } => &["foreign-reservation"],
-        Input::ListenerClosed { .. } => &["listener-refused", "listener-hop-refused"],
+        Input::ListenerClosed { .. } => &["listener-refused", "listener-hop-refused", "listener-limited"],
         Input::ListenerUnsupported { .. } => &["listener-unsupported"],
         Input::TimerFired => &["timer-fired"],
         Input::HopEnabled => &["hop-enabled"],
+        Input::HopAbsent => &["hop-absent"],
         Input::RetryNow => &["retry-now", "start"],
         Input::NetworkChanged => &["network-changed"],
         Input::Added(_) => &["added"],
@@ -317,6 +338,10 @@ fn feed(rig: &mut Rig, input: &str, listener: ListenerId) {
     let deadline = rig.link.deadline();
     match input {
         "connection-established" => rig.run(|l, e| l.connection_established(dial(), None, e)),
+        "connection-established-identify" => {
+            rig.identify = true;
+            rig.run(|l, e| l.connection_established(dial(), None, e))
+        }
         "connection-closed" => rig.run(|l, e| {
             l.connection_closed(connection(), Cause::connection_lost(None), e);
             After::Nothing
@@ -349,11 +374,20 @@ fn feed(rig: &mut Rig, input: &str, listener: ListenerId) {
             );
             After::Nothing
         }),
+        "listener-limited" => rig.run(|l, e| {
+            let cause = Cause::new(CauseKind::ResourceLimitExceeded, "full");
+            l.listener_closed(listener, true, cause, e);
+            After::Nothing
+        }),
         "listener-unsupported" => rig.run(|l, e| {
             l.listener_unsupported(listener, e);
             After::Nothing
         }),
         "hop-enabled" => rig.run(|l, e| l.hop_enabled(e)),
+        "hop-absent" => rig.run(|l, _| {
+            l.hop_absent();
+            After::Nothing
+        }),
         "timer-fired" => {
             rig.now = deadline.unwrap_or(rig.now + 3600 * SECOND);
             rig.run(|l, e| l.timer_fired(e))
@@ -436,6 +470,7 @@ fn every_input_in_every_state_does_what_the_table_says() {
         },
         Input::TimerFired,
         Input::HopEnabled,
+        Input::HopAbsent,
         Input::RetryNow,
         Input::NetworkChanged,
         Input::Added(addr),

@@ -134,8 +134,52 @@ pub struct RelayServer {
     pub addr: Multiaddr,
     /// When the relay got its external address, i.e. started to accept reservations.
     pub external_at: Arc<Mutex<Option<Instant>>>,
+    /// Every answer the relay gave to a reservation request, in order.
+    answers: tokio::sync::watch::Receiver<Vec<Answered>>,
+    /// Peers whose connections the relay is to close.
+    disconnect: tokio::sync::mpsc::UnboundedSender<PeerId>,
     kill: tokio::sync::oneshot::Sender<()>,
     task: JoinHandle<()>,
+}
+
+/// What a relay answered a reservation request with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Accepted, a renewal included.
+    Accepted,
+    /// Refused with `RESOURCE_LIMIT_EXCEEDED`: the relay is full, or the peer or its IP asked too often.
+    ResourceLimitExceeded,
+    /// Refused with another status.
+    OtherRefusal,
+}
+
+/// A relay's answer to a reservation request of `peer`, when the relay's swarm reported it.
+#[derive(Debug, Clone, Copy)]
+pub struct Answered {
+    pub peer: PeerId,
+    pub answer: Answer,
+    pub at: Instant,
+}
+
+impl Answered {
+    /// The answer, if the relay's swarm `event` reports one.
+    #[allow(deprecated)] // `relay::Event` has deprecated variants, matched by `_` only.
+    fn read(event: &relay::Event) -> Option<Self> {
+        let (peer, answer) = match event {
+            relay::Event::ReservationReqAccepted { src_peer_id, .. } => (*src_peer_id, Answer::Accepted),
+            relay::Event::ReservationReqDenied {
+                src_peer_id,
+                status: relay::StatusCode::ResourceLimitExceeded,
+            } => (*src_peer_id, Answer::ResourceLimitExceeded),
+            relay::Event::ReservationReqDenied { src_peer_id, .. } => (*src_peer_id, Answer::OtherRefusal),
+            _ => return None,
+        };
+        Some(Self {
+            peer,
+            answer,
+            at: Instant::now(),
+        })
+    }
 }
 
 impl RelayServer {
@@ -228,16 +272,26 @@ impl RelayServer {
         }
         let external_set = external_at.clone();
         let (kill, mut killed) = tokio::sync::oneshot::channel();
+        let (answered, answers) = tokio::sync::watch::channel(Vec::new());
+        let (disconnect, mut to_disconnect) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = &mut killed => break,
+                    Some(peer) = to_disconnect.recv() => {
+                        let _ = swarm.disconnect_peer_id(peer);
+                    }
                     event = swarm.select_next_some() => match event {
                         SwarmEvent::Behaviour(RelayBehaviourEvent::Identify(identify::Event::Received {
                             info, ..
                         })) if external == External::FromIdentify => {
                             swarm.add_external_address(info.observed_addr);
                             external_set.lock().unwrap().get_or_insert_with(Instant::now);
+                        }
+                        SwarmEvent::Behaviour(RelayBehaviourEvent::Relay(event)) => {
+                            if let Some(answer) = Answered::read(&event) {
+                                answered.send_modify(|all| all.push(answer));
+                            }
                         }
                         _ => {}
                     },
@@ -252,6 +306,8 @@ impl RelayServer {
             peer_id,
             addr: transport_addr.with(Protocol::P2p(peer_id)),
             external_at,
+            answers,
+            disconnect,
             kill,
             task,
         }
@@ -280,6 +336,45 @@ impl RelayServer {
             relay::Config::default(),
         )
         .await
+    }
+
+    /// Starts a relay with a fresh identity on an ephemeral address, accepting reservations at once, with
+    /// `config`'s limits.
+    pub async fn spawn_with(net: Net, config: relay::Config) -> Self {
+        Self::start(net, Keypair::generate_ed25519(), None, External::AtStart, config).await
+    }
+
+    /// The relay's answers to `peer`'s reservation requests so far, in order.
+    pub fn answers_to(&self, peer: PeerId) -> Vec<Answered> {
+        self.answers
+            .borrow()
+            .iter()
+            .filter(|a| a.peer == peer)
+            .copied()
+            .collect()
+    }
+
+    /// When the relay refused `peer`'s reservation requests with `RESOURCE_LIMIT_EXCEEDED`, in order.
+    pub fn limit_refusals_of(&self, peer: PeerId) -> Vec<Instant> {
+        let answers = self.answers_to(peer).into_iter();
+        answers
+            .filter(|a| a.answer == Answer::ResourceLimitExceeded)
+            .map(|a| a.at)
+            .collect()
+    }
+
+    /// Resolves once the relay's answers to `peer` satisfy `done` (drive the peer meanwhile, e.g. with
+    /// [`Client::serve_while`]).
+    pub async fn answered(&self, peer: PeerId, mut done: impl FnMut(&[Answered]) -> bool) {
+        let mut answers = self.answers.clone();
+        let mine = |all: &Vec<Answered>| all.iter().filter(|a| a.peer == peer).copied().collect::<Vec<_>>();
+        // The sender lives as long as the relay's task, which outlives any wait of a test.
+        let _ = answers.wait_for(|all| done(&mine(all))).await;
+    }
+
+    /// The relay closes every connection to `peer`, as a relay that sheds a peer or a link that drops does.
+    pub fn disconnect(&self, peer: PeerId) {
+        let _ = self.disconnect.send(peer);
     }
 
     /// The address the relay listens on, without its peer id.
@@ -326,6 +421,9 @@ pub struct Client {
     pub dials: Vec<PeerId>,
     /// Failed dials to each peer, with the addresses each one tried.
     pub dial_errors: Vec<(PeerId, Vec<Multiaddr>)>,
+    /// Every error the application's event loop saw on a listener (a refused reservation closes its circuit
+    /// listener with one), as `Debug` text.
+    pub listener_errors: Vec<String>,
 }
 
 /// A keeper config with millisecond backoff and a seeded jitter, for tests.
@@ -355,6 +453,7 @@ impl Client {
             renewals: 0,
             dials: Vec::new(),
             dial_errors: Vec::new(),
+            listener_errors: Vec::new(),
         }
     }
 
@@ -379,6 +478,10 @@ impl Client {
             SwarmEvent::Dialing {
                 peer_id: Some(peer), ..
             } => self.dials.push(peer),
+            SwarmEvent::ListenerClosed {
+                reason: Err(error), ..
+            }
+            | SwarmEvent::ListenerError { error, .. } => self.listener_errors.push(format!("{error:?}")),
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
                 error,
@@ -404,6 +507,22 @@ impl Client {
                 let event = self.swarm.select_next_some().await;
                 if let Some(found) = self.record(event).as_ref().and_then(&mut pick) {
                     return found;
+                }
+            }
+        })
+        .await
+    }
+
+    /// Drives the swarm until a direct connection to `peer` is established.
+    pub async fn wait_connection(&mut self, peer: PeerId) {
+        within("a connection", async {
+            loop {
+                let event = self.swarm.select_next_some().await;
+                let hit =
+                    matches!(&event, SwarmEvent::ConnectionEstablished { peer_id, .. } if *peer_id == peer);
+                self.record(event);
+                if hit {
+                    return;
                 }
             }
         })
@@ -442,6 +561,11 @@ impl Client {
             }
         })
         .await;
+    }
+
+    /// The keeper's events so far, one line each, for a failing assertion's message.
+    pub fn event_lines(&self) -> String {
+        self.events.iter().map(|e| format!("\n  {e}")).collect()
     }
 
     pub fn count(&self, pick: impl Fn(&Event) -> bool) -> usize {

@@ -12,7 +12,7 @@ use std::{
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
-    sync::mpsc,
+    sync::{mpsc, Notify},
 };
 
 use super::within;
@@ -25,6 +25,8 @@ pub struct Process {
     /// Every stdout line read so far.
     pub seen: Vec<String>,
     transcript: Transcript,
+    /// Told of every stderr line: the log is read on its own, and may trail what stdout said.
+    stderr_grew: Arc<Notify>,
 }
 
 /// The path of an example binary built by this `cargo test` run, or in `EXAMPLES_DIR` if set (to measure
@@ -85,10 +87,13 @@ impl Process {
             }
         });
         let log = transcript.clone();
+        let stderr_grew = Arc::new(Notify::new());
+        let grew = stderr_grew.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = reader.next_line().await {
                 log.lock().unwrap().push(format!("[err] {line}"));
+                grew.notify_waiters();
             }
         });
         let name = format!("{name} {}", args.join(" "));
@@ -99,6 +104,7 @@ impl Process {
             lines,
             seen: Vec::new(),
             transcript,
+            stderr_grew,
         }
     }
 
@@ -171,6 +177,20 @@ impl Process {
             .iter()
             .filter(|l| l.strip_prefix("[err] ").is_some_and(|l| l.contains(part)))
             .count()
+    }
+
+    /// Waits until a stderr line contains `part`; fails the test after the timeout.
+    pub async fn wait_stderr(&self, part: &str) {
+        within(&format!("`{part}` on the stderr of `{}`", self.name), async {
+            loop {
+                let grew = self.stderr_grew.notified();
+                if self.stderr_count(part) > 0 {
+                    return;
+                }
+                grew.await;
+            }
+        })
+        .await
     }
 
     /// Every line the process wrote to stderr so far, in order.
