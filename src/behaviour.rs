@@ -146,12 +146,17 @@ impl RelayKeeper {
         self.wake();
     }
 
-    /// Tells the keeper that the node's network changed (e.g. the machine woke from sleep or joined another
-    /// network): every relay that is waiting for a retry or gave up is tried at once, with its backoff reset.
+    /// Tells the keeper that the node's network changed (e.g. the machine joined another network, and the
+    /// application heard of it first): every relay whose link is up is dialed again beside its old connections,
+    /// which are probed at once, and moved to the new connection once it is up, uncounted; every relay that is
+    /// waiting for a retry or gave up is tried at once, with its backoff reset.
     ///
-    /// The keeper calls this itself when the swarm gains a new listen address that is not a circuit address.
-    /// A burst of changes gives one round: each outage of a relay gets one such reset, so a relay that keeps
-    /// failing still backs off however often the network changes. Returns how many relays were retried.
+    /// The keeper notices a change itself when the node gains or loses a network address (a listen address
+    /// that is not a circuit address; on Linux at once, elsewhere within if-watch's 10 s poll) and when the
+    /// machine slept ([`SLEEP_THRESHOLD`](crate::SLEEP_THRESHOLD)). A relay is dialed for a move at most once
+    /// per [`MOVE_INTERVAL`](crate::MOVE_INTERVAL), and a burst of changes gives one retry round: each outage
+    /// of a relay gets one such reset, so a relay that keeps failing still backs off however often the network
+    /// changes. Returns how many waiting or given-up relays were retried. See docs/network-changes.md.
     pub fn network_changed(&mut self) -> usize {
         let retried = self.engine.network_changed(Instant::now());
         if retried > 0 {

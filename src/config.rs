@@ -115,7 +115,9 @@ pub const SLEEP_THRESHOLD: Duration = Duration::from_secs(5);
 /// start, on IPv6 address rotation, when container bridges come and go): one dial answers a burst, and a node
 /// whose addresses keep changing does not churn its reservations. A few seconds are many bursts long and short
 /// beside the liveness probe, which still catches a link that a later change broke. A move dial that fails does
-/// not count: it changed nothing, so the next change may dial again.
+/// not count: it changed nothing, so the next change may dial again. A change while the move's dial is in flight
+/// dials once more: an address replaced is the old one going, then the new one coming, and the first dial may
+/// have left while the node had no address.
 pub const MOVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How long a relay must hold its goal before its backoff level is forgiven, unless [`Config::with_forgive_after`]

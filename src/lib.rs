@@ -150,9 +150,12 @@
 //!   fires.
 //! - Its connection handler keeps direct connections to kept relays alive, because the relay client lets a
 //!   connection without a reservation idle out while a retry is waiting.
-//! - A new listen address of the node (or [`RelayKeeper::network_changed`]) retries every waiting or given-up
-//!   relay at once with its backoff reset, once per outage, so a laptop waking from sleep is reachable again
-//!   without waiting out a long backoff, while a relay that keeps failing still backs off.
+//! - A network change (the node gains or loses a network address, the machine woke from sleep, or
+//!   [`RelayKeeper::network_changed`]) retries every waiting or given-up relay at once with its backoff reset,
+//!   once per outage, so a laptop waking from sleep is reachable again without waiting out a long backoff, while
+//!   a relay that keeps failing still backs off. A relay whose link is up is dialed again beside the old link,
+//!   which is probed at once, and its reservation moves to the new connection in about one round trip,
+//!   uncounted (at most one such dial per relay per [`MOVE_INTERVAL`]).
 //! - A relay that gave up after too many retries starts a fresh round after the cool-down
 //!   ([`Config::with_cooldown`], 10 minutes and a jitter below the cap by default), so an unattended node is
 //!   never unreachable for good; [`Event::GaveUp`] says when (`retry_in`).

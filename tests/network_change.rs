@@ -12,6 +12,8 @@
 //! cargo build --release --examples && cargo test --release --test network_change -- --ignored --nocapture
 //! ```
 //!
+//! With `EXAMPLES_DIR=<dir>` the same harness measures another build of the examples (the "before" rows).
+//!
 //! Root and iproute2 are needed; elsewhere the tests are skipped with a message (a failure under `CI=true`).
 
 mod common;
