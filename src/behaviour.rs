@@ -119,9 +119,11 @@ impl RelayKeeper {
         removed
     }
 
-    /// Forgets the relay's backoff and tries now: dials it, or requests a reservation if it is connected.
-    /// Revives a relay the keeper gave up on after too many retries; one given up for a mistake in its address
-    /// waits for [`add_relay`](Self::add_relay) with a fixed one.
+    /// Forgets the relay's backoff and tries now: dials it, or requests a reservation if it is connected. It
+    /// also lifts the hold after a relay refused for its limits
+    /// ([`Config::with_limit_interval`](crate::Config::with_limit_interval)). Revives a relay the keeper gave
+    /// up on after too many retries; one given up for a mistake in its address waits for
+    /// [`add_relay`](Self::add_relay) with a fixed one.
     ///
     /// Returns `false` if the relay is not kept, gave up for a mistake, or the keeper is stopped.
     pub fn retry_now(&mut self, relay: &PeerId) -> bool {

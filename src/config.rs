@@ -389,9 +389,12 @@ impl Config {
     /// How long the keeper waits before it asks a relay again that refused a reservation, or its renewal, with
     /// `RESOURCE_LIMIT_EXCEEDED` (the relay is full, or this node or its IP address asked too often). Such a
     /// "not now" is no failure of the link: it counts toward no [`with_max_attempts`](Self::with_max_attempts)
-    /// and raises no backoff, so the keeper never gives up on a relay for it alone. The keeper asks again on
-    /// the same connection once `interval` has passed, and a new connection asks no sooner either, unless a
-    /// dial to the relay was refused meanwhile (the relay restarted, and its limits with it). In a pool
+    /// and raises no backoff, so the keeper never gives up on a relay for it alone. The keeper asks again once
+    /// `interval` has passed (with [`with_jitter`](Self::with_jitter), up to a tenth later, so that the clients
+    /// a full relay refused together do not ask again together): on the same connection if the relay kept it,
+    /// else on one it dials then. A new connection asks no sooner either, unless a dial to the relay was
+    /// refused meanwhile (the relay restarted, and its limits with it);
+    /// [`RelayKeeper::retry_now`](crate::RelayKeeper::retry_now) asks at once. In a pool
     /// ([`with_max_reservations`](Self::with_max_reservations)) a standby takes the relay's slot at once.
     ///
     /// Default 2 minutes: rust-libp2p's relay lets a peer reserve again every 2 minutes once it spent its first

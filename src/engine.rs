@@ -725,19 +725,26 @@ impl Engine {
                     self.discover(peer, connection, now);
                 }
             }
-            ToBehaviour::HopAbsent => {
-                tracing::debug!(relay = %peer, "peer's protocols are known; it does not offer HOP (yet)");
+            ToBehaviour::HopAbsent if self.relays.contains_key(&peer) => {
+                tracing::debug!(relay = %peer, "relay's protocols are known; it does not offer HOP (yet)");
                 self.input(peer, Input::HopAbsent, now);
             }
+            // Any other peer: nothing to reserve on.
+            ToBehaviour::HopAbsent => {}
             ToBehaviour::IdentifyRuns => self.shared.identify = true,
-            ToBehaviour::HopDisabled => {
-                if self.relays.get(&peer).is_some_and(|kept| kept.discovered) {
+            ToBehaviour::HopDisabled => match self.relays.get(&peer).map(|kept| kept.discovered) {
+                Some(true) => {
                     tracing::info!(relay = %peer, "a discovered relay stopped offering HOP; no longer kept");
                     self.drop_relay(peer, now);
                     self.settle(now);
                     self.report_pool(peer);
                 }
-            }
+                // A relay the application gave: kept, and not asked while HOP is missing.
+                Some(false) => {
+                    self.input(peer, Input::HopAbsent, now);
+                }
+                None => {}
+            },
             ToBehaviour::ProbeAnswered(rtt) => {
                 tracing::trace!(relay = %peer, %connection, ?rtt, "probe answered");
                 self.metrics.on_probe_answered(rtt);

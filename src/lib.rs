@@ -143,7 +143,7 @@
 //! - A freshly restarted relay refuses reservations until it has a confirmed external address. On a node that
 //!   runs identify the keeper asks only once identify reports that the relay offers the HOP protocol, so the
 //!   application's event loop sees no refused listener (the node's very first connection aside: it is how the
-//!   keeper learns that the node runs identify); with no report within the base wait it asks anyway. A relay
+//!   keeper learns that the node runs identify); with no report within 2 s it asks anyway. A relay
 //!   reported without HOP, or one that refused, is a "not yet" ([`CauseKind::AwaitingHop`]), once per
 //!   connection: the keeper does not count it and reserves the moment the relay starts offering HOP; the
 //!   announced wait is only the fallback for a relay that never does, and the try counts as failed only if it
