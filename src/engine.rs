@@ -1023,13 +1023,15 @@ impl Engine {
     }
 
     /// Notes what the transition of `peer` under way tells of its service: it was in its goal until `now`, or
-    /// it failed (a retry was scheduled, with its cause).
+    /// it failed (a retry was scheduled, with its cause). A freshly restarted relay's "not yet" is no failure.
     fn remember(&mut self, peer: PeerId, transition: &Transition, now: Instant) {
         let (before, after) = transition.status;
         let config = &self.shared.config;
         let served = before.is_some_and(|s| in_goal(s, config)) || in_goal(after, config);
         let failure = self.shared.actions.iter().rev().find_map(|action| match action {
-            Action::Emit(Event::ReconnectScheduled { cause, .. }) => Some(cause),
+            Action::Emit(Event::ReconnectScheduled { cause, .. }) if cause.kind != CauseKind::AwaitingHop => {
+                Some(cause)
+            }
             _ => None,
         });
         if !served && failure.is_none() {

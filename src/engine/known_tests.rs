@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use libp2p::swarm::ConnectionId;
 
 use super::{
-    harness::{circuit, dials, fast, listener, refusal, relay_addr, Harness},
+    harness::{circuit, dials, events, fast, hop_refusal, listener, refusal, relay_addr, Harness},
     *,
 };
 use crate::known::{snapshot, Clocks};
@@ -161,6 +161,31 @@ fn the_snapshot_says_when_each_relay_was_last_reserved_and_why_it_last_failed_on
     let limited = Config::default().with_max_known_relays(1);
     let relays = harness.engine.known(harness.now);
     assert_eq!(snapshot(relays, &limited, clocks).len(), 1);
+}
+
+#[test]
+fn a_fresh_relays_not_yet_is_no_failure() {
+    let mut harness = Harness::new(fast());
+    let (peer, addr) = relay_addr();
+    harness.add_relay(&addr);
+    harness.drain();
+    harness.connect(peer, ConnectionId::new_unchecked(1), &addr);
+    let refused = listener(&harness.drain());
+    harness
+        .engine
+        .on_listener_closed(refused, Err(&hop_refusal()), harness.now);
+    let scheduled = harness.drain();
+    assert!(
+        events(&scheduled).iter().any(|e| matches!(
+            e,
+            Event::ReconnectScheduled { cause, .. } if cause.kind == CauseKind::AwaitingHop
+        )),
+        "{scheduled:?}"
+    );
+    let [relay] = &harness.engine.known(harness.now)[..] else {
+        panic!("one relay")
+    };
+    assert_eq!(relay.history.failure, None);
 }
 
 #[test]

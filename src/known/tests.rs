@@ -34,7 +34,8 @@ fn entry(clocks: Clocks, served_ago: Option<Duration>) -> KnownRelay {
 fn each_bad_entry_gets_its_own_error_and_the_good_ones_are_kept() {
     let clocks = clocks();
     let good = entry(clocks, Some(DAY));
-    let mut bare = entry(clocks, Some(DAY));
+    // Reserved before `good`, so it comes second.
+    let mut bare = entry(clocks, Some(2 * DAY));
     bare.addrs = vec![addr("/ip4/198.51.100.2/udp/4001/quic-v1")];
     let mut no_address = entry(clocks, Some(DAY));
     no_address.addrs.clear();
