@@ -984,7 +984,9 @@ impl Engine {
         match self.relays.get_mut(&peer) {
             Some(kept) => {
                 kept.history.merge(history);
-                if let Some(pool) = self.pool.as_mut().filter(|_| !self.shared.paused) {
+                // Only a standby may take a promoted relay's place.
+                let eligible = kept.relay.standing().eligible;
+                if let Some(pool) = self.pool.as_mut().filter(|_| eligible && !self.shared.paused) {
                     pool.added(peer);
                 }
             }

@@ -274,6 +274,7 @@ impl Pool {
         if let Some(served) = relays.served(&added) {
             let (weakest, its) = self
                 .with(|standing| standing.promoted)
+                .filter(|p| *p != added)
                 .map(|p| (p, relays.served(&p)))
                 .min_by_key(|(_, served)| *served)?;
             return (Some(served) > its).then_some(weakest);

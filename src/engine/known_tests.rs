@@ -101,6 +101,24 @@ fn a_relay_known_again_from_a_snapshot_gains_its_addresses_and_service() {
     assert_eq!(known.history.known_since, Moment::ago(harness.now, 1000 * HOUR));
 }
 
+#[test]
+fn a_promoted_relay_known_again_keeps_its_slot_and_takes_no_other() {
+    for seed in 0..8 {
+        let mut harness = pool(seed);
+        let served = known(Some(HOUR), harness.now);
+        let peer = served.peer;
+        harness.engine.add_known(served.clone(), harness.now).unwrap();
+        harness
+            .engine
+            .add_known(known(None, harness.now), harness.now)
+            .unwrap();
+        let mut again = served;
+        again.history.served = Some(Moment::at(harness.now));
+        harness.engine.add_known(again, harness.now).unwrap();
+        assert_eq!(dialed_after_spread(&mut harness), [peer], "seed {seed}");
+    }
+}
+
 /// Reserves the relay at `addr`, just added and dialed, on connection `id`.
 fn reserve(harness: &mut Harness, addr: &Multiaddr, id: usize) -> PeerId {
     let peer = harness.add_relay(addr);
