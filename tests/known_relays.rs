@@ -124,6 +124,11 @@ async fn a_restarted_node_reserves_first_on_the_relay_that_served_it_last() {
         reserved_first, served_last,
         "the relay that served last comes first"
     );
+    assert_eq!(
+        second.stderr_count(&format!("WARN libp2p_relay_keeper::known: {bad}")),
+        1,
+        "the keeper logs the bad entry at warn"
+    );
     second.kill().await;
     for (relay, _) in relays.into_iter().flatten() {
         relay.kill().await;
