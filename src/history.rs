@@ -2,23 +2,34 @@
 //! last in its goal, and its last failure. The snapshot of known relays ([`crate::known`]) is made of it, and the
 //! pool prefers the relays that served last ([`crate::pool::View::served`]).
 //!
-//! A moment is kept as an instant of the engine's clock and a duration before it: a moment from a snapshot
-//! taken before the process started may lie before the monotonic clock's origin (a machine that rebooted),
-//! where no [`Instant`] can name it.
+//! A moment is kept as nanoseconds from an epoch: a moment from a snapshot taken before the process started may
+//! lie before the monotonic clock's origin (a machine that rebooted), where no [`Instant`] can name it. Eight
+//! bytes, since every kept relay holds three (BENCHMARKS.md, memory per kept relay).
 
 use std::{
-    cmp::Ordering,
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
 use crate::Cause;
 
-/// A moment on the engine's clock: `before` ahead of `at`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Moment {
-    at: Instant,
-    before: Duration,
+/// The instant moments count from: the first `now` any engine of the process was given. Every `Instant` is on
+/// the same clock, so one epoch serves every engine, and the engine still reads no clock of its own.
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+/// Nanoseconds from the epoch to `now`, negative before it.
+fn since_epoch(now: Instant) -> i128 {
+    let epoch = *EPOCH.get_or_init(|| now);
+    match now.checked_duration_since(epoch) {
+        Some(after) => after.as_nanos() as i128,
+        None => -((epoch - now).as_nanos() as i128),
+    }
 }
+
+/// A moment on the engine's clock, in nanoseconds from the epoch (about 292 years either way; further is
+/// clamped). The later moment is the greater.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Moment(i64);
 
 impl Moment {
     /// The moment `now`.
@@ -28,40 +39,16 @@ impl Moment {
 
     /// The moment `ago` before `now`.
     pub(crate) fn ago(now: Instant, ago: Duration) -> Self {
-        Self { at: now, before: ago }
+        let nanos = since_epoch(now) - ago.as_nanos() as i128;
+        Self(nanos.clamp(i64::MIN.into(), i64::MAX.into()) as i64)
     }
 
     /// How long before `now` the moment was; zero for one after `now`.
     pub(crate) fn age(self, now: Instant) -> Duration {
-        match self.at.checked_duration_since(now) {
-            Some(ahead) => self.before.saturating_sub(ahead),
-            None => (now - self.at).saturating_add(self.before),
-        }
+        let nanos = (since_epoch(now) - i128::from(self.0)).max(0);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 }
-
-/// The later moment is the greater.
-impl Ord for Moment {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Both ages from an instant after both anchors: the older moment has the greater age.
-        let reference = self.at.max(other.at);
-        other.age(reference).cmp(&self.age(reference))
-    }
-}
-
-impl PartialOrd for Moment {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Moment {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Moment {}
 
 /// What the engine remembers of one relay's service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,8 +57,8 @@ pub(crate) struct History {
     pub(crate) known_since: Moment,
     /// The last moment the relay was in its goal (reserved, or connected with reservations off).
     pub(crate) served: Option<Moment>,
-    /// The cause of the relay's last failure, and when it happened.
-    pub(crate) failure: Option<(Cause, Moment)>,
+    /// The cause of the relay's last failure, and when it happened. Boxed: only a relay that failed pays for it.
+    pub(crate) failure: Option<Box<(Cause, Moment)>>,
 }
 
 impl History {
@@ -91,7 +78,7 @@ impl History {
 
     /// The relay failed `now` for `cause`.
     pub(crate) fn failed(&mut self, cause: &Cause, now: Instant) {
-        self.failure = Some((cause.clone(), Moment::at(now)));
+        self.failure = Some(Box::new((cause.clone(), Moment::at(now))));
     }
 
     /// Takes in what `other`, a snapshot's memory of the same relay, knows beyond this one: an earlier
@@ -100,7 +87,7 @@ impl History {
         self.known_since = self.known_since.min(other.known_since);
         self.served = self.served.max(other.served);
         let later = match (&self.failure, &other.failure) {
-            (Some((_, mine)), Some((_, theirs))) => theirs > mine,
+            (Some(mine), Some(theirs)) => theirs.1 > mine.1,
             (None, Some(_)) => true,
             (_, None) => false,
         };
@@ -130,6 +117,12 @@ mod tests {
         assert_eq!(Moment::ago(later, 3 * HOUR).age(now), 2 * HOUR);
     }
 
+    /// Every kept relay holds one (BENCHMARKS.md, memory per kept relay); a failure's cause is on the heap.
+    #[test]
+    fn a_history_costs_a_kept_relay_32_bytes() {
+        assert_eq!(std::mem::size_of::<History>(), 32);
+    }
+
     #[test]
     fn a_merge_keeps_the_earliest_sighting_and_the_latest_service_and_failure() {
         let now = Instant::now();
@@ -139,12 +132,12 @@ mod tests {
         let theirs = History {
             known_since: Moment::ago(now, HOUR),
             served: Some(Moment::ago(now, HOUR)),
-            failure: Some((cause("theirs"), Moment::ago(now, HOUR))),
+            failure: Some(Box::new((cause("theirs"), Moment::ago(now, HOUR)))),
         };
         mine.merge(theirs.clone());
         assert_eq!(mine.known_since, Moment::ago(now, HOUR));
         assert_eq!(mine.served, Some(Moment::ago(now, HOUR)));
-        assert_eq!(mine.failure, Some((cause("mine"), Moment::at(now))));
+        assert_eq!(mine.failure, Some(Box::new((cause("mine"), Moment::at(now)))));
         let mut fresh = History::new(now);
         fresh.merge(theirs.clone());
         assert_eq!(fresh, theirs);

@@ -196,9 +196,12 @@ pub(crate) fn snapshot(relays: Vec<Known>, config: &Config, clocks: Clocks) -> V
             addrs: known.addrs,
             known_since: clocks.wall_time(known.history.known_since),
             last_reserved: known.history.served.map(|served| clocks.wall_time(served)),
-            last_failure: known.history.failure.map(|(cause, at)| RelayFailure {
-                cause,
-                at: clocks.wall_time(at),
+            last_failure: known.history.failure.map(|failure| {
+                let (cause, at) = *failure;
+                RelayFailure {
+                    cause,
+                    at: clocks.wall_time(at),
+                }
             }),
         })
         .collect()
@@ -302,7 +305,7 @@ fn known(relay: KnownRelay, addrs: Vec<Multiaddr>, clocks: Clocks) -> Known {
             served: relay.last_reserved.map(|time| clocks.moment(time)),
             failure: relay
                 .last_failure
-                .map(|failure| (failure.cause, clocks.moment(failure.at))),
+                .map(|failure| Box::new((failure.cause, clocks.moment(failure.at)))),
         },
     }
 }

@@ -178,7 +178,7 @@ fn a_snapshot_taken_back_later_keeps_every_age() {
     history.known_since = Moment::ago(taken_at.now, 20 * DAY);
     history.served = Some(Moment::ago(taken_at.now, DAY));
     let cause = Cause::new(CauseKind::ResourceLimitExceeded, "relay full");
-    history.failure = Some((cause, Moment::ago(taken_at.now, 2 * DAY)));
+    history.failure = Some(Box::new((cause, Moment::ago(taken_at.now, 2 * DAY))));
     let peer = PeerId::random();
     let relay = Known {
         peer,
@@ -196,9 +196,9 @@ fn a_snapshot_taken_back_later_keeps_every_age() {
     let back = &back[0].history;
     assert_eq!(ago(back.known_since), 23 * DAY);
     assert_eq!(back.served.map(ago), Some(4 * DAY));
-    assert_eq!(back.failure.as_ref().map(|(_, at)| ago(*at)), Some(5 * DAY));
+    assert_eq!(back.failure.as_ref().map(|failure| ago(failure.1)), Some(5 * DAY));
     assert_eq!(
-        back.failure.as_ref().map(|(c, _)| c.kind),
+        back.failure.as_ref().map(|failure| failure.0.kind),
         Some(CauseKind::ResourceLimitExceeded)
     );
 }
