@@ -13,24 +13,33 @@ pub(crate) struct Backoff {
     fallbacks: StdRng,
     /// A stream of its own for the waits between re-checks, likewise.
     rechecks: StdRng,
+    /// A stream of its own for the holds after a relay's limits refused, likewise.
+    holds: StdRng,
 }
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
 
 impl Backoff {
     pub(crate) fn new(config: &Config) -> Self {
-        let (rng, fallbacks, rechecks) = match config.rng_seed() {
+        let (rng, fallbacks, rechecks, holds) = match config.rng_seed() {
             Some(seed) => (
                 StdRng::seed_from_u64(seed),
                 StdRng::seed_from_u64(seed ^ 0x0068_6f70),
                 StdRng::seed_from_u64(seed ^ 0x7265_6368),
+                StdRng::seed_from_u64(seed ^ 0x686f_6c64),
             ),
-            None => (rand::make_rng(), rand::make_rng(), rand::make_rng()),
+            None => (
+                rand::make_rng(),
+                rand::make_rng(),
+                rand::make_rng(),
+                rand::make_rng(),
+            ),
         };
         Self {
             rng,
             fallbacks,
             rechecks,
+            holds,
         }
     }
 
@@ -42,6 +51,18 @@ impl Backoff {
     /// The fallback of a refusal for lack of HOP, drawn like the wait before retry `attempt`.
     pub(crate) fn fallback(&mut self, config: &Config, attempt: u32) -> Duration {
         draw(&mut self.fallbacks, config, attempt)
+    }
+
+    /// How long a relay that refused for its limits is left alone: the limit interval, and with jitter up to a
+    /// tenth more, so that the clients a full relay refused in one instant do not all ask again in one instant,
+    /// and none sooner than its limiter allows.
+    pub(crate) fn limit_hold(&mut self, config: &Config) -> Duration {
+        let interval = config.limit_interval();
+        if !config.jitter() {
+            return interval;
+        }
+        let nanos = self.holds.random_range(0..=interval.as_nanos() / 10);
+        interval + Duration::new((nanos / NANOS_PER_SEC) as u64, (nanos % NANOS_PER_SEC) as u32)
     }
 
     /// The wait before the next re-check, uniform in `window` (jittered whatever [`Config::with_jitter`] says:

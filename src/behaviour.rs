@@ -25,7 +25,8 @@ use libp2p::{
 use crate::{
     engine::{Command, Engine},
     handler::{FromBehaviour, Handler},
-    AddRelayError, Config, Event, RelayStatus,
+    known::{self, Clocks},
+    AddRelayError, Config, Event, KnownRelay, KnownRelayError, RelayStatus,
 };
 
 /// A [`NetworkBehaviour`] that keeps the node connected to its relays and holds a circuit reservation on each,
@@ -119,9 +120,11 @@ impl RelayKeeper {
         removed
     }
 
-    /// Forgets the relay's backoff and tries now: dials it, or requests a reservation if it is connected.
-    /// Revives a relay the keeper gave up on after too many retries; one given up for a mistake in its address
-    /// waits for [`add_relay`](Self::add_relay) with a fixed one.
+    /// Forgets the relay's backoff and tries now: dials it, or requests a reservation if it is connected. It
+    /// also lifts the hold after a relay refused for its limits
+    /// ([`Config::with_limit_interval`](crate::Config::with_limit_interval)). Revives a relay the keeper gave
+    /// up on after too many retries; one given up for a mistake in its address waits for
+    /// [`add_relay`](Self::add_relay) with a fixed one.
     ///
     /// Returns `false` if the relay is not kept, gave up for a mistake, or the keeper is stopped.
     pub fn retry_now(&mut self, relay: &PeerId) -> bool {
@@ -183,6 +186,49 @@ impl RelayKeeper {
     /// Every kept relay with its status, in no particular order.
     pub fn relays(&self) -> impl Iterator<Item = (PeerId, RelayStatus)> + '_ {
         self.engine.relays()
+    }
+
+    /// A snapshot of the kept relays for the application to store, so that the node starts from the relays
+    /// that served last after a restart ([`add_known_relays`](Self::add_known_relays)): each relay's peer id
+    /// and addresses, since when it is known, when it was last reserved (now, for one reserved now) and its
+    /// last failure, on the wall clock. At most [`Config::with_max_known_relays`] relays (20 by default), the
+    /// most recently reserved first, then those that never were, the longest known first.
+    ///
+    /// The times are the wall clock's now minus how long ago each thing happened on the monotonic clock, so
+    /// a wall clock set while the node ran does not shift them apart; none is before the Unix epoch. With the
+    /// `serde` feature, [`KnownRelay`] is `Serialize` and `Deserialize`. See docs/known-relays.md.
+    pub fn known_relays(&self) -> Vec<KnownRelay> {
+        let clocks = Clocks::read();
+        known::snapshot(self.engine.known(clocks.now), self.engine.config(), clocks)
+    }
+
+    /// Keeps the relays of a snapshot that [`known_relays`](Self::known_relays) took, in this process or an
+    /// earlier one, as [`add_relay`](Self::add_relay) would, with what the snapshot knows of each: a pool
+    /// ([`Config::with_max_reservations`]) activates the relays that served last first. For a relay that is
+    /// kept already, the snapshot's addresses are added and its service taken into account.
+    ///
+    /// Bad entries are skipped, each with an error (also logged at `warn`): no address, an address that is no
+    /// relay's own (a circuit address, no transport part), an address naming another peer, a second entry for
+    /// the same relay. Entries unseen (last reserved, or if never, first known) for longer than
+    /// [`Config::with_known_relay_max_age`] (30 days by default) are dropped, and so are the least useful
+    /// beyond [`Config::with_max_known_relays`], each with an `info` line. The good entries are kept all the
+    /// same, so a snapshot never stops the node from starting.
+    ///
+    /// Call it before adding the application's own relays, so a pool's first choice goes to a relay that
+    /// served; a relay that served displaces a promoted one only while that one has not been dialed yet.
+    pub fn add_known_relays(&mut self, relays: impl IntoIterator<Item = KnownRelay>) -> Vec<KnownRelayError> {
+        let clocks = Clocks::read();
+        let (relays, mut errors) = known::check(relays, self.engine.config(), clocks);
+        for relay in relays {
+            let peer = relay.peer;
+            if self.engine.add_known(relay, clocks.now).is_err() {
+                let error = KnownRelayError::Stopped { relay: peer };
+                tracing::warn!("{error}");
+                errors.push(error);
+            }
+        }
+        self.wake();
+        errors
     }
 
     fn wake(&mut self) {

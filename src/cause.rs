@@ -9,8 +9,14 @@ use libp2p::{
     swarm::DialError,
 };
 
-/// The kind of [`Cause`]; its [`Display`](fmt::Display) is the `cause=<token>` of the event's line.
+/// The kind of [`Cause`]; its [`Display`](fmt::Display) is the `cause=<token>` of the event's line, and with the
+/// `serde` feature it is serialized as that token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum CauseKind {
     /// The last direct connection to the relay closed (the relay went away, or the link broke loudly).
@@ -99,8 +105,10 @@ impl fmt::Display for CauseKind {
 
 /// Why a relay left its goal state or a retry failed: a kind to match on and a one-line message for people.
 ///
-/// It is `Clone`, unlike the errors it is made from ([`DialError`] and [`io::Error`] are not).
+/// It is `Clone`, unlike the errors it is made from ([`DialError`] and [`io::Error`] are not). With the `serde`
+/// feature it is `Serialize` and `Deserialize`, for [`KnownRelay`](crate::KnownRelay).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Cause {
     /// What happened.

@@ -45,6 +45,8 @@ pub struct Config {
     limit_interval: Duration,
     discovery: bool,
     pause_while_public: Option<Duration>,
+    max_known_relays: usize,
+    known_relay_max_age: Duration,
 }
 
 /// How often a relay link that was not heard from is probed, unless [`Config::with_probe_interval`] says
@@ -146,6 +148,15 @@ const DEFAULT_RECHECK: Range<Duration> = Duration::from_secs(2)..Duration::from_
 /// relay had a bad quarter of an hour; ten minutes keeps the load a dead relay sees from a herd negligible.
 const DEFAULT_COOLDOWN: Duration = Duration::from_secs(10 * 60);
 
+/// How many relays a snapshot of known relays holds unless [`Config::with_max_known_relays`] says otherwise: as
+/// many as ocap-kernel keeps, enough to refill a pool of a few slots several times over.
+const DEFAULT_MAX_KNOWN_RELAYS: usize = 20;
+
+/// How long a known relay may go unseen before a snapshot's entry for it is dropped, unless
+/// [`Config::with_known_relay_max_age`] says otherwise: a relay that served within a month is likely still up,
+/// and a node that was off for longer is better off with the relays its application names.
+const DEFAULT_KNOWN_RELAY_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -169,6 +180,8 @@ impl Default for Config {
             recheck: Some(DEFAULT_RECHECK),
             discovery: false,
             pause_while_public: None,
+            max_known_relays: DEFAULT_MAX_KNOWN_RELAYS,
+            known_relay_max_age: DEFAULT_KNOWN_RELAY_MAX_AGE,
         }
     }
 }
@@ -406,9 +419,12 @@ impl Config {
     /// How long the keeper waits before it asks a relay again that refused a reservation, or its renewal, with
     /// `RESOURCE_LIMIT_EXCEEDED` (the relay is full, or this node or its IP address asked too often). Such a
     /// "not now" is no failure of the link: it counts toward no [`with_max_attempts`](Self::with_max_attempts)
-    /// and raises no backoff, so the keeper never gives up on a relay for it alone. The keeper asks again on
-    /// the same connection once `interval` has passed, and a new connection asks no sooner either, unless a
-    /// dial to the relay was refused meanwhile (the relay restarted, and its limits with it). In a pool
+    /// and raises no backoff, so the keeper never gives up on a relay for it alone. The keeper asks again once
+    /// `interval` has passed (with [`with_jitter`](Self::with_jitter), up to a tenth later, so that the clients
+    /// a full relay refused together do not ask again together): on the same connection if the relay kept it,
+    /// else on one it dials then. A new connection asks no sooner either, unless a dial to the relay was
+    /// refused meanwhile (the relay restarted, and its limits with it);
+    /// [`RelayKeeper::retry_now`](crate::RelayKeeper::retry_now) asks at once. In a pool
     /// ([`with_max_reservations`](Self::with_max_reservations)) a standby takes the relay's slot at once.
     ///
     /// Default 2 minutes: rust-libp2p's relay lets a peer reserve again every 2 minutes once it spent its first
@@ -521,6 +537,30 @@ impl Config {
 
     pub(crate) fn probe(&self) -> Option<Probe> {
         self.probing.then_some(self.probe)
+    }
+
+    /// How many relays [`RelayKeeper::known_relays`](crate::RelayKeeper::known_relays) reports at most, and
+    /// [`RelayKeeper::add_known_relays`](crate::RelayKeeper::add_known_relays) takes at most from a snapshot:
+    /// the most useful ones, the most recently reserved first. Default 20; 0 turns snapshots off.
+    pub fn with_max_known_relays(mut self, n: usize) -> Self {
+        self.max_known_relays = n;
+        self
+    }
+
+    /// How long a relay may have gone unseen (not reserved, or, if it never was, not known) before
+    /// [`RelayKeeper::add_known_relays`](crate::RelayKeeper::add_known_relays) drops its entry, with a log
+    /// line. Default 30 days.
+    pub fn with_known_relay_max_age(mut self, max_age: Duration) -> Self {
+        self.known_relay_max_age = max_age;
+        self
+    }
+
+    pub(crate) fn max_known_relays(&self) -> usize {
+        self.max_known_relays
+    }
+
+    pub(crate) fn known_relay_max_age(&self) -> Duration {
+        self.known_relay_max_age
     }
 }
 

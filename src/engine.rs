@@ -28,6 +28,8 @@ use crate::{
     address::{circuit_relay, is_relayed, relay_peer_id},
     backoff::Backoff,
     handler::ToBehaviour,
+    history::{History, Moment},
+    known::Known,
     link::Connection,
     listen_ips::ListenIps,
     metrics::Metrics,
@@ -121,6 +123,8 @@ struct Kept {
     relay: Relay,
     /// Found among connected peers ([`Config::with_discovery`]) rather than given to `add_relay`.
     discovered: bool,
+    /// Its service so far, for the snapshot of known relays and the pool's preference.
+    history: History,
 }
 
 /// Every kept relay on an explicit clock.
@@ -166,6 +170,10 @@ impl View for HashMap<PeerId, Box<Kept>> {
 
     fn discovered(&self, relay: &PeerId) -> bool {
         self.get(relay).is_some_and(|kept| kept.discovered)
+    }
+
+    fn served(&self, relay: &PeerId) -> Option<Moment> {
+        self.get(relay).and_then(|kept| kept.history.served)
     }
 }
 
@@ -233,19 +241,25 @@ impl Engine {
             self.input(peer, Input::Added(addr), now);
             return Ok(peer);
         }
-        self.keep(peer, addr, false, now);
+        self.keep(peer, addr, false, History::new(now), now);
         Ok(peer)
     }
 
-    /// Starts keeping the relay `peer` at `addr`, given by the application or `discovered`.
-    fn keep(&mut self, peer: PeerId, addr: Multiaddr, discovered: bool, now: Instant) {
+    /// Starts keeping the relay `peer` at `addr`, given by the application or `discovered`, with what is
+    /// known of its service.
+    fn keep(&mut self, peer: PeerId, addr: Multiaddr, discovered: bool, history: History, now: Instant) {
         // A kept relay owns its connections; they may have been made before it was added.
         let links = self.connections.remove(&peer).unwrap_or_default();
         self.keep_alive(peer, &links, true);
         tracing::debug!(relay = %peer, %addr, connected = !links.is_empty(), discovered, "relay added");
         let (relay, transition) = Relay::new(addr, links, &mut self.shared.env(peer, discovered, now));
         self.discovered += usize::from(discovered);
-        self.relays.insert(peer, Box::new(Kept { relay, discovered }));
+        let kept = Kept {
+            relay,
+            discovered,
+            history,
+        };
+        self.relays.insert(peer, Box::new(kept));
         self.count_candidates();
         self.apply(peer, transition, now);
         // While paused nothing is promoted, so nothing is displaced either.
@@ -278,7 +292,7 @@ impl Engine {
             return;
         };
         tracing::info!(relay = %peer, %addr, "a connected peer offers HOP: kept as a discovered relay");
-        self.keep(peer, addr, true, now);
+        self.keep(peer, addr, true, History::new(now), now);
     }
 
     pub(crate) fn remove_relay(&mut self, relay: &PeerId, now: Instant) -> bool {
@@ -303,6 +317,7 @@ impl Engine {
         let Kept {
             relay: mut removed,
             discovered,
+            ..
         } = *kept;
         self.commands.retain(|command| !command.concerns(&peer));
         let status = self.status_of(&removed);
@@ -352,6 +367,7 @@ impl Engine {
         if self.stopped {
             return;
         }
+        self.remember_goals(now);
         for kept in self.relays.values() {
             self.metrics
                 .on_transition(Some(kept.relay.status()), Some(RelayStatus::Stopped), None, now);
@@ -757,19 +773,26 @@ impl Engine {
                     self.discover(peer, connection, now);
                 }
             }
-            ToBehaviour::HopAbsent => {
-                tracing::debug!(relay = %peer, "peer's protocols are known; it does not offer HOP (yet)");
+            ToBehaviour::HopAbsent if self.relays.contains_key(&peer) => {
+                tracing::debug!(relay = %peer, "relay's protocols are known; it does not offer HOP (yet)");
                 self.input(peer, Input::HopAbsent, now);
             }
+            // Any other peer: nothing to reserve on.
+            ToBehaviour::HopAbsent => {}
             ToBehaviour::IdentifyRuns => self.shared.identify = true,
-            ToBehaviour::HopDisabled => {
-                if self.relays.get(&peer).is_some_and(|kept| kept.discovered) {
+            ToBehaviour::HopDisabled => match self.relays.get(&peer).map(|kept| kept.discovered) {
+                Some(true) => {
                     tracing::info!(relay = %peer, "a discovered relay stopped offering HOP; no longer kept");
                     self.drop_relay(peer, now);
                     self.settle(now);
                     self.report_pool(peer);
                 }
-            }
+                // A relay the application gave: kept, and not asked while HOP is missing.
+                Some(false) => {
+                    self.input(peer, Input::HopAbsent, now);
+                }
+                None => {}
+            },
             ToBehaviour::ProbeAnswered(rtt) => {
                 tracing::trace!(relay = %peer, %connection, ?rtt, "probe answered");
                 self.metrics.on_probe_answered(rtt);
@@ -890,6 +913,7 @@ impl Engine {
 
     /// Carries out what a transition of `peer` changed and asked for.
     fn apply(&mut self, peer: PeerId, transition: Transition, now: Instant) {
+        self.remember(peer, &transition, now);
         let (before, after) = transition.deadline;
         if before != after {
             if let Some(deadline) = before {
@@ -1001,6 +1025,101 @@ impl Engine {
     }
 }
 
+// Known relays across a restart of the node.
+impl Engine {
+    /// Keeps the relay of a snapshot's entry, with what the snapshot knows of it; for a kept relay, adds what
+    /// the snapshot knows beyond what the keeper does. A candidate that served later than a promoted relay
+    /// that has not been dialed yet takes its place.
+    pub(crate) fn add_known(&mut self, known: Known, now: Instant) -> Result<(), AddRelayError> {
+        if self.stopped {
+            return Err(AddRelayError::Stopped);
+        }
+        let Known { peer, addrs, history } = known;
+        let mut addrs = addrs.into_iter();
+        match self.relays.get_mut(&peer) {
+            Some(kept) => {
+                kept.history.merge(history);
+                // Only a standby may take a promoted relay's place.
+                let eligible = kept.relay.standing().eligible;
+                if let Some(pool) = self.pool.as_mut().filter(|_| eligible && !self.shared.paused) {
+                    pool.added(peer);
+                }
+            }
+            None => {
+                let Some(addr) = addrs.next() else {
+                    return Ok(());
+                };
+                self.keep(peer, addr, false, history, now);
+            }
+        }
+        for addr in addrs {
+            if !self.addrs_of(&peer).contains(&addr) {
+                self.input(peer, Input::Added(addr), now);
+            }
+        }
+        self.settle(now);
+        Ok(())
+    }
+
+    /// Every kept relay with its addresses and service until `now`.
+    pub(crate) fn known(&self, now: Instant) -> Vec<Known> {
+        self.relays
+            .iter()
+            .map(|(peer, kept)| {
+                let mut history = kept.history.clone();
+                if !self.stopped && in_goal(kept.relay.status(), &self.shared.config) {
+                    history.served(now);
+                }
+                Known {
+                    peer: *peer,
+                    addrs: kept.relay.addrs().to_vec(),
+                    history,
+                }
+            })
+            .collect()
+    }
+
+    /// Notes what the transition of `peer` under way tells of its service: it was in its goal until `now`, or
+    /// it failed (a retry was scheduled, with its cause). A freshly restarted relay's "not yet" is no failure.
+    fn remember(&mut self, peer: PeerId, transition: &Transition, now: Instant) {
+        let (before, after) = transition.status;
+        let config = &self.shared.config;
+        let served = before.is_some_and(|s| in_goal(s, config)) || in_goal(after, config);
+        let failure = self.shared.actions.iter().rev().find_map(|action| match action {
+            Action::Emit(Event::ReconnectScheduled { cause, .. }) if cause.kind != CauseKind::AwaitingHop => {
+                Some(cause)
+            }
+            _ => None,
+        });
+        if !served && failure.is_none() {
+            return;
+        }
+        let Some(kept) = self.relays.get_mut(&peer) else {
+            return;
+        };
+        if served {
+            kept.history.served(now);
+        }
+        if let Some(cause) = failure {
+            kept.history.failed(cause, now);
+        }
+    }
+
+    /// Notes that the relays in their goal were so until `now`, when the keeper stops following them.
+    fn remember_goals(&mut self, now: Instant) {
+        for kept in self.relays.values_mut() {
+            if in_goal(kept.relay.status(), &self.shared.config) {
+                kept.history.served(now);
+            }
+        }
+    }
+}
+
+/// Whether a relay with `status` is in its goal: reserved, or connected with reservations off.
+fn in_goal(status: RelayStatus, config: &Config) -> bool {
+    status == RelayStatus::Reserved || (status == RelayStatus::Connected && !config.reservations())
+}
+
 #[cfg(test)]
 mod bad_day_tests;
 #[cfg(test)]
@@ -1011,6 +1130,8 @@ pub(crate) mod harness;
 mod identify_tests;
 #[cfg(test)]
 mod limit_tests;
+#[cfg(test)]
+mod known_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]

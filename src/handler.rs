@@ -423,7 +423,15 @@ impl libp2p::swarm::ConnectionHandler for Handler {
 
     fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
         match event {
-            FromBehaviour::Kept(kept) => self.set_kept(kept),
+            FromBehaviour::Kept(kept) => {
+                self.set_kept(kept);
+                // The keeper starts keeping a relay it may have heard from before: tell it what identify said.
+                match (kept, self.hop) {
+                    (true, Some(true)) => self.notify(ToBehaviour::HopEnabled),
+                    (true, Some(false)) => self.notify(ToBehaviour::HopAbsent),
+                    (true, None) | (false, _) => {}
+                }
+            }
             FromBehaviour::ProbeNow => {
                 if let Some(prober) = &mut self.prober {
                     prober.clock.probe_now(Instant::now());

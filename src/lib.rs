@@ -77,6 +77,34 @@
 //! # }
 //! ```
 //!
+//! # Known relays across restarts
+//!
+//! [`RelayKeeper::known_relays`] is a snapshot of the kept relays (their addresses, when each was last
+//! reserved and its last failure, on the wall clock) for the application to store when it exits, and
+//! [`RelayKeeper::add_known_relays`] starts the next run from it: a pool activates the relays that served last
+//! first, bad entries are skipped each with an error, and entries unseen for 30 days are dropped. With the
+//! `serde` feature the snapshot is `Serialize` and `Deserialize` (docs/known-relays.md stores it as JSON).
+//!
+//! ```
+//! use libp2p::Multiaddr;
+//! use libp2p_relay_keeper::{Config, RelayKeeper};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::default().with_max_reservations(Some(1));
+//! let mut keeper = RelayKeeper::new(config.clone());
+//! let relay: Multiaddr =
+//!     "/ip4/198.51.100.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN".parse()?;
+//! keeper.add_relay(relay)?;
+//! let snapshot = keeper.known_relays(); // store it when the node exits
+//!
+//! let mut restarted = RelayKeeper::new(config); // the next run
+//! let errors = restarted.add_known_relays(snapshot);
+//! assert!(errors.is_empty());
+//! assert_eq!(restarted.relays().count(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # How it works
 //!
 //! Each kept relay has a goal: a live reservation ([`RelayStatus::Reserved`]), or with
@@ -143,7 +171,7 @@
 //! - A freshly restarted relay refuses reservations until it has a confirmed external address. On a node that
 //!   runs identify the keeper asks only once identify reports that the relay offers the HOP protocol, so the
 //!   application's event loop sees no refused listener (the node's very first connection aside: it is how the
-//!   keeper learns that the node runs identify); with no report within the base wait it asks anyway. A relay
+//!   keeper learns that the node runs identify); with no report within 2 s it asks anyway. A relay
 //!   reported without HOP, or one that refused, is a "not yet" ([`CauseKind::AwaitingHop`]), once per
 //!   connection: the keeper does not count it and reserves the moment the relay starts offering HOP; the
 //!   announced wait is only the fallback for a relay that never does, and the try counts as failed only if it
@@ -181,6 +209,8 @@ mod engine;
 mod error;
 mod event;
 mod handler;
+mod history;
+mod known;
 mod link;
 mod link_probe;
 mod listen_ips;
@@ -203,6 +233,7 @@ pub use cause::{Cause, CauseKind};
 pub use config::{Config, MAX_DISCOVERED, MAX_PRESUMED_RESTARTS, MOVE_INTERVAL, SLEEP_THRESHOLD};
 pub use error::AddRelayError;
 pub use event::Event;
+pub use known::{KnownRelay, KnownRelayError, RelayFailure};
 pub use link_probe::{LinkProbe, SilentLinkClosed};
 pub use mistake::GiveUpReason;
 pub use status::RelayStatus;

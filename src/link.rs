@@ -41,6 +41,12 @@ use crate::{
 /// A direct connection: its id and, if outbound, the address it was dialed at.
 pub(crate) type Connection = (ConnectionId, Option<Multiaddr>);
 
+/// The longest the keeper waits for identify's report of a relay's protocols before it asks anyway (less if
+/// the base wait is shorter). Identify reports within a round trip of the connection; a relay that sends
+/// nothing by then likely runs no identify, and a rust-libp2p relay closes a connection that holds no
+/// reservation after 10 s, which a longer wait would run into.
+const IDENTIFY_WAIT: Duration = Duration::from_secs(2);
+
 /// Why a try waits for HOP without asking: identify said the relay does not offer it.
 const NO_HOP: &str = "the relay's protocols, as identify reported them, do not include HOP";
 
@@ -485,14 +491,12 @@ impl Link {
                 last,
             } => self.hop_lost_with_connection(attempt, deadline, last, env),
             // The reservation's listener closed before its connection: the retry was scheduled while the
-            // relay was still connected, and a restarting relay is re-checked from now on. A relay that holds
-            // the node off for its limits and drops it may be restarting, which would reset its limits.
+            // relay was still connected, and a restarting relay is re-checked from now on.
             State::Waiting {
                 attempt,
                 deadline,
                 recheck_at: None,
             } => {
-                self.memory.restarting |= self.memory.limited_until.is_some();
                 self.state = State::Waiting {
                     attempt,
                     deadline,
@@ -756,7 +760,9 @@ impl Link {
             // What the relay lacked is there now: a fresh round, as after a cool-down.
             State::GaveUp { .. } if live && self.retryable() => return After::StartOver,
             // A halted link that waits out a refusal may run the moment the relay offers HOP.
-            State::Halted { until: Some(_) } if live => self.state = State::Halted { until: None },
+            State::Halted { until: Some(_) } if live && !self.held_off(env) => {
+                self.state = State::Halted { until: None }
+            }
             // Not connected (HOP on a connection that closed since), reservations off, a mistake that HOP
             // does not cure, in the goal already, or about to try.
             State::Waiting { .. }
@@ -845,6 +851,8 @@ impl Link {
 
     /// The application asked to forget the backoff and try now.
     pub(crate) fn retry_now(&mut self, env: &mut Env<'_>) -> After {
+        // The application knows better than the relay's limiter, say after adding capacity.
+        self.memory.limited_until = None;
         match self.state {
             State::Waiting { .. } | State::AwaitingHop { .. } => {
                 self.memory.level = 0;
@@ -1290,6 +1298,7 @@ impl Link {
         }
         if let Some(until) = self.memory.limited_until.filter(|until| *until > env.now) {
             // Asking sooner would only be refused again, whichever connection it went on.
+            self.memory.outage_since.get_or_insert(env.now);
             self.state = State::Waiting {
                 attempt: attempt.max(1),
                 deadline: until,
@@ -1304,7 +1313,7 @@ impl Link {
                 // Not jittered: no herd dials at this deadline, each client only asks its own connection.
                 self.state = State::Identifying {
                     attempt,
-                    deadline: env.now + env.config.backoff_bound(1),
+                    deadline: env.now + env.config.backoff_bound(1).min(IDENTIFY_WAIT),
                 }
             }
             None => self.reserve(attempt, env),
@@ -1383,7 +1392,7 @@ impl Link {
     fn not_now(&mut self, attempt: u32, cause: Cause, env: &mut Env<'_>) {
         self.memory.restarting = false;
         self.memory.outage_since.get_or_insert(env.now);
-        let delay = env.config.limit_interval();
+        let delay = env.backoff.limit_hold(env.config);
         self.memory.limited_until = Some(env.now + delay);
         let attempt = attempt.max(1);
         self.state = State::Waiting {
@@ -1397,6 +1406,11 @@ impl Link {
             delay,
             cause,
         });
+    }
+
+    /// The relay holds the node off for its limits until later.
+    fn held_off(&self, env: &Env<'_>) -> bool {
+        self.memory.limited_until.is_some_and(|until| until > env.now)
     }
 
     /// A dial of the keeper's failed; `refused`: the relay's host refused it, so the relay is restarting and

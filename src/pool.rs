@@ -7,7 +7,7 @@ use std::time::Duration;
 use libp2p::PeerId;
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 
-use crate::{Config, RelayStatus};
+use crate::{history::Moment, Config, RelayStatus};
 
 /// Where a kept relay stands, as far as the pool is concerned.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,6 +52,10 @@ pub(crate) trait View {
     fn connected(&self, relay: &PeerId) -> bool;
     /// The relay was discovered rather than given to `add_relay`.
     fn discovered(&self, relay: &PeerId) -> bool;
+    /// The last moment the relay was in its goal, in this run or (from a snapshot) an earlier one.
+    fn served(&self, _relay: &PeerId) -> Option<Moment> {
+        None
+    }
 }
 
 /// What the pool has to say about itself after an input.
@@ -205,10 +209,11 @@ impl Pool {
     /// - while a standby is eligible, it takes a free slot, or the slot of a relay that waits for a retry of
     ///   its own (which is demoted first). A relay in its goal state is never demoted;
     /// - the standby promoted is a relay given to the keeper before a discovered one; among those, one that
-    ///   is connected already (at once), or else one at random (after a random part of the spread).
+    ///   is connected already (at once), or else the one that served last, or else one at random (after a
+    ///   random part of the spread).
     pub(crate) fn decide(&mut self, relays: &impl View) -> Option<Decision> {
         if let Some(added) = self.added.take() {
-            if let Some(demote) = self.displaced() {
+            if let Some(demote) = self.displaced(added, relays) {
                 let delay = self.spread();
                 return Some(Decision::Swap {
                     demote,
@@ -238,7 +243,15 @@ impl Pool {
         if candidates.is_empty() {
             return None;
         }
-        let relay = candidates[self.rng.random_range(0..candidates.len())];
+        // A relay that served is likely to serve again, the latest the likeliest.
+        let served_last = candidates
+            .iter()
+            .filter_map(|p| relays.served(p).map(|served| (served, *p)))
+            .max_by_key(|(served, _)| *served);
+        let relay = match served_last {
+            Some((_, relay)) => relay,
+            None => candidates[self.rng.random_range(0..candidates.len())],
+        };
         let delay = self.spread();
         Some(self.promote(relay, delay))
     }
@@ -254,10 +267,21 @@ impl Pool {
         }
     }
 
-    /// The promoted relay a candidate just added replaces, if any.
-    fn displaced(&mut self) -> Option<PeerId> {
-        let promoted: Vec<PeerId> = self.with(|standing| standing.promoted).collect();
-        let candidates = promoted.len() + self.with(|standing| standing.eligible).count();
+    /// The promoted relay the candidate `added` replaces, if any. A candidate that served replaces the promoted
+    /// relay that served least lately (or never), if it served later; one that never served competes only with
+    /// the promoted relays that never served either, by reservoir sampling among those.
+    fn displaced(&mut self, added: PeerId, relays: &impl View) -> Option<PeerId> {
+        if let Some(served) = relays.served(&added) {
+            let (weakest, its) = self
+                .with(|standing| standing.promoted)
+                .filter(|p| *p != added)
+                .map(|p| (p, relays.served(&p)))
+                .min_by_key(|(_, served)| *served)?;
+            return (Some(served) > its).then_some(weakest);
+        }
+        let unserved = |p: &PeerId| relays.served(p).is_none();
+        let promoted: Vec<PeerId> = self.with(|standing| standing.promoted).filter(unserved).collect();
+        let candidates = promoted.len() + self.with(|standing| standing.eligible).filter(unserved).count();
         if promoted.is_empty() || self.rng.random_range(0..candidates) >= promoted.len() {
             return None;
         }

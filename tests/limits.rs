@@ -281,6 +281,7 @@ async fn an_eager_listener_on_a_dropping_link_to_a_default_relay() {
         cuts += 1;
     }
     let cuts_stopped = std::time::Instant::now();
+    let seen_at_refusal = listener.seen.len();
     // Longer than the tests' usual time-out: the relay's next token is up to 2 minutes away.
     tokio::time::timeout(Duration::from_secs(300), async {
         while let Some(line) = listener.next_line().await {
@@ -299,8 +300,14 @@ async fn an_eager_listener_on_a_dropping_link_to_a_default_relay() {
         .filter(|l| l.contains("cause=resource_limit_exceeded"))
         .count();
     let gave_up = listener.count("keeper gave_up");
+    // Connections made while the relay held the node off (the relay closes an idle one after 10 s).
+    let connected_in_hold = listener.seen[seen_at_refusal..]
+        .iter()
+        .filter(|l| l.starts_with("connected peer=") && l.ends_with("relayed=false"))
+        .count();
     println!(
-        "cuts={cuts} refusals={refusals} gave_up={gave_up} reserved_after_cuts_stopped_s={:.1}",
+        "cuts={cuts} refusals={refusals} gave_up={gave_up} connected_in_hold={connected_in_hold} \
+         reserved_after_cuts_stopped_s={:.1}",
         back.as_secs_f64()
     );
     assert_eq!(gave_up, 0, "{:#?}", listener.seen);

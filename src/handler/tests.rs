@@ -43,3 +43,31 @@ fn a_remote_without_ping_is_asked_once_and_stays_kept() {
         "the remote's pings still answered"
     );
 }
+
+/// A peer identify reported on before the keeper kept it (a discovered relay, or `add_relay` for a connected
+/// peer): once kept, the handler says again what identify said, so the keeper need not wait for a report
+/// that already came.
+#[test]
+fn a_peer_kept_after_identify_reported_it_hears_what_identify_said() {
+    let mut cx = Context::from_waker(noop_waker_ref());
+    for offers_hop in [true, false] {
+        let mut handler = Handler::new(false, None);
+        handler.remote_protocols_added(offers_hop);
+        while handler.poll(&mut cx).is_ready() {}
+
+        handler.on_behaviour_event(FromBehaviour::Kept(true));
+        let Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(report)) = handler.poll(&mut cx) else {
+            panic!("no report once kept (offers HOP: {offers_hop})");
+        };
+        assert_eq!(
+            matches!(report, ToBehaviour::HopEnabled),
+            offers_hop,
+            "{report:?}"
+        );
+        assert_eq!(
+            matches!(report, ToBehaviour::HopAbsent),
+            !offers_hop,
+            "{report:?}"
+        );
+    }
+}

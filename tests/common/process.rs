@@ -207,6 +207,23 @@ impl Process {
         self.seen.iter().filter(|l| l.starts_with(prefix)).count()
     }
 
+    /// SIGTERM, the polite shutdown: the process may print on its way out (read it with the waits), then
+    /// [`exits_successfully`](Self::exits_successfully) says how it ended.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("the process has not been reaped");
+        let pid = libc::pid_t::try_from(pid).expect("a pid fits pid_t");
+        // SAFETY: kill(2) takes no pointers; the process is this test's child and not reaped yet, so the pid
+        // is still its own.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(
+            sent,
+            0,
+            "SIGTERM to `{}`: {}",
+            self.name,
+            std::io::Error::last_os_error()
+        );
+    }
+
     /// SIGKILL, no polite shutdown; returns once the process is gone.
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;
