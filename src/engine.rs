@@ -1129,9 +1129,9 @@ pub(crate) mod harness;
 #[cfg(test)]
 mod identify_tests;
 #[cfg(test)]
-mod limit_tests;
-#[cfg(test)]
 mod known_tests;
+#[cfg(test)]
+mod limit_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
