@@ -361,9 +361,10 @@ impl Link {
         matches!(self.state, State::Connected { .. } | State::Reserved { .. })
     }
 
-    /// Halted with no wait left: a standby in this state may be promoted.
+    /// Halted with no wait left: a standby in this state may be promoted, unless its live connection says it
+    /// does not offer HOP (it would only fail at once; it is eligible the moment it offers HOP).
     pub(crate) fn ready(&self) -> bool {
-        self.state == State::Halted { until: None }
+        self.state == State::Halted { until: None } && self.memory.offers_hop != Some(false)
     }
 
     /// The live link's move to a new network, if one is under way.

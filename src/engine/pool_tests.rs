@@ -809,6 +809,9 @@ mod properties {
         given: Vec<usize>,
         /// Relays whose last announced wait is a fallback while they wait for HOP, which keeps their slot.
         awaiting_hop: HashSet<usize>,
+        /// Relays connected while their first connection stopped offering HOP: not eligible until it offers
+        /// it again or closes (asking would be refused).
+        without_hop: HashSet<usize>,
     }
 
     impl World {
@@ -835,6 +838,7 @@ mod properties {
                 standby_since: HashMap::new(),
                 given: Vec::new(),
                 awaiting_hop: HashSet::new(),
+                without_hop: HashSet::new(),
             }
         }
 
@@ -858,6 +862,8 @@ mod properties {
                     self.given.push(r);
                 }
                 Op::Remove(r) => {
+                    // Kept again, it starts with nothing known of its protocols.
+                    self.without_hop.remove(&r);
                     engine.remove_relay(&self.relays[r].0, now);
                     self.given.retain(|g| *g != r);
                     self.dials.remove(&r);
@@ -893,6 +899,7 @@ mod properties {
                     }
                 }
                 Op::Disconnect(r) => {
+                    self.without_hop.remove(&r);
                     for id in self.connections.remove(&r).unwrap_or_default() {
                         self.harness.close(self.relays[r].0, id, &self.relays[r].1);
                     }
@@ -937,6 +944,11 @@ mod properties {
                         ToBehaviour::HopDisabled
                     };
                     engine.on_handler_event(peer, id, event, now);
+                    if on {
+                        self.without_hop.remove(&r);
+                    } else {
+                        self.without_hop.insert(r);
+                    }
                     self.settle()?;
                     if on {
                         self.check_hop_cures(r, before)?;
@@ -1070,7 +1082,10 @@ mod properties {
                     self.standby_since.remove(&r);
                 }
             }
-            let eligible = self.standby_since.values().any(|since| now - *since > MAX_DELAY);
+            let eligible = self
+                .standby_since
+                .iter()
+                .any(|(r, since)| now - *since > MAX_DELAY && !self.without_hop.contains(r));
             if held < self.target && eligible {
                 return Err(format!("a free slot and an eligible standby: {statuses:?}"));
             }
@@ -1093,6 +1108,29 @@ mod properties {
                 ));
             }
             Ok(())
+        }
+    }
+
+    /// A shrunk counterexample: a relay connected by the application and known not to offer HOP was promoted,
+    /// failed at once without asking, gave way, and came back as a standby within one settling, over and over.
+    #[test]
+    fn a_connected_standby_without_hop_is_not_promoted_only_to_fail() {
+        let ops = [
+            Op::Add(3),
+            Op::Add(1),
+            Op::Add(4),
+            Op::RetryNow(0),
+            Op::Add(0),
+            Op::Connect(2),
+            Op::Add(2),
+            Op::Hop(2, false),
+            Op::Settle,
+            Op::Add(0),
+        ];
+        let mut world = World::new(3, false, 440_930_060_218_190);
+        for (step, op) in ops.iter().enumerate() {
+            let checked = world.apply(op);
+            assert!(checked.is_ok(), "step {step} ({op:?}): {}", checked.unwrap_err());
         }
     }
 

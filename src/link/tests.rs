@@ -510,3 +510,24 @@ fn a_dial_skipped_for_a_live_connection_reserves() {
     rig.run(|l, e| l.dial_skipped(dial(), e));
     assert_eq!(rig.outcome(), "reserving listen");
 }
+
+/// A standby connected to a relay that identify reported without HOP is not a candidate for a slot: promoted,
+/// it would only fail at once. It is one again the moment the relay offers HOP, or its connection closes.
+#[test]
+fn a_halted_link_whose_relay_lacks_hop_is_not_ready_until_it_offers_it() {
+    let listener = ListenerId::next();
+    let mut rig = Rig::new("halted", listener);
+    let addr = rig.link.addrs[0].clone();
+    rig.link.connections.push((connection(), Some(addr)));
+    assert!(rig.link.ready());
+    rig.link.hop_absent();
+    assert!(!rig.link.ready());
+    rig.run(|l, e| l.hop_enabled(e));
+    assert!(rig.link.ready());
+    rig.link.hop_absent();
+    rig.run(|l, e| {
+        l.connection_closed(connection(), Cause::connection_lost(None), e);
+        After::Nothing
+    });
+    assert!(rig.link.ready());
+}
