@@ -57,6 +57,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     keeper.add_relay(relay_arg(3)?)?;
 
     loop {
+        // Every other swarm event is the application's. For kept relays, `ListenerClosed` and `ListenerError`
+        // are safe to ignore: a reservation's listener closes with its connection, and the keeper reserves
+        // again by itself; its events say what it does.
         if let SwarmEvent::Behaviour(BehaviourEvent::Keeper(event)) = swarm.select_next_some().await {
             println!("{event}");
             if let Event::Reserved { .. } | Event::Unreachable { .. } = event {
