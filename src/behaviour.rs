@@ -336,7 +336,10 @@ impl NetworkBehaviour for RelayKeeper {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
-        self.engine.on_clocks(Instant::now(), SystemTime::now());
+        // One reading of the clocks per poll: a deadline that falls due while this poll runs is armed as a
+        // timer of (nearly) zero and handled at the next.
+        let now = Instant::now();
+        self.engine.on_clocks(now, SystemTime::now());
         loop {
             if let Some(command) = self.engine.poll_action() {
                 return Poll::Ready(to_swarm(command));
@@ -345,7 +348,6 @@ impl NetworkBehaviour for RelayKeeper {
                 self.timer = None;
                 break;
             };
-            let now = Instant::now();
             if deadline <= now {
                 self.engine.handle_timeout(now);
                 continue;
